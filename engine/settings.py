@@ -1,0 +1,72 @@
+"""One place for every setting; environment variables with the OPS_ prefix override the defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEV_SECRET = "opsdirector-local-development-secret-not-for-production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPS_", env_file=".env", extra="ignore")
+
+    mode: Literal["development", "production"] = Field(
+        "development", description="production refuses embedded defaults for secrets."
+    )
+    data_dir: Path = Field(Path(".ops-data"), description="Where the registry, mailbox and evidence files live.")
+    database_url: str | None = Field(
+        None, description="Registry database URL; default is a SQLite file in data_dir (WAL mode)."
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(_DEV_SECRET), description="Key for CSRF tokens on gateway forms. Required in production."
+    )
+    gateway_url: str = Field(
+        "http://127.0.0.1:8080", description="Public base URL of the link gateway, used in every link sent."
+    )
+    gateway_host: str = Field("127.0.0.1", description="Address the gateway binds to.")
+    gateway_port: int = Field(8080, description="Port the gateway binds to.")
+    prefect_port: int = Field(4200, description="Port of the local Prefect server started by `ops up`.")
+    smtp_host: str = Field("127.0.0.1", description="Address of the local mail catcher started by `ops up`.")
+    smtp_port: int = Field(1025, description="Port of the local mail catcher started by `ops up`.")
+    mail_catcher: bool = Field(True, description="Serve the caught-mail inbox page at /inbox on the gateway.")
+    timezone: str = Field("Europe/London", description="Organisation time zone for schedules and deadlines.")
+    holidays: list[str] = Field(
+        default_factory=list, description="Non-working dates (YYYY-MM-DD) skipped when counting working days."
+    )
+    reminder_hours: int = Field(24, description="Remind a person this many hours before a step is due.")
+    escalation_grace_days: int = Field(
+        2, description="Working days after the due date before an escalated step expires for good."
+    )
+    delivery_max_attempts: int = Field(6, description="Delivery attempts per message before it is marked failed.")
+    delivery_backoff_seconds: float = Field(30.0, description="First retry delay; doubles on each attempt.")
+    resume_poll_seconds: float = Field(
+        1.0, description="How often the serving process polls for resumed and scheduled runs."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> Settings:
+        if self.mode == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
+            raise ValueError("OPS_SECRET_KEY must be set in production mode (the embedded default is public).")
+        return self
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.data_dir / "mailbox"
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.data_dir / "evidence"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.data_dir / "prefect"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,30 @@
+"""The system of record. Imports nothing of ours; importing it registers every table and check."""
+
+from registry import validation as _validation
+from registry.compliance import (
+    Audit,
+    AuditStatus,
+    Control,
+    ControlTest,
+    CorrectiveAction,
+    Criticality,
+    Evidence,
+    Finding,
+    Framework,
+    TestResult,
+)
+from registry.db import get_engine, reset_engines, session
+from registry.errors import RegistryValidationError
+from registry.outbox import DeliveryStatus, Notification
+from registry.people import Person, Team
+from registry.steps import HumanStep, StepLink, StepStatus
+from registry.trail import AuditEvent
+
+_validation.install()
+
+__all__ = [
+    "Audit", "AuditEvent", "AuditStatus", "Control", "ControlTest", "CorrectiveAction", "Criticality",
+    "DeliveryStatus", "Evidence", "Finding", "Framework", "HumanStep", "Notification", "Person",
+    "RegistryValidationError", "StepLink", "StepStatus", "Team", "TestResult", "get_engine", "reset_engines",
+    "session",
+]

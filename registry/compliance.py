@@ -1,0 +1,119 @@
+"""Compliance: frameworks, controls, audits per period, control tests, evidence, findings, actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from registry.clock import utcnow
+
+
+class Criticality(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class AuditStatus(StrEnum):
+    collecting = "collecting"
+    awaiting_signoff = "awaiting_signoff"
+    changes_requested = "changes_requested"
+    closed = "closed"
+
+
+class TestResult(StrEnum):
+    passed = "pass"
+    failed = "fail"
+    unanswered = "unanswered"
+
+
+class Framework(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    description: str = ""
+    compliance_manager_id: int | None = Field(default=None, foreign_key="person.id")
+
+
+class Control(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("framework_id", "ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    framework_id: int = Field(foreign_key="framework.id", index=True)
+    ref: str
+    title: str
+    description: str = ""
+    owner_id: int | None = Field(default=None, foreign_key="person.id", nullable=False)
+    cadence: str = Field(description="When the control is tested, as a cron expression.")
+    criticality: Criticality = Criticality.medium
+    last_tested_at: datetime | None = None
+    next_due_at: datetime | None = None
+    active: bool = True
+
+
+class Audit(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("framework_id", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    framework_id: int = Field(foreign_key="framework.id")
+    period: str
+    period_start: datetime
+    period_end: datetime
+    status: AuditStatus = AuditStatus.collecting
+    opened_at: datetime = Field(default_factory=utcnow)
+    evidence_due_at: datetime
+    closed_at: datetime | None = None
+    report_sha256: str | None = None
+    report_path: str | None = None
+    signoff_step_id: int | None = Field(default=None, foreign_key="human_step.id")
+    signoff_round: int = 0
+
+
+class ControlTest(SQLModel, table=True):
+    __tablename__ = "control_test"
+    __table_args__ = (UniqueConstraint("audit_id", "control_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    audit_id: int = Field(foreign_key="audit.id", index=True)
+    control_id: int = Field(foreign_key="control.id")
+    owner_id: int = Field(foreign_key="person.id")
+    step_id: int | None = Field(default=None, foreign_key="human_step.id")
+    result: TestResult | None = None
+    note: str = ""
+    tested_at: datetime | None = None
+
+
+class Evidence(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    control_test_id: int = Field(foreign_key="control_test.id", index=True)
+    url: str | None = None
+    filename: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    stored_path: str | None = None
+    submitted_by_id: int = Field(foreign_key="person.id")
+    submitted_at: datetime = Field(default_factory=utcnow)
+
+
+class Finding(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    audit_id: int = Field(foreign_key="audit.id", index=True)
+    control_test_id: int = Field(foreign_key="control_test.id", unique=True)
+    severity: Criticality
+    description: str
+    status: str = "open"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CorrectiveAction(SQLModel, table=True):
+    __tablename__ = "corrective_action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    finding_id: int = Field(foreign_key="finding.id", unique=True)
+    owner_id: int = Field(foreign_key="person.id")
+    description: str
+    due_at: datetime
+    status: str = "open"
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,28 @@
+"""People and teams: who is asked, who approves, where their messages go."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+
+
+class Person(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str = Field(unique=True, index=True)
+    channels: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="Apprise URLs; empty means e-mail through the default mail server.",
+    )
+    manager_id: int | None = Field(default=None, foreign_key="person.id")
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    timezone: str = "UTC"
+    active: bool = True
+    delegate_id: int | None = Field(default=None, foreign_key="person.id")
+    roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,45 @@
+"""Checks every write must pass, whichever code path made it (mapper events, not form models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apprise
+from croniter import croniter
+from sqlalchemy import event
+
+from registry.compliance import Control
+from registry.errors import RegistryValidationError
+from registry.people import Person
+
+
+def check_cron(entity: str, field: str, value: Any) -> None:
+    if not isinstance(value, str) or not croniter.is_valid(value):
+        raise RegistryValidationError(entity, field, value, "not a valid cron expression (e.g. '0 7 1 */3 *')")
+
+
+def check_channel(entity: str, field: str, value: Any) -> None:
+    if not isinstance(value, str) or apprise.Apprise.instantiate(value, suppress_exceptions=True) is None:
+        shown = value.split("://", 1)[0] + "://…" if isinstance(value, str) and "://" in value else value
+        raise RegistryValidationError(entity, field, shown, "not a channel URL Apprise can deliver to")
+
+
+def _validate_person(_mapper: Any, _conn: Any, person: Person) -> None:
+    for url in person.channels or []:
+        check_channel("Person", "channels", url)
+    if not person.email or "@" not in person.email:
+        raise RegistryValidationError("Person", "email", person.email, "not an e-mail address")
+
+
+def _validate_control(_mapper: Any, _conn: Any, control: Control) -> None:
+    if control.owner_id is None:
+        raise RegistryValidationError("Control", "owner_id", control.ref, "every control needs an owner")
+    check_cron("Control", "cadence", control.cadence)
+
+
+def install() -> None:
+    for kind in ("before_insert", "before_update"):
+        if not event.contains(Person, kind, _validate_person):
+            event.listen(Person, kind, _validate_person)
+        if not event.contains(Control, kind, _validate_control):
+            event.listen(Control, kind, _validate_control)
