@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     gateway_host: str = Field("127.0.0.1", description="Address the gateway binds to.")
     gateway_port: int = Field(8080, description="Port the gateway binds to.")
     prefect_port: int = Field(4200, description="Port of the local Prefect server started by `ops up`.")
+    mail_url: SecretStr = Field(
+        SecretStr("mailto://127.0.0.1:1025?from=opsdirector%40localhost&mode=insecure"),
+        description="Apprise mailto URL of the mail server (may hold credentials); `to=` is added per person.",
+    )
     smtp_host: str = Field("127.0.0.1", description="Address of the local mail catcher started by `ops up`.")
     smtp_port: int = Field(1025, description="Port of the local mail catcher started by `ops up`.")
     mail_catcher: bool = Field(True, description="Serve the caught-mail inbox page at /inbox on the gateway.")

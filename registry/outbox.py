@@ -23,6 +23,7 @@ class Notification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True, index=True)
     recipient_id: int = Field(foreign_key="person.id", index=True)
+    channel: int = Field(0, description="Index into the recipient's channels at the time it was queued.")
     template: str
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     subject: str

@@ -1,0 +1,55 @@
+"""Due dates: cron cadences, working days, quarters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from registry.clock import as_utc
+
+
+def next_due(cadence: str, after: datetime, tz: str = "UTC") -> datetime:
+    """The first occurrence of `cadence` strictly after `after`, evaluated in time zone `tz`, in UTC."""
+    local = as_utc(after).astimezone(ZoneInfo(tz))
+    return as_utc(croniter(cadence, local).get_next(datetime))
+
+
+def due_within(cadence: str, start: datetime, end: datetime, tz: str = "UTC") -> bool:
+    """Whether `cadence` falls due at least once in [start, end)."""
+    return next_due(cadence, as_utc(start) - timedelta(seconds=1), tz) < as_utc(end)
+
+
+def add_working_days(start: datetime, days: int, tz: str = "UTC", holidays: Iterable[str | date] = ()) -> datetime:
+    """`days` working days after `start` (weekends and `holidays` skipped), at end of that local business day."""
+    skip = {h if isinstance(h, date) else date.fromisoformat(h) for h in holidays}
+    zone = ZoneInfo(tz)
+    day = as_utc(start).astimezone(zone).date()
+    remaining = days
+    while remaining > 0 or day.weekday() >= 5 or day in skip:
+        day += timedelta(days=1)
+        if day.weekday() < 5 and day not in skip:
+            remaining -= 1
+    return as_utc(datetime(day.year, day.month, day.day, 17, 0, tzinfo=zone))
+
+
+def quarter_of(moment: datetime, tz: str = "UTC") -> str:
+    local = as_utc(moment).astimezone(ZoneInfo(tz))
+    return f"{local.year}-Q{(local.month - 1) // 3 + 1}"
+
+
+def quarter_bounds(period: str, tz: str = "UTC") -> tuple[datetime, datetime]:
+    """UTC start (inclusive) and end (exclusive) of a period named like 2026-Q4."""
+    try:
+        year_text, quarter_text = period.upper().split("-Q")
+        year, quarter = int(year_text), int(quarter_text)
+        if not 1 <= quarter <= 4:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"period {period!r} is not a quarter like 2026-Q4") from None
+    zone = ZoneInfo(tz)
+    start = datetime(year, 3 * quarter - 2, 1, tzinfo=zone)
+    end = datetime(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1, tzinfo=zone)
+    return as_utc(start), as_utc(end)

@@ -1,0 +1,54 @@
+"""prefect.yaml as the single source of deployments, for `ops serve` (prefect.serve does not read it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    name: str
+    entrypoint: str
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+
+
+def specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
+    document = yaml.safe_load(path.read_text())
+    return [
+        DeploymentSpec(name=d["name"], entrypoint=d["entrypoint"], description=d.get("description", ""),
+                       tags=list(d.get("tags") or []), parameters=dict(d.get("parameters") or {}),
+                       schedules=list(d.get("schedules") or []))
+        for d in document.get("deployments", [])
+    ]
+
+
+def runner_deployments(path: Path = PREFECT_YAML) -> list[Any]:
+    """Every deployment in prefect.yaml as a RunnerDeployment, flows loaded from their entrypoints."""
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.schedules import Cron
+
+    built = []
+    for spec in specs(path):
+        flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint), use_placeholder_flow=False)
+        schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
+                     for s in spec.schedules]
+        built.append(flow.to_deployment(
+            name=spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
+        ))
+    return built
+
+
+def serve_all(path: Path = PREFECT_YAML) -> None:
+    from prefect import serve
+
+    serve(*runner_deployments(path), print_starting_message=False)

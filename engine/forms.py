@@ -1,0 +1,80 @@
+"""Forms a person answers from a link: pydantic models, registered by name, rendered by the gateway."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field, HttpUrl, model_validator
+
+F = TypeVar("F", bound=type[BaseModel])
+
+_FORMS: dict[str, type[BaseModel]] = {}
+
+
+def register_form(name: str) -> Any:
+    """Class decorator: make a form model answerable through the gateway under `name`."""
+
+    def _register(model: F) -> F:
+        existing = _FORMS.get(name)
+        if existing is not None and existing.__qualname__ != model.__qualname__:
+            raise ValueError(f"form {name!r} is already registered by {existing.__qualname__}")
+        _FORMS[name] = model
+        return model
+
+    return _register
+
+
+def form_model(name: str) -> type[BaseModel]:
+    try:
+        return _FORMS[name]
+    except KeyError:
+        raise KeyError(f"no form registered under {name!r}; known: {sorted(_FORMS)}") from None
+
+
+class UploadedFile(BaseModel):
+    """A file the gateway stored content-addressed; the SHA-256 is what the trail keeps."""
+
+    filename: str
+    sha256: str
+    size: int
+    stored_path: str
+
+
+@register_form("approval")
+class Approval(BaseModel):
+    comment: str = Field(
+        "", title="Comment", description="Required when you reject: it is sent to the people concerned.",
+        max_length=4000, json_schema_extra={"widget": "textarea"},
+    )
+    decision: Literal["approve", "reject"] = Field(
+        title="Decision", json_schema_extra={"widget": "buttons", "labels": {"approve": "Approve", "reject": "Reject"}},
+    )
+
+    @model_validator(mode="after")
+    def _reject_needs_reason(self) -> Approval:
+        if self.decision == "reject" and not self.comment.strip():
+            raise ValueError("Please say why you reject, in the comment.")
+        return self
+
+
+@register_form("attestation")
+class Attestation(BaseModel):
+    result: Literal["pass", "fail"] = Field(
+        title="Result", description="Does the control operate as described for this period?",
+        json_schema_extra={"widget": "radio", "labels": {"pass": "Operating (pass)", "fail": "Not operating (fail)"}},
+    )
+    note: str = Field(
+        "", title="Note", description="What you checked, or what is wrong.", max_length=4000,
+        json_schema_extra={"widget": "textarea"},
+    )
+    evidence_url: HttpUrl | None = Field(None, title="Evidence link", description="Where the evidence is kept.")
+    evidence_file: UploadedFile | None = Field(
+        None, title="Evidence file", description="Or upload it (kept with its SHA-256).",
+        json_schema_extra={"widget": "file"},
+    )
+
+    @model_validator(mode="after")
+    def _pass_needs_evidence(self) -> Attestation:
+        if self.result == "pass" and self.evidence_url is None and self.evidence_file is None:
+            raise ValueError("A pass needs evidence: give a link or upload a file.")
+        return self

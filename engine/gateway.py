@@ -1,0 +1,245 @@
+"""The link gateway: a person opens a link (GET, changes nothing) and answers it (POST, recorded once)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from engine import inbox, links, runs
+from engine.forms import form_model
+from engine.human_steps import outcome_of, record_answer
+from engine.settings import get_settings
+from engine.templates import render_page
+from registry import HumanStep, Person, session
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+_REFUSAL_TEXT = {
+    links.Refusal.unknown: ("This link is not valid",
+                            "It may have been mistyped or altered. Use the link exactly as it was sent to you."),
+    links.Refusal.not_yours: ("This link is for a different request",
+                              "A link answers only the request it was sent for, by the person it was sent to."),
+    links.Refusal.own_request: ("You cannot approve your own request",
+                                "Someone other than the requester has to decide this one."),
+    links.Refusal.inactive: ("This link is no longer yours to use",
+                             "Your account is inactive; the request has passed to your delegate."),
+    links.Refusal.decided: ("This request has already been answered",
+                            "Nothing was changed. The answer on record stands."),
+    links.Refusal.expired: ("This link has expired",
+                            "The deadline has passed. Ask the requester to send a new request if it still matters."),
+}
+
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "form-action 'self'; frame-ancestors 'none'",
+}
+
+
+def _page(name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    return HTMLResponse(render_page(f"pages/{name}", context), status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _refused(refusal: links.Refusal) -> HTMLResponse:
+    title, detail = _REFUSAL_TEXT[refusal]
+    return _page("refused.html", {"title": title, "detail": detail}, status=refusal.value)
+
+
+@dataclass
+class FieldView:
+    name: str
+    label: str
+    help: str
+    widget: str
+    required: bool
+    choices: list[tuple[str, str]] = field(default_factory=list)
+    value: str = ""
+    error: str = ""
+
+
+def _widget(extra: dict[str, Any], annotation: Any) -> str:
+    if "widget" in extra:
+        return str(extra["widget"])
+    text = str(annotation)
+    if "Url" in text:
+        return "url"
+    if annotation is bool:
+        return "checkbox"
+    if annotation is int:
+        return "number"
+    return "text"
+
+
+def _fields(model: type[BaseModel], values: dict[str, str], errors: dict[str, str]) -> list[FieldView]:
+    views = []
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        labels = typing.cast(dict[str, str], extra.get("labels", {}))
+        choices = [(str(c), labels.get(str(c), str(c))) for c in typing.get_args(info.annotation)
+                   if isinstance(c, str)]
+        views.append(FieldView(
+            name=name, label=info.title or name.replace("_", " ").capitalize(), help=info.description or "",
+            widget=_widget(extra, info.annotation), required=info.is_required(), choices=choices,
+            value=values.get(name, ""), error=errors.get(name, ""),
+        ))
+    return views
+
+
+@dataclass
+class _Upload:
+    filename: str
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+    def store(self) -> str:
+        path = get_settings().evidence_dir / self.sha256[:2] / self.sha256
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(self.content)
+            tmp.replace(path)
+        return str(path)
+
+
+def _show(step: HumanStep, person: Person, token: str, values: dict[str, str], errors: dict[str, str],
+          status: int = 200) -> HTMLResponse:
+    model = form_model(step.form)
+    return _page("step.html", {
+        "step": step, "person": person, "details": step.details, "csrf": links.csrf_for(token),
+        "fields": _fields(model, values, errors), "form_error": errors.get("__all__", ""),
+        "multipart": any(f.widget == "file" for f in _fields(model, {}, {})),
+    }, status=status)
+
+
+def _view(token: str) -> HTMLResponse:
+    with session() as db:
+        check = links.check(db, token)
+        if not check.usable:
+            assert check.refusal is not None
+            return _refused(check.refusal)
+        assert check.step is not None and check.person is not None
+        return _show(check.step, check.person, token, {}, {})
+
+
+async def show_step(request: Request) -> Response:
+    return await run_in_threadpool(_view, request.path_params["token"])
+
+
+async def answer_step(request: Request) -> Response:
+    token = request.path_params["token"]
+    try:
+        form = await request.form(max_files=4, max_fields=50, max_part_size=MAX_UPLOAD_BYTES)
+    except Exception as error:
+        return PlainTextResponse(f"The form could not be read: {error}", status_code=400)
+    uploads: dict[str, _Upload] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile) and value.filename:
+            content = await value.read(MAX_UPLOAD_BYTES + 1)
+            if len(content) > MAX_UPLOAD_BYTES:
+                return PlainTextResponse("The file is larger than 20 MB.", status_code=413)
+            uploads[key] = _Upload(filename=Path(value.filename).name, content=content)
+    meta = (request.client.host if request.client else None, request.headers.get("user-agent"))
+    return await run_in_threadpool(_record, token, form, uploads, meta)
+
+
+def _form_values(form: FormData) -> dict[str, str]:
+    return {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in ("csrf", "step_id")}
+
+
+def _validate(model: type[BaseModel], values: dict[str, str], uploads: dict[str, _Upload]) -> Any:
+    data: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("widget") == "file":
+            upload = uploads.get(name)
+            if upload is not None:
+                data[name] = {"filename": upload.filename, "sha256": upload.sha256, "size": len(upload.content),
+                              "stored_path": "(stored on record)"}
+        elif values.get(name, "") != "" or info.annotation is str:
+            data[name] = values.get(name, "")
+    return model.model_validate(data)
+
+
+def _errors(error: ValidationError) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for item in error.errors():
+        where = str(item["loc"][0]) if item["loc"] else "__all__"
+        found.setdefault(where, item["msg"].removeprefix("Value error, "))
+    return found
+
+
+def _record(token: str, form: FormData, uploads: dict[str, _Upload], meta: tuple[str | None, str | None]) -> Response:
+    try:
+        step_id = int(str(form.get("step_id", "")))
+    except ValueError:
+        step_id = -1
+    with session() as db:
+        check = links.check(db, token, for_step_id=step_id)
+        if check.refusal is links.Refusal.unknown:
+            return _refused(check.refusal)
+        if not links.csrf_ok(token, str(form.get("csrf", ""))):
+            return _page("refused.html", {"title": "This form cannot be accepted",
+                                          "detail": "Open the link again and submit the form from that page."},
+                         status=403)
+        if not check.usable:
+            assert check.refusal is not None
+            return _refused(check.refusal)
+        step, person = check.step, check.person
+        assert step is not None and person is not None
+        model = form_model(step.form)
+        values = _form_values(form)
+        try:
+            parsed = _validate(model, values, uploads)
+        except ValidationError as error:
+            return _show(step, person, token, values, _errors(error), status=422)
+        answer = parsed.model_dump(mode="json")
+        for name, upload in uploads.items():
+            if isinstance(answer.get(name), dict):
+                answer[name]["stored_path"] = upload.store()
+        if not record_answer(db, step=step, person=person, answer=answer, ip=meta[0], user_agent=meta[1]):
+            db.rollback()
+            return _refused(links.Refusal.decided)
+        flow_run_id, decided = step.flow_run_id, outcome_of(step)
+        title = step.title
+    if flow_run_id and decided is not None and runs.resume(flow_run_id, decided):
+        with session() as db:
+            fresh = db.get(HumanStep, step_id)
+            assert fresh is not None
+            fresh.resume_pending = False
+            db.add(fresh)
+    return _page("answered.html", {"title": title, "answer": answer})
+
+
+async def healthz(_request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def create_app() -> Starlette:
+    routes = [
+        Route("/s/{token}", show_step, methods=["GET", "HEAD"]),
+        Route("/s/{token}", answer_step, methods=["POST"]),
+        Route("/healthz", healthz),
+    ]
+    if get_settings().mail_catcher:
+        routes += inbox.routes(_page)
+    return Starlette(routes=routes)

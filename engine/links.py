@@ -1,0 +1,85 @@
+"""Link capabilities: a random token per (step, person); the registry keeps only its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+
+from sqlmodel import Session, select
+
+from engine.settings import get_settings
+from registry import HumanStep, Person, StepLink, StepStatus
+from registry.clock import utcnow
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue(session: Session, *, step: HumanStep, person_id: int) -> str:
+    """A new 256-bit token for `person_id` to answer `step`, valid until the step expires."""
+    assert step.id is not None
+    token = secrets.token_urlsafe(32)
+    session.add(StepLink(step_id=step.id, person_id=person_id, token_hash=hash_token(token),
+                         expires_at=step.expires_at))
+    return token
+
+
+def url_for(token: str) -> str:
+    return f"{get_settings().gateway_url.rstrip('/')}/s/{token}"
+
+
+def csrf_for(token: str) -> str:
+    key = get_settings().secret_key.get_secret_value().encode()
+    return hmac.new(key, b"csrf:" + hash_token(token).encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_ok(token: str, presented: str) -> bool:
+    return hmac.compare_digest(csrf_for(token), presented or "")
+
+
+class Refusal(Enum):
+    """Why a link cannot be used, with the HTTP status the gateway answers."""
+
+    unknown = 404
+    not_yours = 403
+    own_request = 403
+    inactive = 403
+    decided = 409
+    expired = 410
+
+
+@dataclass
+class LinkCheck:
+    link: StepLink | None
+    step: HumanStep | None
+    person: Person | None
+    refusal: Refusal | None
+
+    @property
+    def usable(self) -> bool:
+        return self.refusal is None
+
+
+def check(session: Session, token: str, *, for_step_id: int | None = None) -> LinkCheck:
+    """Resolve a presented token; `for_step_id` is the step the form claims to answer."""
+    link = session.exec(select(StepLink).where(StepLink.token_hash == hash_token(token))).first()
+    if link is None:
+        return LinkCheck(None, None, None, Refusal.unknown)
+    step = session.get(HumanStep, link.step_id)
+    person = session.get(Person, link.person_id)
+    assert step is not None and person is not None
+    if for_step_id is not None and for_step_id != step.id:
+        return LinkCheck(link, step, person, Refusal.not_yours)
+    if step.status != StepStatus.pending:
+        return LinkCheck(link, step, person, Refusal.decided)
+    if link.expires_at <= utcnow():
+        return LinkCheck(link, step, person, Refusal.expired)
+    if not person.active:
+        return LinkCheck(link, step, person, Refusal.inactive)
+    if step.kind == "approval" and step.requested_by_id == person.id:
+        return LinkCheck(link, step, person, Refusal.own_request)
+    return LinkCheck(link, step, person, None)

@@ -1,0 +1,61 @@
+"""The Prefect API as the engine needs it: resume a waiting run, wait for a step inside a flow."""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.runtime import deployment, flow_run
+
+from engine.human_steps import StepOutcome, outcome_of, seconds_until
+from registry import HumanStep, session
+
+log = logging.getLogger(__name__)
+
+
+def resume(flow_run_id: str, outcome: StepOutcome) -> bool:
+    """Resume a paused or suspended run with `outcome` as its input.
+
+    True when the run took it, or can never take it (it ended): either way nobody needs to try again.
+    """
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return True
+            result = client.resume_flow_run(UUID(flow_run_id), run_input=outcome.model_dump(mode="json"))
+    except Exception as error:  # the API being down must not lose the answer: the sweep retries
+        log.warning("could not resume flow run %s: %s", flow_run_id, error)
+        return False
+    return result.status == SetStateStatus.ACCEPT
+
+
+def current_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def wait_for_step(step_id: int) -> StepOutcome:
+    """Inside a flow: the step's outcome, suspending the run until it is decided.
+
+    Under a deployment the run is suspended (the process exits; Prefect re-runs the flow after the resume);
+    otherwise it is paused in place. Either way the registry row, not the run input, is what we return.
+    """
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        assert step is not None
+        decided = outcome_of(step)
+        timeout = seconds_until(step.expires_at)
+    if decided is not None:
+        return decided
+    if deployment.get_id():
+        given = suspend_flow_run(wait_for_input=StepOutcome, timeout=timeout, key=f"step-{step_id}")
+    else:
+        given = pause_flow_run(wait_for_input=StepOutcome, timeout=timeout, key=f"step-{step_id}")
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        assert step is not None
+        return outcome_of(step) or given

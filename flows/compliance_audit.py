@@ -1,0 +1,451 @@
+"""The quarterly compliance audit, from evidence requests to the compliance manager's sign-off."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment
+from pydantic import BaseModel, Field
+from sqlmodel import Session, col, select
+
+from engine import notify, runs
+from engine.deadlines import add_working_days, due_within, next_due, quarter_bounds, quarter_of
+from engine.human_steps import ask, expire
+from engine.settings import get_settings
+from engine.templates import render_page
+from flows.compliance_rules import (
+    ACTION_WORKING_DAYS,
+    action_text,
+    finding_severity,
+    finding_text,
+    summarize,
+)
+from registry import (
+    Audit,
+    AuditStatus,
+    Control,
+    ControlTest,
+    CorrectiveAction,
+    Evidence,
+    Finding,
+    Framework,
+    HumanStep,
+    Person,
+    StepStatus,
+    TestResult,
+    session,
+    trail,
+)
+from registry.clock import utcnow
+
+
+class AuditParameters(BaseModel):
+    framework: str = Field("Information Security", title="Framework", description="Name of the control framework.")
+    period: str | None = Field(
+        None, title="Period", description="Quarter to audit, like 2026-Q4. Empty: the current quarter.",
+        pattern=r"^\d{4}-[Qq][1-4]$",
+    )
+    evidence_window_days: int = Field(
+        5, ge=0, le=60, title="Evidence window (working days)",
+        description="How long owners have to attest their controls.",
+    )
+    evidence_window_minutes: int | None = Field(
+        None, ge=1, le=1440, title="Evidence window in minutes (trial runs)",
+        description="Overrides the working days, to try the whole process in minutes.",
+    )
+    signoff_days: int = Field(3, ge=1, le=30, title="Sign-off window (working days)")
+    preview: bool = Field(False, title="Preview", description="Render the evidence requests; write and send nothing.")
+
+
+class AuditOutcome(BaseModel):
+    audit_id: int | None
+    period: str
+    status: str
+    controls: int = 0
+    findings: int = 0
+    detail: str = ""
+
+
+def _framework(db: Session, name: str) -> Framework:
+    found = db.exec(select(Framework).where(Framework.name == name)).first()
+    if found is None:
+        known = ", ".join(db.exec(select(Framework.name))) or "none"
+        raise ValueError(f"framework {name!r} does not exist (known: {known})")
+    return found
+
+
+def _due_controls(db: Session, framework: Framework, period: str, tz: str) -> list[Control]:
+    start, end = quarter_bounds(period, tz)
+    controls = db.exec(select(Control).where(Control.framework_id == framework.id, col(Control.active).is_(True))
+                       .order_by(col(Control.ref)))
+    return [c for c in controls if due_within(c.cadence, start, end, tz)]
+
+
+def _audit_context(db: Session, audit: Audit) -> dict[str, Any]:
+    framework = db.get(Framework, audit.framework_id)
+    assert framework is not None
+    return {"id": audit.id, "framework": framework.name, "period": audit.period,
+            "evidence_due_at": audit.evidence_due_at}
+
+
+@task
+def preview_requests(params: AuditParameters, period: str) -> int:
+    """Render each owner's evidence request as an artifact; nothing is written or sent."""
+    settings = get_settings()
+    with session() as db:
+        framework = _framework(db, params.framework)
+        controls = _due_controls(db, framework, period, settings.timezone)
+        due = add_working_days(utcnow(), params.evidence_window_days, settings.timezone, settings.holidays)
+        by_owner: dict[int, list[Control]] = {}
+        for control in controls:
+            by_owner.setdefault(control.owner_id or 0, []).append(control)
+        parts = []
+        for owner_id, owned in by_owner.items():
+            owner = db.get(Person, owner_id)
+            assert owner is not None
+            message = notify.preview("evidence_request", {
+                "recipient": {"name": owner.name},
+                "audit": {"framework": framework.name, "period": period, "evidence_due_at": due},
+                "controls": [{"ref": c.ref, "title": c.title, "step_id": 0} for c in owned],
+            })
+            parts.append(f"### To {owner.name} <{owner.email}>\n**{message.subject}**\n\n```\n{message.text}```\n")
+    create_markdown_artifact("\n".join(parts) or "No control is due in this period.",
+                             description=f"Preview of evidence requests, {framework.name} {period}")
+    return len(by_owner)
+
+
+@task
+def open_audit(params: AuditParameters, period: str) -> int:
+    """The audit for (framework, period), created with a test for every control due by its cadence."""
+    settings = get_settings()
+    with session() as db:
+        framework = _framework(db, params.framework)
+        existing = db.exec(select(Audit).where(Audit.framework_id == framework.id, Audit.period == period)).first()
+        if existing is not None:
+            return existing.id or 0
+        start, end = quarter_bounds(period, settings.timezone)
+        now = utcnow()
+        if params.evidence_window_minutes:
+            due = now + timedelta(minutes=params.evidence_window_minutes)
+        else:
+            due = add_working_days(now, params.evidence_window_days, settings.timezone, settings.holidays)
+        audit = Audit(framework_id=framework.id or 0, period=period, period_start=start, period_end=end,
+                      evidence_due_at=due)
+        db.add(audit)
+        db.flush()
+        controls = _due_controls(db, framework, period, settings.timezone)
+        for control in controls:
+            db.add(ControlTest(audit_id=audit.id or 0, control_id=control.id or 0, owner_id=control.owner_id or 0))
+        trail.record(db, actor="compliance-audit", action="audit.opened", entity_type="audit",
+                     entity_id=audit.id or 0, data={"framework": framework.name, "period": period,
+                                                    "controls": [c.ref for c in controls],
+                                                    "evidence_due_at": due.isoformat()})
+        return audit.id or 0
+
+
+@task
+def request_evidence(audit_id: int) -> int:
+    """One attestation step per control, and one message per owner listing all of theirs."""
+    ids: list[int] = []
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        assert audit is not None
+        context = _audit_context(db, audit)
+        tests = list(db.exec(select(ControlTest).where(ControlTest.audit_id == audit_id)))
+        by_owner: dict[int, list[dict[str, Any]]] = {}
+        for test in tests:
+            control = db.get(Control, test.control_id)
+            assert control is not None
+            step = ask(db, key=f"audit-{audit_id}-control-{control.id}-evidence", person_id=test.owner_id,
+                       form="attestation", title=f"Attest control {control.ref}: {control.title}",
+                       subject_type="control_test", subject_id=test.id or 0, due_at=audit.evidence_due_at,
+                       details={"framework": context["framework"], "period": audit.period, "control": control.ref,
+                                "description": control.description or control.title},
+                       actor="compliance-audit")
+            test.step_id = step.id
+            db.add(test)
+            by_owner.setdefault(step.person_id, []).append(
+                {"ref": control.ref, "title": control.title, "step_id": step.id})
+        for owner_id, controls in by_owner.items():
+            owner = db.get(Person, owner_id)
+            assert owner is not None
+            rows = notify.enqueue(db, key=f"audit-{audit_id}-evidence-request-{owner_id}", recipient_id=owner_id,
+                                  template="evidence_request",
+                                  context={"recipient": {"name": owner.name}, "audit": context,
+                                           "controls": controls})
+            ids += [r.id for r in rows if r.id is not None]
+    return len(notify.deliver_due(ids=ids).sent)
+
+
+@task
+def schedule_evaluation(params: AuditParameters, period: str, audit_id: int) -> str:
+    """The follow-up run at the evidence deadline, created once however often this runs."""
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        assert audit is not None
+        due = audit.evidence_due_at
+    if not deployment.get_id():
+        return f"not running from a deployment: run again after {due.isoformat()} to evaluate"
+    follow_up = run_deployment(
+        name=f"{deployment.get_flow_name()}/{deployment.get_name()}",
+        parameters={"params": params.model_copy(update={"period": period}).model_dump(mode="json")},
+        scheduled_time=due, timeout=0, idempotency_key=f"audit-{audit_id}-evaluate", as_subflow=False,
+        flow_run_name=f"evaluate {params.framework} {period}",
+    )
+    return f"evaluation scheduled for {due.isoformat()} (flow run {follow_up.id})"
+
+
+def _record_test(db: Session, audit: Audit, test: ControlTest, control: Control) -> TestResult:
+    step = db.get(HumanStep, test.step_id) if test.step_id else None
+    if step is not None and step.status == StepStatus.pending:
+        expire(db, step=step, actor="compliance-audit")
+    if step is None or step.status != StepStatus.answered or not step.answer:
+        test.result = TestResult.unanswered
+        return test.result
+    answer = step.answer
+    test.result = TestResult.passed if answer.get("result") == "pass" else TestResult.failed
+    test.note = answer.get("note") or ""
+    test.tested_at = step.answered_at
+    file = answer.get("evidence_file") or {}
+    if answer.get("evidence_url") or file:
+        db.add(Evidence(control_test_id=test.id or 0, url=answer.get("evidence_url"), filename=file.get("filename"),
+                        sha256=file.get("sha256"), size=file.get("size"), stored_path=file.get("stored_path"),
+                        submitted_by_id=step.answered_by_id or step.person_id))
+    return test.result
+
+
+@task
+def evaluate(audit_id: int) -> dict[str, int]:
+    """Close the evidence window: results from answers, findings and corrective actions for the rest."""
+    settings = get_settings()
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        assert audit is not None
+        context = _audit_context(db, audit)
+        tests = list(db.exec(select(ControlTest).where(ControlTest.audit_id == audit_id)))
+        actions: dict[int, list[dict[str, Any]]] = {}
+        for test in tests:
+            control = db.get(Control, test.control_id)
+            assert control is not None
+            result = test.result or _record_test(db, audit, test, control)
+            control.last_tested_at = utcnow()
+            control.next_due_at = next_due(control.cadence, audit.period_end, settings.timezone)
+            db.add_all([test, control])
+            severity = finding_severity(result, control.criticality)
+            if severity is None or db.exec(select(Finding).where(Finding.control_test_id == test.id)).first():
+                continue
+            finding = Finding(audit_id=audit_id, control_test_id=test.id or 0, severity=severity,
+                              description=finding_text(result, control.ref, test.note))
+            db.add(finding)
+            db.flush()
+            due = add_working_days(utcnow(), ACTION_WORKING_DAYS[severity], settings.timezone, settings.holidays)
+            action = CorrectiveAction(finding_id=finding.id or 0, owner_id=control.owner_id or 0, due_at=due,
+                                      description=action_text(result, control.ref))
+            db.add(action)
+            db.flush()
+            trail.record(db, actor="compliance-audit", action="finding.raised", entity_type="finding",
+                         entity_id=finding.id or 0, data={"control": control.ref, "severity": severity.value,
+                                                          "result": result.value, "action_id": action.id,
+                                                          "action_owner": control.owner_id,
+                                                          "action_due_at": due.isoformat()})
+            actions.setdefault(action.owner_id, []).append(
+                {"ref": control.ref, "title": control.title, "severity": severity.value,
+                 "description": finding.description, "due_at": due})
+        ids: list[int] = []
+        for owner_id, owned in actions.items():
+            owner = db.get(Person, owner_id)
+            assert owner is not None
+            rows = notify.enqueue(db, key=f"audit-{audit_id}-actions-{owner_id}", recipient_id=owner_id,
+                                  template="corrective_actions",
+                                  context={"recipient": {"name": owner.name}, "audit": context, "actions": owned})
+            ids += [r.id for r in rows if r.id is not None]
+        summary = summarize([t.result for t in tests])
+    notify.deliver_due(ids=ids)
+    return {"total": summary.total, "passed": summary.passed, "failed": summary.failed,
+            "unanswered": summary.unanswered, "findings": summary.findings}
+
+
+def _report_rows(db: Session, audit_id: int) -> list[dict[str, Any]]:
+    rows = []
+    for test in db.exec(select(ControlTest).where(ControlTest.audit_id == audit_id).order_by(col(ControlTest.id))):
+        control = db.get(Control, test.control_id)
+        owner = db.get(Person, test.owner_id)
+        finding = db.exec(select(Finding).where(Finding.control_test_id == test.id)).first()
+        action = db.exec(select(CorrectiveAction).where(CorrectiveAction.finding_id == finding.id)).first() \
+            if finding else None
+        evidence = list(db.exec(select(Evidence).where(Evidence.control_test_id == test.id)))
+        assert control is not None and owner is not None
+        rows.append({
+            "control": control.ref, "title": control.title, "owner": owner.name,
+            "result": test.result.value if test.result else "pending", "note": test.note,
+            "evidence": "; ".join(e.url or f"{e.filename} (sha256 {e.sha256})" for e in evidence),
+            "severity": finding.severity.value if finding else "",
+            "action_due": action.due_at.date().isoformat() if action else "",
+        })
+    return rows
+
+
+@task
+def build_report(audit_id: int) -> str:
+    """The audit report as HTML (kept on disk, its SHA-256 on the audit) and as Prefect artifacts."""
+    settings = get_settings()
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        assert audit is not None
+        context = _audit_context(db, audit)
+        rows = _report_rows(db, audit_id)
+        summary = summarize([TestResult(r["result"]) if r["result"] != "pending" else None for r in rows])
+        html = render_page("reports/compliance_audit.html", {
+            "audit": context, "rows": rows, "summary": summary, "generated_at": utcnow(),
+            "round": audit.signoff_round + 1})
+        digest = hashlib.sha256(html.encode()).hexdigest()
+        path = settings.data_dir.resolve() / "reports" / f"audit-{audit_id}-{audit.period}-r{audit.signoff_round + 1}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+        audit.report_sha256, audit.report_path = digest, str(path)
+        db.add(audit)
+        trail.record(db, actor="compliance-audit", action="audit.report_built", entity_type="audit",
+                     entity_id=audit_id, data={"sha256": digest, "path": str(path)})
+    slug = "".join(ch if ch.isalnum() else "-" for ch in context["framework"].lower()).strip("-")
+    create_table_artifact(rows, key=f"compliance-audit-{slug}",
+                          description=f"{context['framework']} {context['period']}: controls and findings")
+    create_markdown_artifact(
+        f"## {context['framework']} audit {context['period']}\n\n"
+        f"| controls | passed | failed | unanswered | findings |\n|---|---|---|---|---|\n"
+        f"| {summary.total} | {summary.passed} | {summary.failed} | {summary.unanswered} | {summary.findings} |\n\n"
+        f"Report: `{path}` (SHA-256 `{digest}`)",
+        key=f"compliance-audit-{slug}-summary", description="Audit summary")
+    return digest
+
+
+@task
+def request_signoff(audit_id: int, summary: dict[str, int], signoff_days: int) -> int:
+    """Ask the framework's compliance manager to approve; the current run is the one that waits."""
+    settings = get_settings()
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        framework = db.get(Framework, audit.framework_id) if audit else None
+        assert audit is not None and framework is not None
+        if framework.compliance_manager_id is None:
+            raise ValueError(f"framework {framework.name!r} has no compliance manager to sign off")
+        context = _audit_context(db, audit)
+        round_no = audit.signoff_round + 1
+        due = add_working_days(utcnow(), signoff_days, settings.timezone, settings.holidays)
+        final = add_working_days(due, settings.escalation_grace_days, settings.timezone, settings.holidays)
+        step = ask(db, key=f"audit-{audit_id}-signoff-{round_no}", person_id=framework.compliance_manager_id,
+                   form="approval", kind="approval", title=f"Sign off the {framework.name} audit {audit.period}",
+                   subject_type="audit", subject_id=audit_id, due_at=due, expires_at=final,
+                   flow_run_id=runs.current_run_id(), actor="compliance-audit",
+                   details={"framework": framework.name, "period": audit.period,
+                            "controls": summary["total"], "passed": summary["passed"], "failed": summary["failed"],
+                            "unanswered": summary["unanswered"], "findings": summary["findings"],
+                            "report_sha256": audit.report_sha256 or ""})
+        audit.status, audit.signoff_step_id, audit.signoff_round = AuditStatus.awaiting_signoff, step.id, round_no
+        db.add(audit)
+        rows = notify.enqueue(db, key=f"audit-{audit_id}-signoff-{round_no}", recipient_id=step.person_id,
+                              template="signoff_request",
+                              context={"recipient": {"name": db.get(Person, step.person_id).name},  # type: ignore[union-attr]
+                                       "audit": context, "summary": summary, "step_id": step.id,
+                                       "due_at": due})
+        ids = [r.id for r in rows if r.id is not None]
+        step_id = step.id or 0
+    notify.deliver_due(ids=ids)
+    return step_id
+
+
+@task
+def apply_signoff(audit_id: int, step_id: int) -> str:
+    """Approve closes the audit with the report's hash in the trail; reject sends the comment to the owners."""
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        step = db.get(HumanStep, step_id)
+        assert audit is not None and step is not None
+        if audit.status != AuditStatus.awaiting_signoff or audit.signoff_step_id != step_id:
+            return audit.status.value
+        answer = step.answer or {}
+        approver = db.get(Person, step.answered_by_id) if step.answered_by_id else None
+        if step.status == StepStatus.answered and answer.get("decision") == "approve":
+            audit.status, audit.closed_at = AuditStatus.closed, utcnow()
+            trail.record(db, actor=approver.email if approver else "?", action="audit.signed_off",
+                         entity_type="audit", entity_id=audit_id,
+                         data={"report_sha256": audit.report_sha256, "step_id": step_id,
+                               "comment": answer.get("comment", "")})
+        elif step.status == StepStatus.answered:
+            audit.status = AuditStatus.changes_requested
+            trail.record(db, actor=approver.email if approver else "?", action="audit.signoff_rejected",
+                         entity_type="audit", entity_id=audit_id,
+                         data={"comment": answer.get("comment", ""), "step_id": step_id})
+            owners = set(db.exec(select(ControlTest.owner_id).where(ControlTest.audit_id == audit_id)))
+            context = _audit_context(db, audit)
+            for owner_id in sorted(owners):
+                owner = db.get(Person, owner_id)
+                assert owner is not None
+                notify.enqueue(db, key=f"audit-{audit_id}-rejected-{audit.signoff_round}-{owner_id}",
+                               recipient_id=owner_id, template="signoff_rejected",
+                               context={"recipient": {"name": owner.name}, "audit": context,
+                                        "approver": approver.name if approver else "The approver",
+                                        "comment": answer.get("comment", "")})
+        else:
+            audit.status = AuditStatus.changes_requested
+            trail.record(db, actor="compliance-audit", action="audit.signoff_expired", entity_type="audit",
+                         entity_id=audit_id, data={"step_id": step_id})
+        db.add(audit)
+        status = audit.status.value
+    notify.deliver_due()
+    return status
+
+
+@flow(name="compliance-audit", log_prints=True)
+def compliance_audit(params: AuditParameters | None = None) -> AuditOutcome:
+    """Quarterly compliance audit of one framework.
+
+    Opens the audit for every control due in the period by its cadence and sends each owner one evidence request
+    listing their controls. At the evidence deadline a follow-up run of this deployment evaluates the answers:
+    failed or unanswered controls become findings with corrective actions assigned to their owners. It then
+    publishes the report and waits, suspended, for the compliance manager's sign-off. Safe to re-run: every
+    step is keyed, so nothing is asked or sent twice.
+    """
+    params = params or AuditParameters()
+    logger = get_run_logger()
+    period = (params.period or quarter_of(utcnow(), get_settings().timezone)).upper()
+    if params.preview:
+        owners = preview_requests(params, period)
+        return AuditOutcome(audit_id=None, period=period, status="preview",
+                            detail=f"{owners} evidence request(s) rendered as an artifact; nothing sent")
+    audit_id = open_audit(params, period)
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        assert audit is not None
+        status, deadline, controls = audit.status, audit.evidence_due_at, len(
+            list(db.exec(select(ControlTest.id).where(ControlTest.audit_id == audit_id))))
+    if status == AuditStatus.closed:
+        return AuditOutcome(audit_id=audit_id, period=period, status=status.value, controls=controls,
+                            detail="already signed off")
+    if status == AuditStatus.collecting:
+        sent = request_evidence(audit_id)
+        logger.info("Evidence requests delivered: %s", sent)
+        if utcnow() < deadline:
+            detail = schedule_evaluation(params, period, audit_id)
+            return AuditOutcome(audit_id=audit_id, period=period, status=status.value, controls=controls,
+                                detail=detail)
+    summary: dict[str, int] = {}
+    if status in (AuditStatus.collecting, AuditStatus.changes_requested):
+        summary = evaluate(audit_id)
+        build_report(audit_id)
+        request_signoff(audit_id, summary, params.signoff_days)
+    with session() as db:
+        audit = db.get(Audit, audit_id)
+        assert audit is not None and audit.signoff_step_id is not None
+        step_id = audit.signoff_step_id
+    outcome = runs.wait_for_step(step_id)
+    logger.info("Sign-off step %s: %s", step_id, outcome.outcome)
+    final = apply_signoff(audit_id, step_id)
+    with session() as db:
+        findings = len(list(db.exec(select(Finding.id).where(Finding.audit_id == audit_id))))
+    return AuditOutcome(audit_id=audit_id, period=period, status=final, controls=controls, findings=findings,
+                        detail=f"sign-off {outcome.outcome}")

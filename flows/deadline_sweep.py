@@ -1,0 +1,19 @@
+"""The deadline sweep as a scheduled flow, so every reminder and escalation shows up as a run."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from engine.sweep import sweep
+
+
+@flow(name="deadline-sweep")
+def deadline_sweep() -> dict[str, int]:
+    """Remind people before a step is due, escalate overdue steps to their manager, expire steps at their final
+    deadline (resuming the waiting run with an "expired" outcome), resume runs whose answer arrived while the
+    Prefect API was unreachable, and retry undelivered messages."""
+    report = sweep()
+    counts = {"reminded": len(report.reminded), "escalated": len(report.escalated),
+              "expired": len(report.expired), "resumed": len(report.resumed), "delivered": report.delivered}
+    get_run_logger().info("Sweep: %s", counts)
+    return counts
