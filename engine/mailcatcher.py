@@ -12,8 +12,9 @@ from aiosmtpd.controller import Controller
 
 class _MaildirHandler:
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.box = mailbox.Maildir(directory, create=True)
+        for sub in ("tmp", "new", "cur"):
+            (directory / sub).mkdir(parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(directory, create=False)
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.deployments import run_deployment
-from prefect.runtime import deployment
+from prefect.runtime import deployment, flow_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
@@ -42,6 +43,9 @@ from registry import (
     trail,
 )
 from registry.clock import utcnow
+
+
+_RUNNER_PREFETCH_SECONDS = 30
 
 
 class AuditParameters(BaseModel):
@@ -192,7 +196,7 @@ def schedule_evaluation(params: AuditParameters, period: str, audit_id: int) -> 
     if not deployment.get_id():
         return f"not running from a deployment: run again after {due.isoformat()} to evaluate"
     follow_up = run_deployment(
-        name=f"{deployment.get_flow_name()}/{deployment.get_name()}",
+        name=f"{flow_run.get_flow_name()}/{deployment.get_name()}",
         parameters={"params": params.model_copy(update={"period": period}).model_dump(mode="json")},
         scheduled_time=due, timeout=0, idempotency_key=f"audit-{audit_id}-evaluate", as_subflow=False,
         flow_run_name=f"evaluate {params.framework} {period}",
@@ -429,7 +433,10 @@ def compliance_audit(params: AuditParameters | None = None) -> AuditOutcome:
     if status == AuditStatus.collecting:
         sent = request_evidence(audit_id)
         logger.info("Evidence requests delivered: %s", sent)
-        if utcnow() < deadline:
+        early = (deadline - utcnow()).total_seconds()
+        if 0 < early <= _RUNNER_PREFETCH_SECONDS:
+            time.sleep(early)  # the runner starts scheduled runs a few seconds ahead of their time
+        elif early > 0:
             detail = schedule_evaluation(params, period, audit_id)
             return AuditOutcome(audit_id=audit_id, period=period, status=status.value, controls=controls,
                                 detail=detail)

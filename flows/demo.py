@@ -1,0 +1,147 @@
+"""`ops demo`: the quarterly compliance audit, end to end, against the running local stack.
+
+People are played the way their browsers would: each link is opened (GET), its form read, and answered (POST).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from html import unescape
+from typing import TypeVar
+
+import httpx
+from sqlmodel import select
+
+from engine import inbox
+from engine.deadlines import quarter_of
+from engine.settings import get_settings
+from registry import Audit, AuditStatus, Finding, Framework, HumanStep, session
+from registry.clock import utcnow
+from registry.demo import DEMO_FRAMEWORK
+from registry.trail import verify
+
+T = TypeVar("T")
+LINK = re.compile(r'href="(https?://[^"]+/s/[A-Za-z0-9_\-]+)"')
+
+
+def links_in(html: str) -> list[str]:
+    return [unescape(u) for u in LINK.findall(html)]
+
+
+def answer_link(client: httpx.Client, url: str, fields: dict[str, str],
+                files: dict[str, tuple[str, bytes]] | None = None) -> httpx.Response:
+    """Open a link and submit its form with `fields`, as a person's browser would."""
+    page = client.get(url)
+    page.raise_for_status()
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    return client.post(url, data={**hidden, **fields}, files=files or None)
+
+
+def _wait(what: str, probe: Callable[[], T | None], seconds: float, every: float = 0.5) -> T:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(every)
+    raise SystemExit(f"gave up waiting for {what} after {seconds:.0f} s")
+
+
+def _free_period() -> str:
+    """The current quarter, or the next one with no signed-off audit (so the demo can run again)."""
+    moment = utcnow()
+    with session() as db:
+        framework = db.exec(select(Framework).where(Framework.name == DEMO_FRAMEWORK)).first()
+        if framework is None:
+            raise SystemExit("the demo organisation is missing: run `ops init`")
+        while True:
+            period = quarter_of(moment, get_settings().timezone)
+            audit = db.exec(select(Audit).where(Audit.framework_id == framework.id, Audit.period == period)).first()
+            if audit is None:
+                return period
+            moment += timedelta(days=92)
+
+
+def _new_mail(seen: set[str], subject_prefix: str) -> list[inbox.CaughtMail]:
+    return [m for m in inbox.messages() if m.key not in seen and m.subject.startswith(subject_prefix)]
+
+
+def _state(client: httpx.Client, api: str, run_id: str) -> str:
+    return str(client.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"])
+
+
+def main() -> None:
+    from prefect.deployments import run_deployment
+
+    settings = get_settings()
+    api = f"http://127.0.0.1:{settings.prefect_port}/api"
+    http = httpx.Client(timeout=30)
+    try:
+        http.get(f"{settings.gateway_url}/healthz").raise_for_status()
+        http.get(f"{api}/health").raise_for_status()
+    except httpx.HTTPError:
+        raise SystemExit("the local stack is not running: start it with `make run` in another terminal") from None
+    period = _free_period()
+    seen = {m.key for m in inbox.messages()}
+    started = time.monotonic()
+    print(f"Starting the compliance audit of {DEMO_FRAMEWORK} for {period} (evidence window: 1 minute)…")
+    run = run_deployment("compliance-audit/compliance-audit", timeout=0,
+                         parameters={"params": {"period": period, "evidence_window_minutes": 1}})
+    print(f"  flow run {run.name}: {settings.gateway_url.replace('8080', str(settings.prefect_port))}"
+          f"/runs/flow-run/{run.id}")
+    _wait("the audit to open", lambda: _state(http, api, str(run.id)) in ("COMPLETED", "FAILED", "CRASHED") or None,
+          120)
+    requests = _new_mail(seen, "Evidence needed")
+    if not requests:
+        raise SystemExit(f"no evidence request arrived; see the run in the Prefect UI ({run.id})")
+    answered = 0
+    unanswered = []
+    for mail in requests:
+        for position, url in enumerate(links_in(mail.html)):
+            if "hugo" in mail.to and position == 1:
+                unanswered.append(url)
+                continue
+            if "ivan" in mail.to and position == 0:
+                fields = {"result": "fail", "note": "Two leavers still had VPN access."}
+            else:
+                fields = {"result": "pass", "note": "Checked.", "evidence_url": "https://wiki.demo.example/evidence"}
+            response = answer_link(http, url, fields)
+            response.raise_for_status()
+            answered += 1
+    print(f"  {len(requests)} owners asked; {answered} controls answered from their links, "
+          f"{len(unanswered)} left unanswered, one attested as failing")
+    print("Waiting for the evidence deadline and the evaluation run…")
+    signoff = _wait("the sign-off request",
+                    lambda: _new_mail(seen, f"Sign-off needed: {DEMO_FRAMEWORK} audit {period}") or None, 240)[0]
+    url = links_in(signoff.html)[0]
+    clicked = time.monotonic()
+    answer_link(http, url, {"decision": "approve", "comment": "Reviewed the findings; approved."}).raise_for_status()
+    with session() as db:
+        audit = db.exec(select(Audit).join(Framework).where(Framework.name == DEMO_FRAMEWORK,
+                                                            Audit.period == period)).one()
+        step = db.get(HumanStep, audit.signoff_step_id)
+        assert step is not None and step.flow_run_id is not None
+        waiting_run = step.flow_run_id
+    _wait("the run to resume", lambda: _state(http, api, waiting_run) in ("RUNNING", "COMPLETED") or None, 120, 0.1)
+    resumed = time.monotonic() - clicked
+    final = _wait("the run to finish", lambda: (lambda s: s if s in ("COMPLETED", "FAILED", "CRASHED") else None)(
+        _state(http, api, waiting_run)), 120, 0.2)
+    with session() as db:
+        audit = db.exec(select(Audit).join(Framework).where(Framework.name == DEMO_FRAMEWORK,
+                                                            Audit.period == period)).one()
+        findings = list(db.exec(select(Finding).where(Finding.audit_id == audit.id)))
+        trail = verify(db)
+        status = audit.status
+    print(f"Sign-off approved; the waiting run was running again {resumed:.2f} s after the click and ended {final}.")
+    print(f"  audit {period}: {status.value}; {len(findings)} finding(s): "
+          + ", ".join(f"{f.severity.value}" for f in findings))
+    print(f"  trail: {'intact' if trail.ok else 'TAMPERED'} ({trail.events} events)")
+    print(f"  whole story: {time.monotonic() - started:.0f} s")
+    print(f"Look at: the inbox {settings.gateway_url}/inbox, the runs and artifacts in the Prefect UI "
+          f"http://127.0.0.1:{settings.prefect_port}/runs")
+    if final != "COMPLETED" or status != AuditStatus.closed or not trail.ok:
+        raise SystemExit(1)
+
