@@ -107,13 +107,18 @@ def _deliver_one(notification_id: int, now: datetime) -> str | None:
         person = db.get(Person, note.recipient_id) if note else None
         assert note is not None and person is not None
 
+        issued: dict[int, str] = {}
+
         def _link(step_id: int) -> str:
-            step = db.get(HumanStep, step_id)
-            if step is None:
-                raise ValueError(f"message links to step {step_id}, which does not exist")
-            token = links.issue(db, step=step, person_id=person.id or 0)
-            minted.append(links.hash_token(token))
-            return links.url_for(token)
+            # The text and HTML bodies show the same link: one token per step per message.
+            if step_id not in issued:
+                step = db.get(HumanStep, step_id)
+                if step is None:
+                    raise ValueError(f"message links to step {step_id}, which does not exist")
+                token = links.issue(db, step=step, person_id=person.id or 0)
+                minted.append(links.hash_token(token))
+                issued[step_id] = links.url_for(token)
+            return issued[step_id]
 
         targets = channels.targets(person)
         url = targets[note.channel] if note.channel < len(targets) else None
