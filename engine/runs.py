@@ -49,12 +49,16 @@ def wait_for_step(step_id: int) -> StepOutcome:
         assert step is not None
         decided = outcome_of(step)
         timeout = seconds_until(step.expires_at)
+        if decided is None:
+            # A re-run after a crash waits in a new flow run: the answer must resume this one.
+            step.flow_run_id = current_run_id()
+            db.add(step)
     if decided is not None:
         return decided
     if deployment.get_id():
         given = suspend_flow_run(wait_for_input=StepOutcome, timeout=timeout, key=f"step-{step_id}")
     else:
-        given = pause_flow_run(wait_for_input=StepOutcome, timeout=timeout, key=f"step-{step_id}")
+        given = pause_flow_run(wait_for_input=StepOutcome, timeout=timeout, poll_interval=1, key=f"step-{step_id}")
     with session() as db:
         step = db.get(HumanStep, step_id)
         assert step is not None

@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from flows.compliance_audit import AuditOutcome, AuditParameters, compliance_audit
+from flows.demo import answer_link, links_in
+from registry import (
+    Audit,
+    AuditEvent,
+    AuditStatus,
+    ControlTest,
+    CorrectiveAction,
+    Evidence,
+    Finding,
+    Framework,
+    HumanStep,
+    Notification,
+    Person,
+    TestResult,
+    session,
+)
+from registry.clock import utcnow
+from registry.trail import verify
+from tests import factories
+from tests.conftest import Gateway, Mailbox
+
+
+def _organisation() -> dict[str, Any]:
+    """A compliance manager (with a manager), Olive owning two controls, Omar owning one."""
+    with session() as db:
+        director = factories.person(db, "Dana Director")
+        manager = factories.person(db, "Clara Compliance", manager=director)
+        olive = factories.person(db, "Olive Owner", manager=director)
+        omar = factories.person(db, "Omar Owner", manager=director)
+        framework = factories.framework(db, manager=manager, owners=[olive, olive, omar])
+        return {"framework": framework.name, "manager": manager, "olive": olive, "omar": omar}
+
+
+def _close_evidence_window(framework: str) -> None:
+    with session() as db:
+        framework_id = db.exec(select(Framework.id).where(Framework.name == framework)).one()
+        db.execute(update(Audit).where(col(Audit.framework_id) == framework_id)
+                   .values(evidence_due_at=utcnow() - timedelta(seconds=1)))
+
+
+def _in_background(params: AuditParameters) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def _run() -> None:
+        try:
+            outcome["result"] = compliance_audit(params)
+        except BaseException as error:  # surfaced by the test's assertion
+            outcome["error"] = error
+
+    thread = threading.Thread(target=_run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _signoff_mail(smtp: Mailbox, manager: Person, count: int = 1) -> str:
+    mails = [m for m in smtp.wait_for(1, seconds=60, to=manager.email) if m.subject.startswith("Sign-off needed")]
+    deadline = time.monotonic() + 60
+    while len(mails) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+        mails = [m for m in smtp.messages(to=manager.email) if m.subject.startswith("Sign-off needed")]
+    assert len(mails) >= count
+    return links_in(mails[0].html)[0]
+
+
+def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
+    org = _organisation()
+    params = AuditParameters(framework=org["framework"], period="2026-Q4")
+
+    opened = compliance_audit(params)
+    assert opened.status == "collecting" and opened.controls == 3
+
+    mails = smtp.wait_for(2)
+    by_person = Counter(m.to for m in mails)
+    assert by_person == {org["olive"].email: 1, org["omar"].email: 1}, "one digest per owner"
+    [olive_mail] = smtp.messages(to=org["olive"].email)
+    first, second = links_in(olive_mail.html)
+    ok = answer_link(gateway.client, first, {"result": "pass", "note": "Reviewed",
+                                             "evidence_url": "https://wiki.test.example/ac1"})
+    assert ok.status_code == 200
+    evidence = b"access review export"
+    failed = answer_link(gateway.client, second, {"result": "fail", "note": "Two leavers kept VPN access"},
+                         files={"evidence_file": ("review.csv", evidence)})
+    assert failed.status_code == 200
+
+    assert compliance_audit(params).status == "collecting", "a re-run inside the window changes nothing"
+    assert len(smtp.messages()) == 2
+
+    _close_evidence_window(org["framework"])
+    thread, outcome = _in_background(params)
+    approve = _signoff_mail(smtp, org["manager"])
+    page = gateway.client.get(approve)
+    assert "Sign off the" in page.text and "report_sha256" in page.text.lower().replace(" ", "_")
+    answered = answer_link(gateway.client, approve, {"decision": "approve", "comment": "Fine."})
+    assert answered.status_code == 200
+    thread.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    result: AuditOutcome = outcome["result"]
+    assert result.status == "closed" and result.findings == 2
+
+    with session() as db:
+        audit = db.exec(select(Audit)).one()
+        tests = {t.result for t in db.exec(select(ControlTest))}
+        findings = list(db.exec(select(Finding)))
+        actions = list(db.exec(select(CorrectiveAction)))
+        files = list(db.exec(select(Evidence).where(col(Evidence.sha256).is_not(None))))
+        signed = db.exec(select(AuditEvent).where(AuditEvent.action == "audit.signed_off")).one()
+        trail_ok = verify(db).ok
+    assert audit.status == AuditStatus.closed and audit.closed_at is not None
+    assert tests == {TestResult.passed, TestResult.failed, TestResult.unanswered}
+    assert {f.severity.value for f in findings} == {"high"}
+    assert {a.owner_id for a in actions} == {org["olive"].id, org["omar"].id}
+    assert all(a.due_at > utcnow() + timedelta(days=7) for a in actions)
+    import hashlib
+
+    assert files and files[0].sha256 == hashlib.sha256(evidence).hexdigest()
+    assert Path(files[0].stored_path or "").read_bytes() == evidence
+    report = Path(audit.report_path or "").read_bytes()
+    assert signed.data["report_sha256"] == audit.report_sha256 == hashlib.sha256(report).hexdigest()
+    assert trail_ok
+    action_mails = [m for m in smtp.messages() if m.subject.startswith("Corrective action")]
+    assert Counter(m.to for m in action_mails) == {org["olive"].email: 1, org["omar"].email: 1}
+
+
+def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_api: str, gateway: Gateway,
+                                                                        smtp: Mailbox) -> None:
+    org = _organisation()
+    params = AuditParameters(framework=org["framework"], period="2026-Q4")
+    compliance_audit(params)
+    _close_evidence_window(org["framework"])
+    thread, outcome = _in_background(params)
+    link = _signoff_mail(smtp, org["manager"])
+    rejected = answer_link(gateway.client, link, {"decision": "reject", "comment": "Evidence for C-1 is stale."})
+    assert rejected.status_code == 200
+    thread.join(timeout=60)
+    assert outcome["result"].status == "changes_requested"
+    notices = [m for m in smtp.messages() if m.subject.startswith("Audit sign-off rejected")]
+    assert {m.to for m in notices} == {org["olive"].email, org["omar"].email}
+    assert all("Evidence for C-1 is stale." in m.html for m in notices)
+
+    thread, outcome = _in_background(params)
+    second = _signoff_mail(smtp, org["manager"], count=2)
+    assert second != link
+    assert gateway.client.get(link).status_code == 409, "the first round's link is dead"
+    answer_link(gateway.client, links_in(smtp.messages(to=org["manager"].email)[0].html)[0],
+                {"decision": "approve", "comment": ""})
+    thread.join(timeout=60)
+    assert outcome["result"].status == "closed"
+    with session() as db:
+        assert db.exec(select(Audit)).one().signoff_round == 2
+
+
+_RUN_FLOW = """
+from flows.compliance_audit import AuditParameters, compliance_audit
+compliance_audit(AuditParameters(framework={framework!r}, period="2026-Q4"))
+"""
+
+
+def test_a_run_killed_after_sending_and_run_again_sends_nothing_twice(prefect_api: str, gateway: Gateway,
+                                                                      smtp: Mailbox) -> None:
+    org = _organisation()
+    compliance_audit(AuditParameters(framework=org["framework"], period="2026-Q4"))
+    _close_evidence_window(org["framework"])
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    victim = subprocess.Popen([sys.executable, "-c", _RUN_FLOW.format(framework=org["framework"])], env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        link = _signoff_mail(smtp, org["manager"])
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+    before = sorted((m.to, m.subject) for m in smtp.messages())
+    assert len(before) == 5  # two evidence digests, two action notices, one sign-off request
+
+    with session() as db:
+        step_id = db.exec(select(Audit.signoff_step_id)).one()
+        killed_run = db.get(HumanStep, step_id).flow_run_id  # type: ignore[union-attr]
+    thread, outcome = _in_background(AuditParameters(framework=org["framework"], period="2026-Q4"))
+    deadline = time.monotonic() + 30
+    waiting = killed_run
+    while waiting == killed_run and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with session() as db:
+            waiting = db.get(HumanStep, step_id).flow_run_id  # type: ignore[union-attr]
+    assert waiting != killed_run, "the re-run must take over the wait"
+    time.sleep(2)  # let the re-run reach its pause
+    assert answer_link(gateway.client, link, {"decision": "approve", "comment": "ok"}).status_code == 200
+    thread.join(timeout=60)
+    assert outcome["result"].status == "closed", outcome
+    assert sorted((m.to, m.subject) for m in smtp.messages()) == before
+    with session() as db:
+        keys = list(db.exec(select(Notification.idempotency_key)))
+    assert len(keys) == len(set(keys)) == 5
+
+
+def test_preview_sends_and_writes_nothing(prefect_api: str, smtp: Mailbox) -> None:
+    org = _organisation()
+    result = compliance_audit(AuditParameters(framework=org["framework"], preview=True))
+    assert result.status == "preview" and "2 evidence request" in result.detail
+    with session() as db:
+        assert db.exec(select(Audit)).all() == [] and db.exec(select(Notification)).all() == []
+    assert smtp.messages() == []
+
+
+def test_an_unknown_framework_is_named_in_the_error(prefect_api: str, registry_db: str) -> None:
+    _organisation()
+    with pytest.raises(ValueError, match="'Nope' does not exist"):
+        compliance_audit(AuditParameters(framework="Nope"))
