@@ -71,12 +71,13 @@ def gateway() -> None:
 @app.command()
 def run(
     process: Annotated[str, typer.Argument(help="Deployment name in prefect.yaml, e.g. compliance-audit.")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value for the parameters model.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="key=value for the parameters model.")
+    ] = None,
 ) -> None:
     """Start a process through the Prefect API, as the UI's Run button does."""
     _prepare()
-    from prefect.deployments import run_deployment
-
+    from engine import runs
     from engine.deployments import specs
 
     spec = next((s for s in specs() if s.name == process), None)
@@ -92,7 +93,7 @@ def run(
             values[key] = value
     flow_name = spec.entrypoint.rsplit(":", 1)[1].replace("_", "-")
     parameters = {"params": values} if values else {}
-    flow_run = run_deployment(f"{flow_name}/{spec.name}", parameters=parameters, timeout=0)
+    flow_run = runs.start(f"{flow_name}/{spec.name}", parameters)
     typer.echo(f"started flow run {flow_run.name} ({flow_run.id})")
 
 
@@ -125,8 +126,9 @@ def outbox(
             query = query.where(Notification.status == status)
         for note in db.exec(query):
             person = db.get(Person, note.recipient_id)
-            typer.echo(f"{note.id:>5} {note.status.value:<8} {note.attempts} try  {person.email if person else '?':<32} "
-                       f"{note.subject}" + (f"  [{note.last_error}]" if note.last_error else ""))
+            email = person.email if person else "?"
+            typer.echo(f"{note.id:>5} {note.status.value:<8} {note.attempts} try  {email:<32} {note.subject}"
+                       + (f"  [{note.last_error}]" if note.last_error else ""))
 
 
 @app.command("verify-trail")

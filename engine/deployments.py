@@ -39,7 +39,7 @@ def runner_deployments(path: Path = PREFECT_YAML) -> list[Any]:
 
     built = []
     for spec in specs(path):
-        flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint), use_placeholder_flow=False)
+        flow: Any = load_flow_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint), use_placeholder_flow=False)
         schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
                      for s in spec.schedules]
         built.append(flow.to_deployment(

@@ -59,7 +59,7 @@ def _page(name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse
 
 def _refused(refusal: links.Refusal) -> HTMLResponse:
     title, detail = _REFUSAL_TEXT[refusal]
-    return _page("refused.html", {"title": title, "detail": detail}, status=refusal.value)
+    return _page("refused.html", {"title": title, "detail": detail}, status=refusal.status)
 
 
 @dataclass

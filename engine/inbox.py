@@ -50,7 +50,7 @@ def messages(to: str | None = None) -> list[CaughtMail]:
     if not directory.exists():
         return []
     box = mailbox.Maildir(directory, create=False)
-    found = [_parse(key, box.get_bytes(key)) for key in box.keys()]
+    found = [_parse(key, box.get_bytes(key)) for key in box.iterkeys()]
     if to:
         found = [m for m in found if to.lower() in m.to.lower()]
     return sorted(found, key=lambda m: (m.received or datetime.min.astimezone(), m.key), reverse=True)

@@ -42,14 +42,21 @@ def csrf_ok(token: str, presented: str) -> bool:
 
 
 class Refusal(Enum):
-    """Why a link cannot be used, with the HTTP status the gateway answers."""
+    """Why a link cannot be used; `status` is the HTTP status the gateway answers.
 
-    unknown = 404
-    not_yours = 403
-    own_request = 403
-    inactive = 403
-    decided = 409
-    expired = 410
+    The values are (status, reason): with the status alone, the three 403 reasons would be one member.
+    """
+
+    unknown = (404, "unknown")
+    not_yours = (403, "not_yours")
+    own_request = (403, "own_request")
+    inactive = (403, "inactive")
+    decided = (409, "decided")
+    expired = (410, "expired")
+
+    @property
+    def status(self) -> int:
+        return int(self.value[0])
 
 
 @dataclass

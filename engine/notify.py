@@ -122,6 +122,7 @@ def _deliver_one(notification_id: int, now: datetime) -> str | None:
 
         targets = channels.targets(person)
         url = targets[note.channel] if note.channel < len(targets) else None
+        error: str | None = None
         try:
             message: Message | None = render_message(note.template, note.context, _link)
         except (TemplateProblem, ValueError) as problem:

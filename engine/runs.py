@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.runtime import deployment, flow_run
@@ -31,6 +34,19 @@ def resume(flow_run_id: str, outcome: StepOutcome) -> bool:
         log.warning("could not resume flow run %s: %s", flow_run_id, error)
         return False
     return result.status == SetStateStatus.ACCEPT
+
+
+def start(deployment_name: str, parameters: dict[str, Any] | None = None, *,
+          scheduled_time: datetime | None = None, idempotency_key: str | None = None,
+          run_name: str | None = None) -> FlowRun:
+    """Create a run of a deployment as the UI's Run button does, without waiting for it."""
+    from prefect.deployments import run_deployment
+
+    created = run_deployment(deployment_name, parameters=parameters or {}, scheduled_time=scheduled_time,
+                             idempotency_key=idempotency_key, flow_run_name=run_name, timeout=0,
+                             as_subflow=False)
+    assert isinstance(created, FlowRun), "called from async code: use the async client instead"
+    return created
 
 
 def current_run_id() -> str | None:

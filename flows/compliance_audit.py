@@ -9,7 +9,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.deployments import run_deployment
 from prefect.runtime import deployment, flow_run
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
@@ -43,7 +42,6 @@ from registry import (
     trail,
 )
 from registry.clock import utcnow
-
 
 _RUNNER_PREFETCH_SECONDS = 30
 
@@ -195,11 +193,11 @@ def schedule_evaluation(params: AuditParameters, period: str, audit_id: int) -> 
         due = audit.evidence_due_at
     if not deployment.get_id():
         return f"not running from a deployment: run again after {due.isoformat()} to evaluate"
-    follow_up = run_deployment(
-        name=f"{flow_run.get_flow_name()}/{deployment.get_name()}",
-        parameters={"params": params.model_copy(update={"period": period}).model_dump(mode="json")},
-        scheduled_time=due, timeout=0, idempotency_key=f"audit-{audit_id}-evaluate", as_subflow=False,
-        flow_run_name=f"evaluate {params.framework} {period}",
+    follow_up = runs.start(
+        f"{flow_run.get_flow_name()}/{deployment.get_name()}",
+        {"params": params.model_copy(update={"period": period}).model_dump(mode="json")},
+        scheduled_time=due, idempotency_key=f"audit-{audit_id}-evaluate",
+        run_name=f"evaluate {params.framework} {period}",
     )
     return f"evaluation scheduled for {due.isoformat()} (flow run {follow_up.id})"
 
@@ -308,7 +306,8 @@ def build_report(audit_id: int) -> str:
             "audit": context, "rows": rows, "summary": summary, "generated_at": utcnow(),
             "round": audit.signoff_round + 1})
         digest = hashlib.sha256(html.encode()).hexdigest()
-        path = settings.data_dir.resolve() / "reports" / f"audit-{audit_id}-{audit.period}-r{audit.signoff_round + 1}.html"
+        name = f"audit-{audit_id}-{audit.period}-r{audit.signoff_round + 1}.html"
+        path = settings.data_dir.resolve() / "reports" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html, encoding="utf-8")
         audit.report_sha256, audit.report_path = digest, str(path)

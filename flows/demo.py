@@ -15,7 +15,7 @@ from typing import TypeVar
 import httpx
 from sqlmodel import select
 
-from engine import inbox
+from engine import inbox, runs
 from engine.deadlines import quarter_of
 from engine.settings import get_settings
 from registry import Audit, AuditStatus, Finding, Framework, HumanStep, session
@@ -74,8 +74,6 @@ def _state(client: httpx.Client, api: str, run_id: str) -> str:
 
 
 def main() -> None:
-    from prefect.deployments import run_deployment
-
     settings = get_settings()
     api = f"http://127.0.0.1:{settings.prefect_port}/api"
     http = httpx.Client(timeout=30)
@@ -88,8 +86,8 @@ def main() -> None:
     seen = {m.key for m in inbox.messages()}
     started = time.monotonic()
     print(f"Starting the compliance audit of {DEMO_FRAMEWORK} for {period} (evidence window: 1 minute)…")
-    run = run_deployment("compliance-audit/compliance-audit", timeout=0,
-                         parameters={"params": {"period": period, "evidence_window_minutes": 1}})
+    run = runs.start("compliance-audit/compliance-audit",
+                     {"params": {"period": period, "evidence_window_minutes": 1}})
     print(f"  flow run {run.name}: {settings.gateway_url.replace('8080', str(settings.prefect_port))}"
           f"/runs/flow-run/{run.id}")
     _wait("the audit to open", lambda: _state(http, api, str(run.id)) in ("COMPLETED", "FAILED", "CRASHED") or None,
