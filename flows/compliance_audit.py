@@ -404,7 +404,7 @@ def apply_signoff(audit_id: int, step_id: int) -> str:
 
 
 @flow(name="compliance-audit", log_prints=True)
-def compliance_audit(params: AuditParameters | None = None) -> AuditOutcome:
+def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcome:  # noqa: B008 (the UI form default)
     """Quarterly compliance audit of one framework.
 
     Opens the audit for every control due in the period by its cadence and sends each owner one evidence request
@@ -413,7 +413,6 @@ def compliance_audit(params: AuditParameters | None = None) -> AuditOutcome:
     publishes the report and waits, suspended, for the compliance manager's sign-off. Safe to re-run: every
     step is keyed, so nothing is asked or sent twice.
     """
-    params = params or AuditParameters()
     logger = get_run_logger()
     period = (params.period or quarter_of(utcnow(), get_settings().timezone)).upper()
     if params.preview:

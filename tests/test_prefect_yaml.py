@@ -1,0 +1,44 @@
+"""Every deployment in prefect.yaml must load, describe itself and offer a parameter form."""
+
+from __future__ import annotations
+
+import pytest
+from croniter import croniter
+from prefect.flows import load_flow_from_entrypoint
+
+from engine.deployments import PROJECT_ROOT, runner_deployments, specs
+
+SPECS = specs()
+
+
+def test_every_flow_module_has_a_deployment() -> None:
+    modules = {p.stem for p in (PROJECT_ROOT / "flows").glob("*.py")} - {"__init__", "demo", "compliance_rules"}
+    assert modules == {s.entrypoint.split("/")[1].split(".")[0] for s in SPECS}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_entrypoint_loads_with_description_and_parameter_schema(spec: object) -> None:
+    from engine.deployments import DeploymentSpec
+
+    assert isinstance(spec, DeploymentSpec)
+    flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint), use_placeholder_flow=False)
+    assert flow.description and len(flow.description) > 40, "the docstring is the UI description"
+    schema = flow.parameters.model_dump()
+    assert schema["type"] == "object"
+    for definition in schema.get("definitions", {}).values():
+        assert all(field.get("title") for field in definition["properties"].values()), "every form field titled"
+    for schedule in spec.schedules:
+        assert croniter.is_valid(schedule["cron"]) and schedule.get("timezone")
+
+
+def test_the_compliance_audit_runs_by_itself_every_quarter() -> None:
+    [audit] = [s for s in SPECS if s.name == "compliance-audit"]
+    assert audit.schedules == [{"cron": "0 7 1 1,4,7,10 *", "timezone": "Europe/London", "active": True}]
+
+
+def test_runner_deployments_carry_the_schedules() -> None:
+    deployments = {d.name: d for d in runner_deployments()}
+    assert set(deployments) == {s.name for s in SPECS}
+    cron = deployments["compliance-audit"].schedules[0].schedule
+    assert cron.cron == "0 7 1 1,4,7,10 *" and cron.timezone == "Europe/London"
+    assert deployments["compliance-audit"].enforce_parameter_schema
