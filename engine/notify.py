@@ -28,6 +28,11 @@ def _placeholder(step_id: int) -> str:
     return f"{get_settings().gateway_url.rstrip('/')}/s/[link for step {step_id}, minted on delivery]"
 
 
+def recipient(person: Person) -> dict[str, str]:
+    """What a message template knows of its reader; `when` shows times in their time zone."""
+    return {"name": person.name, "timezone": person.timezone}
+
+
 def preview(template: str, context: dict[str, Any]) -> Message:
     """Render exactly what would be sent, without writing or sending anything."""
     return render_message(template, to_jsonable_python(context), _placeholder)

@@ -8,8 +8,12 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, pass_context, select_autoescape
+from jinja2.runtime import Context
+
+from registry.clock import as_utc
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -37,12 +41,16 @@ def environment() -> Environment:
     return env
 
 
-def _format_when(moment: Any, fmt: str = "%a %d %b %Y %H:%M UTC") -> str:
+@pass_context
+def _format_when(context: Context, moment: Any, fmt: str = "%a %d %b %Y %H:%M %Z") -> str:
+    """A moment in the reader's time zone: the recipient's in messages, the person's on pages."""
     if moment is None:
         return "—"
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
-    return str(moment.strftime(fmt))
+    reader = context.get("recipient") or context.get("person")
+    tz = getattr(reader, "timezone", None) or (reader.get("timezone") if isinstance(reader, dict) else None)
+    return str(as_utc(moment).astimezone(ZoneInfo(tz or "UTC")).strftime(fmt))
 
 
 def render_page(name: str, context: dict[str, Any]) -> str:

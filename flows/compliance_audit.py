@@ -111,7 +111,7 @@ def preview_requests(params: AuditParameters, period: str) -> int:
             owner = db.get(Person, owner_id)
             assert owner is not None
             message = notify.preview("evidence_request", {
-                "recipient": {"name": owner.name},
+                "recipient": notify.recipient(owner),
                 "audit": {"framework": framework.name, "period": period, "evidence_due_at": due},
                 "controls": [{"ref": c.ref, "title": c.title, "step_id": 0} for c in owned],
             })
@@ -178,7 +178,7 @@ def request_evidence(audit_id: int) -> int:
             assert owner is not None
             rows = notify.enqueue(db, key=f"audit-{audit_id}-evidence-request-{owner_id}", recipient_id=owner_id,
                                   template="evidence_request",
-                                  context={"recipient": {"name": owner.name}, "audit": context,
+                                  context={"recipient": notify.recipient(owner), "audit": context,
                                            "controls": controls})
             ids += [r.id for r in rows if r.id is not None]
     return len(notify.deliver_due(ids=ids).sent)
@@ -264,7 +264,7 @@ def evaluate(audit_id: int) -> dict[str, int]:
             assert owner is not None
             rows = notify.enqueue(db, key=f"audit-{audit_id}-actions-{owner_id}", recipient_id=owner_id,
                                   template="corrective_actions",
-                                  context={"recipient": {"name": owner.name}, "audit": context, "actions": owned})
+                                  context={"recipient": notify.recipient(owner), "audit": context, "actions": owned})
             ids += [r.id for r in rows if r.id is not None]
         summary = summarize([t.result for t in tests])
     notify.deliver_due(ids=ids)
@@ -352,7 +352,7 @@ def request_signoff(audit_id: int, summary: dict[str, int], signoff_days: int) -
         db.add(audit)
         rows = notify.enqueue(db, key=f"audit-{audit_id}-signoff-{round_no}", recipient_id=step.person_id,
                               template="signoff_request",
-                              context={"recipient": {"name": db.get(Person, step.person_id).name},  # type: ignore[union-attr]
+                              context={"recipient": notify.recipient(db.get(Person, step.person_id)),  # type: ignore[arg-type]
                                        "audit": context, "summary": summary, "step_id": step.id,
                                        "due_at": due})
         ids = [r.id for r in rows if r.id is not None]
@@ -390,7 +390,7 @@ def apply_signoff(audit_id: int, step_id: int) -> str:
                 assert owner is not None
                 notify.enqueue(db, key=f"audit-{audit_id}-rejected-{audit.signoff_round}-{owner_id}",
                                recipient_id=owner_id, template="signoff_rejected",
-                               context={"recipient": {"name": owner.name}, "audit": context,
+                               context={"recipient": notify.recipient(owner), "audit": context,
                                         "approver": approver.name if approver else "The approver",
                                         "comment": answer.get("comment", "")})
         else:
