@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.templates import TemplateProblem, render_message, render_page
+
+
+def _link(step_id: int) -> str:
+    return f"https://gw.test/s/token-{step_id}"
+
+
+def _context(timezone: str) -> dict[str, object]:
+    return {"recipient": {"name": "Ann", "timezone": timezone},
+            "audit": {"framework": "ISO", "period": "2026-Q4",
+                      "evidence_due_at": datetime(2026, 12, 2, 17, tzinfo=UTC)},
+            "controls": [{"ref": "AC-1", "title": "Access review", "step_id": 4}]}
+
+
+@pytest.mark.parametrize(("timezone", "shown"), [("UTC", "17:00 UTC"), ("America/New_York", "12:00 EST"),
+                                                  ("Asia/Tokyo", "02:00 JST")])
+def test_deadlines_are_shown_in_the_recipients_time_zone(timezone: str, shown: str) -> None:
+    message = render_message("evidence_request", _context(timezone), _link)
+    assert shown in message.text and shown in message.html
+
+
+def test_links_appear_in_both_bodies() -> None:
+    message = render_message("evidence_request", _context("UTC"), _link)
+    assert "https://gw.test/s/token-4" in message.text and 'href="https://gw.test/s/token-4"' in message.html
+
+
+def test_a_missing_value_names_the_template_instead_of_rendering_blank() -> None:
+    context = _context("UTC")
+    del context["audit"]
+    with pytest.raises(TemplateProblem, match="messages/evidence_request.*audit"):
+        render_message("evidence_request", context, _link)
+
+
+def test_pages_escape_what_people_typed() -> None:
+    html = render_page("pages/refused.html", {"title": "<b>x</b>", "detail": "<script>alert(1)</script>"})
+    assert "<script>" not in html and "&lt;script&gt;" in html
