@@ -119,8 +119,13 @@ class Mailbox:
 
 
 @pytest.fixture
-def smtp(registry_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
-    """A real SMTP server on loopback, catching into this test's mailbox; the default mail channel points at it."""
+def smtp(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
+    """A real SMTP server on loopback, catching into this test's mailbox; the default mail channel points at it.
+
+    It sits on the test's `any_db` registry when the test asks for one (so `gateway` does too), else on
+    `registry_db`.
+    """
+    request.getfixturevalue("any_db" if "any_db" in request.fixturenames else "registry_db")
     port = free_port()
     controller = mailcatcher.start(get_settings().mailbox_dir, "127.0.0.1", port)
     url = f"mailto://127.0.0.1:{port}?from=ops%40test.example&mode=insecure"

@@ -43,11 +43,11 @@ def framework(db: Session, *, manager: Person, owners: list[Person], cadence: st
 
 def step(db: Session, asked: Person, *, kind: str = "approval", requested_by: Person | None = None,
          due: datetime | None = None, expires: datetime | None = None, flow_run_id: str | None = None,
-         form: str | None = None) -> HumanStep:
+         form: str | None = None, title: str = "Approve the test request") -> HumanStep:
     due = due or utcnow() + timedelta(days=2)
     return ask(db, key=f"test-step-{next(_counter)}", person_id=asked.id or 0,
                form=form or ("approval" if kind == "approval" else "attestation"), kind=kind,  # type: ignore[arg-type]
-               title="Approve the test request", subject_type="test", subject_id=1, due_at=due,
+               title=title, subject_type="test", subject_id=1, due_at=due,
                expires_at=expires or due, requested_by_id=requested_by.id if requested_by else None,
                flow_run_id=flow_run_id)
 

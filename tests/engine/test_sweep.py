@@ -1,0 +1,226 @@
+"""The deadline sweep against a real registry, a real SMTP server, the real gateway and a real Prefect server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Completed, Paused, Running
+from sqlmodel import col, select
+
+from engine.human_steps import record_answer
+from engine.sweep import sweep
+from flows.demo import answer_link, links_in
+from registry import AuditEvent, HumanStep, Person, StepStatus, session
+from registry.clock import utcnow
+from tests import factories
+from tests.conftest import Gateway, Mailbox, free_port
+
+
+def _step(step_id: int) -> HumanStep:
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        assert step is not None
+        return step
+
+
+def _events(step_id: int, action: str) -> list[AuditEvent]:
+    with session() as db:
+        return list(db.exec(select(AuditEvent).where(AuditEvent.entity_id == step_id, AuditEvent.action == action)
+                            .order_by(col(AuditEvent.id))))
+
+
+@contextmanager
+def _prefect_unreachable() -> Iterator[None]:
+    """Point this thread's Prefect client at a port nobody listens on."""
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        yield
+
+
+def test_a_step_due_within_the_reminder_window_gets_one_reminder(smtp: Mailbox) -> None:
+    now = utcnow()
+    with session() as db:
+        asked = factories.person(db, "Nora Owner")
+        soon = factories.step(db, asked, title="Approve the payroll run", due=now + timedelta(hours=6),
+                              expires=now + timedelta(days=3))
+        later = factories.step(db, asked, title="Approve next month's budget", due=now + timedelta(days=3))
+        soon_id, later_id, email = soon.id, later.id, asked.email
+    assert soon_id is not None and later_id is not None
+
+    first = sweep(now=now)
+
+    assert first.reminded == [soon_id] and first.escalated == [] and first.delivered == 1
+    [mail] = smtp.wait_for(1)
+    assert email in mail.to
+    assert mail.subject.startswith("Reminder: Approve the payroll run")
+    assert len(links_in(mail.html)) == 1
+    assert _step(soon_id).reminded_at is not None and _step(later_id).reminded_at is None
+
+    second = sweep(now=now + timedelta(minutes=5))
+
+    assert second.reminded == [] and second.delivered == 0
+    assert len(smtp.messages()) == 1
+
+
+def test_an_overdue_step_is_escalated_once_to_a_manager_whose_link_works(smtp: Mailbox, gateway: Gateway) -> None:
+    now = utcnow()
+    with session() as db:
+        manager = factories.person(db, "Maya Manager")
+        asked = factories.person(db, "Olly Owner", manager=manager)
+        step = factories.step(db, asked, title="Approve the supplier change", due=now - timedelta(hours=1),
+                              expires=now + timedelta(days=2))
+        step_id, manager_id, asked_id = step.id, manager.id, asked.id
+        manager_email, asked_email = manager.email, asked.email
+    assert step_id is not None
+
+    report = sweep(now=now)
+
+    assert report.escalated == [step_id] and report.expired == []
+    escalation = smtp.wait_for(1, to=manager_email)
+    assert len(escalation) == 1
+    assert escalation[0].subject == "Escalated to you: Approve the supplier change (Olly Owner, overdue)"
+    assert [m.subject for m in smtp.wait_for(1, to=asked_email)] == ["Overdue: Approve the supplier change"]
+    assert _step(step_id).escalation_level == 1
+    [escalated] = _events(step_id, "step.escalated")
+    assert escalated.data == {"level": 1, "to": manager_email}
+
+    again = sweep(now=now + timedelta(minutes=5))
+
+    assert again.escalated == [] and again.delivered == 0
+    assert len(smtp.messages()) == 2 and len(_events(step_id, "step.escalated")) == 1
+
+    [url] = links_in(escalation[0].html)
+    page = gateway.client.get(url)
+    assert page.status_code == 200 and "For Maya Manager" in page.text
+    answered = answer_link(gateway.client, url, {"decision": "approve", "comment": "Approved in Olly's absence."})
+    assert answered.status_code == 200
+    decided = _step(step_id)
+    assert decided.status is StepStatus.answered and decided.answered_by_id == manager_id
+    [event] = _events(step_id, "step.answered")
+    assert event.data["on_behalf_of"] == asked_id
+
+
+def test_a_step_past_its_expiry_is_expired_and_its_link_refused(smtp: Mailbox, gateway: Gateway) -> None:
+    now = utcnow()
+    with session() as db:
+        asked = factories.person(db)
+        gone = factories.step(db, asked, due=now - timedelta(days=3), expires=now - timedelta(minutes=1))
+        live = factories.step(db, asked, due=now - timedelta(days=3), expires=now + timedelta(hours=1))
+        token = factories.link(db, gone)
+        gone_id, live_id = gone.id, live.id
+    assert gone_id is not None and live_id is not None
+
+    report = sweep(now=now)
+
+    assert report.expired == [gone_id]
+    assert _step(gone_id).status is StepStatus.expired
+    assert _step(live_id).status is StepStatus.pending
+    [event] = _events(gone_id, "step.expired")
+    assert event.actor == "sweep"
+    refused = gateway.client.get(f"{gateway.url}/s/{token}")
+    assert refused.status_code == 409
+    assert "This request has already been answered" in refused.text
+    assert sweep(now=now).expired == [] and len(_events(gone_id, "step.expired")) == 1
+
+
+@flow(name="ops-test-waits-for-a-step")
+def _waits_for_a_step() -> None:
+    """Never run: only its runs are created, then paused, to stand for a run waiting on a step."""
+
+
+def _paused_run() -> str:
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(_waits_for_a_step, name=f"waits-{uuid.uuid4().hex[:8]}")
+        client.set_flow_run_state(run.id, Running(), force=True)
+        client.set_flow_run_state(run.id, Paused(timeout_seconds=600, pause_key="step"), force=True)
+        return str(run.id)
+
+
+def _run_state(run_id: str) -> StateType | None:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(uuid.UUID(run_id)).state
+        return state.type if state else None
+
+
+def _answer(step_id: int) -> None:
+    """Record an answer as the gateway does when it cannot reach Prefect: the row says a resume is owed."""
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        assert step is not None
+        person = db.get(Person, step.person_id)
+        assert person is not None
+        assert record_answer(db, step=step, person=person, answer={"decision": "approve", "comment": ""})
+
+
+def test_an_answer_recorded_while_prefect_is_down_is_handed_back_when_it_returns(
+        registry_db: str, prefect_api: str) -> None:
+    run_id = _paused_run()
+    with session() as db:
+        step = factories.step(db, factories.person(db), flow_run_id=run_id)
+        step_id = step.id
+    assert step_id is not None
+    _answer(step_id)
+    assert _step(step_id).resume_pending is True
+
+    with _prefect_unreachable():
+        down = sweep()
+
+    assert down.resumed == []
+    assert _step(step_id).resume_pending is True
+    assert _run_state(run_id) is StateType.PAUSED
+
+    up = sweep()
+
+    assert up.resumed == [step_id]
+    assert _step(step_id).resume_pending is False
+    assert _run_state(run_id) is StateType.RUNNING
+    assert sweep().resumed == []
+
+
+def test_a_run_waiting_on_a_step_that_expires_is_resumed_by_the_same_sweep(registry_db: str,
+                                                                          prefect_api: str) -> None:
+    run_id = _paused_run()
+    now = utcnow()
+    with session() as db:
+        step = factories.step(db, factories.person(db), flow_run_id=run_id, due=now - timedelta(days=3),
+                              expires=now - timedelta(minutes=1))
+        step_id = step.id
+    assert step_id is not None
+
+    report = sweep(now=now)
+
+    assert report.expired == [step_id] and report.resumed == [step_id]
+    expired = _step(step_id)
+    assert expired.status is StepStatus.expired and expired.resume_pending is False
+    assert _run_state(run_id) is StateType.RUNNING
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["unknown-run", "finished-run"])
+def test_a_run_that_cannot_take_the_answer(registry_db: str, prefect_api: str, finished: bool) -> None:
+    """A finished run never needs the answer; an unknown run id is kept owed (the answer is never dropped)."""
+    if finished:
+        run_id = _paused_run()
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(uuid.UUID(run_id), Completed(), force=True)
+    else:
+        run_id = str(uuid.uuid4())
+    with session() as db:
+        step = factories.step(db, factories.person(db), flow_run_id=run_id)
+        step_id = step.id
+    assert step_id is not None
+    _answer(step_id)
+
+    report = sweep()
+
+    assert _step(step_id).status is StepStatus.answered
+    if finished:
+        assert report.resumed == [step_id] and _step(step_id).resume_pending is False
+    else:
+        assert report.resumed == [] and _step(step_id).resume_pending is True
