@@ -81,6 +81,8 @@ def check(session: Session, token: str, *, for_step_id: int | None = None) -> Li
     assert step is not None and person is not None
     if for_step_id is not None and for_step_id != step.id:
         return LinkCheck(link, step, person, Refusal.not_yours)
+    if step.status == StepStatus.expired:
+        return LinkCheck(link, step, person, Refusal.expired)
     if step.status != StepStatus.pending:
         return LinkCheck(link, step, person, Refusal.decided)
     if link.expires_at <= utcnow():

@@ -10,6 +10,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
+from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.runtime import deployment, flow_run
 
@@ -22,11 +23,16 @@ log = logging.getLogger(__name__)
 def resume(flow_run_id: str, outcome: StepOutcome) -> bool:
     """Resume a paused or suspended run with `outcome` as its input.
 
-    True when the run took it, or can never take it (it ended): either way nobody needs to try again.
+    True when the run took it, or can never take it (it ended, or Prefect no longer knows it): either way
+    nobody needs to try again. The answer itself is in the registry whatever happens here.
     """
     try:
         with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(flow_run_id))
+            try:
+                run = client.read_flow_run(UUID(flow_run_id))
+            except ObjectNotFound:
+                log.warning("flow run %s no longer exists; its answer stays recorded, nothing to resume", flow_run_id)
+                return True
             if run.state is not None and run.state.is_final():
                 return True
             result = client.resume_flow_run(UUID(flow_run_id), run_input=outcome.model_dump(mode="json"))

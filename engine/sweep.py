@@ -40,7 +40,9 @@ def remind_and_escalate(now: datetime, report: SweepReport) -> None:
             assert step.id is not None
             person = db.get(Person, step.person_id)
             assert person is not None
-            if step.reminded_at is None and step.due_at - reminder <= now < step.due_at:
+            window_opens = step.due_at - reminder
+            # Someone asked inside the reminder window has just been told: a reminder would be noise.
+            if step.reminded_at is None and step.created_at < window_opens <= now < step.due_at:
                 notify.enqueue(db, key=f"step-{step.id}-reminder", recipient_id=person.id or 0,
                                template="step_reminder", context=_step_context(db, step, person))
                 step.reminded_at = now
@@ -53,8 +55,11 @@ def remind_and_escalate(now: datetime, report: SweepReport) -> None:
                                    template="step_escalation", context=_step_context(db, step, manager))
                 notify.enqueue(db, key=f"step-{step.id}-overdue", recipient_id=person.id or 0,
                                template="step_overdue", context=_step_context(db, step, person))
+                notified = manager is not None and manager.active
                 trail.record(db, actor="sweep", action="step.escalated", entity_type="human_step",
-                             entity_id=step.id, data={"level": 1, "to": manager.email if manager else None})
+                             entity_id=step.id,
+                             data={"level": 1, "to": manager.email if notified and manager else None,
+                                   "why_nobody": None if notified else "no active manager"})
                 report.escalated.append(step.id)
             db.add(step)
 

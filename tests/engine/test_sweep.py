@@ -48,13 +48,15 @@ def test_a_step_due_within_the_reminder_window_gets_one_reminder(smtp: Mailbox) 
     now = utcnow()
     with session() as db:
         asked = factories.person(db, "Nora Owner")
-        soon = factories.step(db, asked, title="Approve the payroll run", due=now + timedelta(hours=6),
+        soon = factories.step(db, asked, title="Approve the payroll run", due=now + timedelta(hours=30),
                               expires=now + timedelta(days=3))
         later = factories.step(db, asked, title="Approve next month's budget", due=now + timedelta(days=3))
-        soon_id, later_id, email = soon.id, later.id, asked.email
-    assert soon_id is not None and later_id is not None
+        just_asked = factories.step(db, asked, title="Approve the late change", due=now + timedelta(hours=6))
+        soon_id, later_id, just_id, email = soon.id, later.id, just_asked.id, asked.email
+    assert soon_id is not None and later_id is not None and just_id is not None
 
-    first = sweep(now=now)
+    assert sweep(now=now).reminded == [], "asked inside the window: the request itself is the reminder"
+    first = sweep(now=now + timedelta(hours=10))
 
     assert first.reminded == [soon_id] and first.escalated == [] and first.delivered == 1
     [mail] = smtp.wait_for(1)
@@ -62,8 +64,9 @@ def test_a_step_due_within_the_reminder_window_gets_one_reminder(smtp: Mailbox) 
     assert mail.subject.startswith("Reminder: Approve the payroll run")
     assert len(links_in(mail.html)) == 1
     assert _step(soon_id).reminded_at is not None and _step(later_id).reminded_at is None
+    assert _step(just_id).reminded_at is None
 
-    second = sweep(now=now + timedelta(minutes=5))
+    second = sweep(now=now + timedelta(hours=11))
 
     assert second.reminded == [] and second.delivered == 0
     assert len(smtp.messages()) == 1
@@ -89,7 +92,7 @@ def test_an_overdue_step_is_escalated_once_to_a_manager_whose_link_works(smtp: M
     assert [m.subject for m in smtp.wait_for(1, to=asked_email)] == ["Overdue: Approve the supplier change"]
     assert _step(step_id).escalation_level == 1
     [escalated] = _events(step_id, "step.escalated")
-    assert escalated.data == {"level": 1, "to": manager_email}
+    assert escalated.data == {"level": 1, "to": manager_email, "why_nobody": None}
 
     again = sweep(now=now + timedelta(minutes=5))
 
@@ -125,8 +128,8 @@ def test_a_step_past_its_expiry_is_expired_and_its_link_refused(smtp: Mailbox, g
     [event] = _events(gone_id, "step.expired")
     assert event.actor == "sweep"
     refused = gateway.client.get(f"{gateway.url}/s/{token}")
-    assert refused.status_code == 409
-    assert "This request has already been answered" in refused.text
+    assert refused.status_code == 410
+    assert "This link has expired" in refused.text
     assert sweep(now=now).expired == [] and len(_events(gone_id, "step.expired")) == 1
 
 
@@ -204,7 +207,7 @@ def test_a_run_waiting_on_a_step_that_expires_is_resumed_by_the_same_sweep(regis
 
 @pytest.mark.parametrize("finished", [False, True], ids=["unknown-run", "finished-run"])
 def test_a_run_that_cannot_take_the_answer(registry_db: str, prefect_api: str, finished: bool) -> None:
-    """A finished run never needs the answer; an unknown run id is kept owed (the answer is never dropped)."""
+    """A finished or deleted run never takes the answer: the sweep stops trying (the answer stays recorded)."""
     if finished:
         run_id = _paused_run()
         with get_client(sync_client=True) as client:
@@ -220,7 +223,5 @@ def test_a_run_that_cannot_take_the_answer(registry_db: str, prefect_api: str, f
     report = sweep()
 
     assert _step(step_id).status is StepStatus.answered
-    if finished:
-        assert report.resumed == [step_id] and _step(step_id).resume_pending is False
-    else:
-        assert report.resumed == [] and _step(step_id).resume_pending is True
+    assert report.resumed == [step_id] and _step(step_id).resume_pending is False
+    assert _step(step_id).answer is not None
