@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from engine import inbox, links, runs
 from engine.forms import form_model
-from engine.human_steps import outcome_of, record_answer
+from engine.human_steps import ATTACHMENT, outcome_of, record_answer
 from engine.settings import get_settings
 from engine.templates import render_page
 from registry import HumanStep, Person, session
@@ -124,8 +124,10 @@ class _Upload:
 def _show(step: HumanStep, person: Person, token: str, values: dict[str, str], errors: dict[str, str],
           status: int = 200) -> HTMLResponse:
     model = form_model(step.form)
+    shown = {k: v for k, v in step.details.items() if not k.startswith("_")}
     return _page("step.html", {
-        "step": step, "person": person, "details": step.details, "csrf": links.csrf_for(token),
+        "step": step, "person": person, "details": shown, "csrf": links.csrf_for(token),
+        "attachment": f"/s/{token}/attachment" if step.details.get(ATTACHMENT) else None,
         "fields": _fields(model, values, errors), "form_error": errors.get("__all__", ""),
         "multipart": any(f.widget == "file" for f in _fields(model, {}, {})),
     }, status=status)
@@ -139,6 +141,28 @@ def _view(token: str) -> HTMLResponse:
             return _refused(check.refusal)
         assert check.step is not None and check.person is not None
         return _show(check.step, check.person, token, {}, {})
+
+
+def _attachment(token: str) -> Response:
+    with session() as db:
+        check = links.check(db, token)
+        if not check.usable:
+            assert check.refusal is not None
+            return _refused(check.refusal)
+        assert check.step is not None
+        stored = check.step.details.get(ATTACHMENT)
+    root = get_settings().data_dir.resolve()
+    path = Path(str(stored or "")).resolve()
+    if not stored or not path.is_relative_to(root) or not path.is_file():
+        return _page("refused.html", {"title": "Nothing is attached to this request", "detail": ""}, status=404)
+    # Shown as a static document: no script of its own may run.
+    headers = {**_SECURITY_HEADERS,
+               "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"}
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers=headers)
+
+
+async def show_attachment(request: Request) -> Response:
+    return await run_in_threadpool(_attachment, request.path_params["token"])
 
 
 async def show_step(request: Request) -> Response:
@@ -238,6 +262,7 @@ def create_app() -> Starlette:
     routes = [
         Route("/s/{token}", show_step, methods=["GET", "HEAD"]),
         Route("/s/{token}", answer_step, methods=["POST"]),
+        Route("/s/{token}/attachment", show_attachment, methods=["GET", "HEAD"]),
         Route("/healthz", healthz),
     ]
     if get_settings().mail_catcher:

@@ -13,6 +13,8 @@ from engine.forms import form_model
 from registry import HumanStep, Person, StepStatus, trail
 from registry.clock import as_utc, utcnow
 
+ATTACHMENT = "_attachment"  # a step detail: a document under the data directory to read before answering
+
 
 class StepOutcome(BaseModel):
     """What a waiting flow run is resumed with. The registry row stays the source of truth."""

@@ -361,3 +361,18 @@ def test_pages_are_never_cached_and_never_leak_the_link_as_referrer(gateway: Gat
         assert response.status_code == status
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_an_attachment_outside_the_data_directory_is_never_served(gateway: Gateway, tmp_path: Path) -> None:
+    secret = tmp_path / "outside.html"
+    secret.write_text("<p>not for you</p>")
+    with session() as db:
+        asked = factories.person(db)
+        step = factories.step(db, asked)
+        step.details = {"_attachment": str(secret)}
+        db.add(step)
+        token = factories.link(db, step)
+    page = gateway.client.get(f"{gateway.url}/s/{token}")
+    assert "Open the report" in page.text and "_attachment" not in page.text
+    refused = gateway.client.get(f"{gateway.url}/s/{token}/attachment")
+    assert refused.status_code == 404 and "not for you" not in refused.text

@@ -108,12 +108,16 @@ def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp
     approve = _signoff_mail(smtp, org["manager"])
     page = gateway.client.get(approve)
     assert "Sign off the" in page.text and "report_sha256" in page.text.lower().replace(" ", "_")
+    report_page = gateway.client.get(approve + "/attachment")
+    assert report_page.status_code == 200 and "compliance audit 2026-Q4" in report_page.text
+    assert "sandbox" in report_page.headers["content-security-policy"]
     answered = answer_link(gateway.client, approve, {"decision": "approve", "comment": "Fine."})
     assert answered.status_code == 200
     thread.join(timeout=60)
     assert "error" not in outcome, outcome.get("error")
     result: AuditOutcome = outcome["result"]
     assert result.status == "closed" and result.findings == 2
+    assert gateway.client.get(approve + "/attachment").status_code == 409, "a decided link opens nothing"
 
     with session() as db:
         audit = db.exec(select(Audit)).one()
