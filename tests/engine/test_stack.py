@@ -1,0 +1,181 @@
+"""`ops up` smoke test: the whole local stack starts, answers, and stops on Ctrl-C leaving nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.deployments import specs
+from tests.conftest import free_port
+
+UP_SECONDS = 120
+STOP_SECONDS = 30
+
+
+@dataclass
+class Output:
+    """Lines a process printed, collected by a reader thread."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def _collect(stream: Iterator[bytes], into: Output) -> None:
+    for raw in stream:
+        into.lines.append(raw.decode(errors="replace"))
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    cmdline: list[str]
+    environ: dict[str, str]
+
+
+def _processes() -> list[Proc]:
+    """Every live (non-zombie) process we may read, from /proc (psutil is not a dependency)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cmdline = [a for a in (entry / "cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+            try:
+                raw_env = (entry / "environ").read_bytes().decode(errors="replace")
+            except PermissionError:
+                raw_env = ""
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+        environ = dict(item.split("=", 1) for item in raw_env.split("\0") if "=" in item)
+        found.append(Proc(pid=int(entry.name), cmdline=cmdline, environ=environ))
+    return found
+
+
+def _belongs_to(data_dir: Path, ports: list[int]) -> Callable[[Proc], bool]:
+    """Whether a process is part of this stack: its command line or OPS_DATA_DIR names our data dir or ports."""
+    marks = [str(data_dir)] + [f"{sep}{port}" for port in ports for sep in (":", "=")]
+
+    def check(proc: Proc) -> bool:
+        line = " ".join(proc.cmdline)
+        return (any(mark in line for mark in marks) or any(arg == str(p) for arg in proc.cmdline for p in ports)
+                or proc.environ.get("OPS_DATA_DIR", "").startswith(str(data_dir)))
+
+    return check
+
+
+def _wait(what: str, probe: Callable[[], bool], seconds: float, output: Output,
+          process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + seconds
+    while not probe():
+        if process.poll() is not None:
+            pytest.fail(f"`ops up` exited ({process.returncode}) while waiting for {what}:\n{output.text}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {seconds:.0f} s:\n{output.text}")
+        time.sleep(0.2)
+
+
+def _deployment_names(client: httpx.Client, api: str) -> set[str]:
+    response = client.post(f"{api}/deployments/filter", json={})
+    response.raise_for_status()
+    return {d["name"] for d in response.json()}
+
+
+def test_ops_up_serves_everything_and_ctrl_c_stops_all_of_it(tmp_path: Path) -> None:
+    data_dir = (tmp_path / "ops-data").resolve()
+    prefect_port, gateway_port, smtp_port = free_port(), free_port(), free_port()
+    assert len({prefect_port, gateway_port, smtp_port}) == 3
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPS_", "PREFECT_"))}
+    env.update({
+        "OPS_DATA_DIR": str(data_dir),
+        "OPS_PREFECT_PORT": str(prefect_port),
+        "OPS_GATEWAY_PORT": str(gateway_port),
+        "OPS_SMTP_PORT": str(smtp_port),
+        "OPS_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
+        "PYTHONUNBUFFERED": "1",
+    })
+    belongs = _belongs_to(data_dir, [prefect_port, gateway_port, smtp_port])
+    assert not [p for p in _processes() if belongs(p)], "something already uses this data dir or these ports"
+
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert process.stdout is not None
+    output = Output()
+    reader = threading.Thread(target=_collect, args=(process.stdout, output), daemon=True)
+    reader.start()
+    try:
+        _wait('"opsdirector is up"', lambda: output.has("opsdirector is up"), UP_SECONDS, output, process)
+        up_after = time.monotonic() - started
+        api = f"http://127.0.0.1:{prefect_port}/api"
+        gateway = f"http://127.0.0.1:{gateway_port}"
+        wanted = {s.name for s in specs()}
+        assert wanted == {"compliance-audit", "deadline-sweep"}
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"{api}/health").status_code == 200
+            _wait("gateway", lambda: _ok(client, f"{gateway}/healthz"), 10, output, process)
+            assert client.get(f"{gateway}/inbox").status_code == 200
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+                assert smtp.noop()[0] == 250
+            _wait("deployments from prefect.yaml", lambda: wanted <= _deployment_names(client, api), 60, output,
+                  process)
+            # A flow run in progress at Ctrl-C: its process (a child of `ops serve`) must go too.
+            sweep = client.get(f"{api}/deployments/name/deadline-sweep/deadline-sweep").json()
+            client.post(f"{api}/deployments/{sweep['id']}/create_flow_run", json={}).raise_for_status()
+            _wait("a flow-run process", lambda: any(belongs(p) and "prefect.engine" in " ".join(p.cmdline)
+                                                    for p in _processes()), 60, output, process)
+        assert (data_dir / "prefect" / "prefect.db").is_file(), "PREFECT_HOME is not under the data dir"
+        ours = [p for p in _processes() if belongs(p)]
+        assert len(ours) >= 4, ours  # ops up, prefect server, ops serve, the flow run
+
+        stopping = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the foreground group
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`ops up` still running {STOP_SECONDS} s after Ctrl-C:\n{output.text}")
+        stopped_after = time.monotonic() - stopping
+        reader.join(timeout=5)
+        assert output.has("opsdirector stopped."), output.text
+        deadline = time.monotonic() + 3  # killed processes may take a moment to disappear from /proc
+        left = [p for p in _processes() if belongs(p)]
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = [p for p in _processes() if belongs(p)]
+        assert not left, "left behind:\n" + "\n".join(f"{p.pid}: {' '.join(p.cmdline)}" for p in left)
+        print(f"\n`ops up`: up after {up_after:.1f} s, stopped {stopped_after:.1f} s after Ctrl-C "
+              f"(exit code {process.returncode})")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+        for proc in _processes():
+            if belongs(proc):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+
+
+def _ok(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
