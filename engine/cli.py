@@ -41,7 +41,9 @@ def init(demo: Annotated[bool, typer.Option(help="Seed the demo organisation if 
 @app.command()
 def up() -> None:
     """Start the local stack: Prefect server and UI, every deployment, the link gateway and a mail catcher."""
-    _prepare()
+    from engine.stack import apply_local_environment
+
+    apply_local_environment(get_settings(), own_server=True)
     init(demo=True)
     from engine import stack
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from starlette.routing import Route
 
 from engine import inbox, links, runs
 from engine.forms import form_model
-from engine.human_steps import ATTACHMENT, outcome_of, record_answer
+from engine.human_steps import ATTACHMENT, record_answer
 from engine.settings import get_settings
 from engine.templates import render_page
 from registry import HumanStep, Person, session
@@ -243,15 +244,11 @@ def _record(token: str, form: FormData, uploads: dict[str, _Upload], meta: tuple
         if not record_answer(db, step=step, person=person, answer=answer, ip=meta[0], user_agent=meta[1]):
             db.rollback()
             return _refused(links.Refusal.decided)
-        flow_run_id, decided = step.flow_run_id, outcome_of(step)
         title = step.title
-    if flow_run_id and decided is not None and runs.resume(flow_run_id, decided):
-        with session() as db:
-            fresh = db.get(HumanStep, step_id)
-            assert fresh is not None
-            fresh.resume_pending = False
-            db.add(fresh)
-    return _page("answered.html", {"title": title, "answer": answer})
+    response = _page("answered.html", {"title": title, "answer": answer})
+    if not runs.hand_back(step_id):
+        response.background = BackgroundTask(runs.hand_back_soon, step_id)
+    return response
 
 
 async def healthz(_request: Request) -> Response:

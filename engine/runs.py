@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -13,6 +14,8 @@ from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.runtime import deployment, flow_run
+from sqlalchemy import update
+from sqlmodel import col
 
 from engine.human_steps import StepOutcome, outcome_of, seconds_until
 from registry import HumanStep, session
@@ -40,6 +43,29 @@ def resume(flow_run_id: str, outcome: StepOutcome) -> bool:
         log.warning("could not resume flow run %s: %s", flow_run_id, error)
         return False
     return result.status == SetStateStatus.ACCEPT
+
+
+def hand_back(step_id: int) -> bool:
+    """Resume the run waiting for a decided step and clear its debt; True when nothing is owed any more."""
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        if step is None or not step.resume_pending:
+            return True
+        decided, flow_run_id = outcome_of(step), step.flow_run_id
+    if decided is None or flow_run_id is None or not resume(flow_run_id, decided):
+        return False
+    with session() as db:
+        db.execute(update(HumanStep).where(col(HumanStep.id) == step_id, col(HumanStep.flow_run_id) == flow_run_id)
+                   .values(resume_pending=False).execution_options(synchronize_session=False))
+    return True
+
+
+def hand_back_soon(step_id: int, delays: tuple[float, ...] = (0.5, 1, 2, 4)) -> None:
+    """Retry for a few seconds: an answer can arrive just before its run has finished suspending."""
+    for delay in delays:
+        time.sleep(delay)
+        if hand_back(step_id):
+            return
 
 
 def start(deployment_name: str, parameters: dict[str, Any] | None = None, *,

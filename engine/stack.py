@@ -27,12 +27,21 @@ def local_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(settings.resume_poll_seconds))),
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_LOGGING_LEVEL": "INFO",
+        # Flows run in processes of their own: they must mail the catcher on whichever port it listens.
+        "OPS_MAIL_URL": f"mailto://{settings.smtp_host}:{settings.smtp_port}?from=opsdirector%40localhost&mode=insecure",
     }
 
 
-def apply_local_environment(settings: Settings) -> None:
+_OWNED_BY_THE_STACK = ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_API_HOST", "PREFECT_SERVER_API_PORT")
+
+
+def apply_local_environment(settings: Settings, *, own_server: bool = False) -> None:
+    """Fill in what is not set; with `own_server` (ops up) the stack's own Prefect server always wins."""
     for key, value in local_environment(settings).items():
-        os.environ.setdefault(key, value)
+        if own_server and key in _OWNED_BY_THE_STACK:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
 
 
 def wait_until_up(url: str, seconds: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -76,7 +85,7 @@ def run(settings: Settings) -> None:
     from engine import mailcatcher
     from engine.gateway import create_app
 
-    apply_local_environment(settings)
+    apply_local_environment(settings, own_server=True)
     logs = settings.data_dir.resolve() / "logs"
     started = time.monotonic()
     children: list[subprocess.Popen[bytes]] = []

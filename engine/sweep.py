@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
-from engine.human_steps import expire, outcome_of
+from engine.human_steps import expire
 from engine.settings import get_settings
 from registry import HumanStep, Person, StepStatus, session, trail
 from registry.clock import utcnow
@@ -76,18 +76,8 @@ def expire_overdue(now: datetime, report: SweepReport) -> None:
 def resume_waiting(report: SweepReport) -> None:
     """Resume every run whose step was decided but not yet handed back (API down, or not yet suspended)."""
     with session() as db:
-        waiting = list(db.exec(select(HumanStep).where(col(HumanStep.resume_pending).is_(True))))
-    for step in waiting:
-        decided = outcome_of(step)
-        if decided is None or step.flow_run_id is None:
-            continue
-        if runs.resume(step.flow_run_id, decided):
-            with session() as db:
-                fresh = db.get(HumanStep, step.id)
-                assert fresh is not None
-                fresh.resume_pending = False
-                db.add(fresh)
-            report.resumed.append(step.id or 0)
+        owed = [i for i in db.exec(select(HumanStep.id).where(col(HumanStep.resume_pending).is_(True))) if i]
+    report.resumed.extend(step_id for step_id in owed if runs.hand_back(step_id))
 
 
 def sweep(now: datetime | None = None) -> SweepReport:

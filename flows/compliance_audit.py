@@ -347,7 +347,7 @@ def request_signoff(audit_id: int, summary: dict[str, int], signoff_days: int) -
                    details={"framework": framework.name, "period": audit.period,
                             "controls": summary["total"], "passed": summary["passed"], "failed": summary["failed"],
                             "unanswered": summary["unanswered"], "findings": summary["findings"],
-                            "report_sha256": audit.report_sha256 or "", ATTACHMENT: audit.report_path})
+                            "report SHA-256": audit.report_sha256 or "", ATTACHMENT: audit.report_path})
         audit.status, audit.signoff_step_id, audit.signoff_round = AuditStatus.awaiting_signoff, step.id, round_no
         db.add(audit)
         rows = notify.enqueue(db, key=f"audit-{audit_id}-signoff-{round_no}", recipient_id=step.person_id,

@@ -107,7 +107,7 @@ def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp
     thread, outcome = _in_background(params)
     approve = _signoff_mail(smtp, org["manager"])
     page = gateway.client.get(approve)
-    assert "Sign off the" in page.text and "report_sha256" in page.text.lower().replace(" ", "_")
+    assert "Sign off the" in page.text and "Report SHA-256" in page.text
     report_page = gateway.client.get(approve + "/attachment")
     assert report_page.status_code == 200 and "compliance audit 2026-Q4" in report_page.text
     assert "sandbox" in report_page.headers["content-security-policy"]
