@@ -66,6 +66,25 @@ def enqueue(
     return rows
 
 
+def digest(
+    db: Session, *, key: str, template: str, items: dict[int, list[dict[str, Any]]], context: dict[str, Any],
+    items_as: str = "items",
+) -> list[int]:
+    """One message per person listing all their items (never one per item); the queued ids.
+
+    `key` names the occasion; each person's message is keyed `{key}-{person id}`, so a re-run queues nothing new.
+    """
+    ids: list[int] = []
+    for person_id, own in items.items():
+        person = db.get(Person, person_id)
+        if person is None:
+            raise ValueError(f"recipient {person_id} does not exist")
+        rows = enqueue(db, key=f"{key}-{person_id}", recipient_id=person_id, template=template,
+                       context={**context, "recipient": recipient(person), items_as: own})
+        ids += [row.id for row in rows if row.id is not None]
+    return ids
+
+
 @dataclass
 class DeliveryReport:
     sent: list[int] = field(default_factory=list)

@@ -65,12 +65,13 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process_group(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM the process's whole group, SIGKILL it after `grace` seconds."""
     if process.poll() is not None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
@@ -113,7 +114,7 @@ def run(settings: Settings) -> None:
         gateway.run()
     finally:
         for child in reversed(children):
-            _stop(child)
+            stop_process_group(child)
         if catcher is not None:
             catcher.stop()
         print("opsdirector stopped.", flush=True)

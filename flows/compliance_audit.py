@@ -88,6 +88,16 @@ def _due_controls(db: Session, framework: Framework, period: str, tz: str) -> li
     return [c for c in controls if due_within(c.cadence, start, end, tz)]
 
 
+def _audit_tests(db: Session, audit_id: int) -> tuple[Audit, dict[str, Any], list[tuple[ControlTest, Control]]]:
+    """The audit, what every message says of it, and its tests with their controls in one query."""
+    audit = db.get(Audit, audit_id)
+    if audit is None:
+        raise ValueError(f"audit {audit_id} does not exist")
+    tests = db.exec(select(ControlTest, Control).join(Control, col(Control.id) == ControlTest.control_id)
+                    .where(ControlTest.audit_id == audit_id).order_by(col(Control.ref)))
+    return audit, _audit_context(db, audit), [(test, control) for test, control in tests]
+
+
 def _audit_context(db: Session, audit: Audit) -> dict[str, Any]:
     framework = db.get(Framework, audit.framework_id)
     assert framework is not None
@@ -153,16 +163,10 @@ def open_audit(params: AuditParameters, period: str) -> int:
 @task
 def request_evidence(audit_id: int) -> int:
     """One attestation step per control, and one message per owner listing all of theirs."""
-    ids: list[int] = []
     with session() as db:
-        audit = db.get(Audit, audit_id)
-        assert audit is not None
-        context = _audit_context(db, audit)
-        tests = list(db.exec(select(ControlTest).where(ControlTest.audit_id == audit_id)))
+        audit, context, tests = _audit_tests(db, audit_id)
         by_owner: dict[int, list[dict[str, Any]]] = {}
-        for test in tests:
-            control = db.get(Control, test.control_id)
-            assert control is not None
+        for test, control in tests:
             step = ask(db, key=f"audit-{audit_id}-control-{control.id}-evidence", person_id=test.owner_id,
                        form="attestation", title=f"Attest control {control.ref}: {control.title}",
                        subject_type="control_test", subject_id=test.id or 0, due_at=audit.evidence_due_at,
@@ -173,14 +177,8 @@ def request_evidence(audit_id: int) -> int:
             db.add(test)
             by_owner.setdefault(step.person_id, []).append(
                 {"ref": control.ref, "title": control.title, "step_id": step.id})
-        for owner_id, controls in by_owner.items():
-            owner = db.get(Person, owner_id)
-            assert owner is not None
-            rows = notify.enqueue(db, key=f"audit-{audit_id}-evidence-request-{owner_id}", recipient_id=owner_id,
-                                  template="evidence_request",
-                                  context={"recipient": notify.recipient(owner), "audit": context,
-                                           "controls": controls})
-            ids += [r.id for r in rows if r.id is not None]
+        ids = notify.digest(db, key=f"audit-{audit_id}-evidence-request", template="evidence_request",
+                            items=by_owner, context={"audit": context}, items_as="controls")
     return len(notify.deliver_due(ids=ids).sent)
 
 
@@ -226,14 +224,9 @@ def evaluate(audit_id: int) -> dict[str, int]:
     """Close the evidence window: results from answers, findings and corrective actions for the rest."""
     settings = get_settings()
     with session() as db:
-        audit = db.get(Audit, audit_id)
-        assert audit is not None
-        context = _audit_context(db, audit)
-        tests = list(db.exec(select(ControlTest).where(ControlTest.audit_id == audit_id)))
+        audit, context, tests = _audit_tests(db, audit_id)
         actions: dict[int, list[dict[str, Any]]] = {}
-        for test in tests:
-            control = db.get(Control, test.control_id)
-            assert control is not None
+        for test, control in tests:
             result = test.result or _record_test(db, audit, test, control)
             control.last_tested_at = utcnow()
             control.next_due_at = next_due(control.cadence, audit.period_end, settings.timezone)
@@ -258,15 +251,9 @@ def evaluate(audit_id: int) -> dict[str, int]:
             actions.setdefault(action.owner_id, []).append(
                 {"ref": control.ref, "title": control.title, "severity": severity.value,
                  "description": finding.description, "due_at": due})
-        ids: list[int] = []
-        for owner_id, owned in actions.items():
-            owner = db.get(Person, owner_id)
-            assert owner is not None
-            rows = notify.enqueue(db, key=f"audit-{audit_id}-actions-{owner_id}", recipient_id=owner_id,
-                                  template="corrective_actions",
-                                  context={"recipient": notify.recipient(owner), "audit": context, "actions": owned})
-            ids += [r.id for r in rows if r.id is not None]
-        summary = summarize([t.result for t in tests])
+        ids = notify.digest(db, key=f"audit-{audit_id}-actions", template="corrective_actions", items=actions,
+                            context={"audit": context}, items_as="actions")
+        summary = summarize([test.result for test, _ in tests])
     notify.deliver_due(ids=ids)
     return {"total": summary.total, "passed": summary.passed, "failed": summary.failed,
             "unanswered": summary.unanswered, "findings": summary.findings}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from engine.deployments import PROJECT_ROOT
+from engine.stack import stop_process_group
 from tests.conftest import Gateway
 
 AUDIT_DEPLOYMENT = "compliance-audit/compliance-audit"
@@ -41,19 +41,6 @@ def _registered_since(client: httpx.Client, api: str, name: str, since: datetime
         return False
     updated = datetime.fromisoformat(response.json()["updated"])
     return updated >= since
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture
@@ -88,4 +75,4 @@ def served(prefect_api: str, gateway: Gateway, tmp_path: Path) -> Iterator[Serve
                 time.sleep(0.25)
         yield served
     finally:
-        _stop_group(process)
+        stop_process_group(process)
