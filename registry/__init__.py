@@ -18,6 +18,17 @@ from registry.errors import RegistryValidationError
 from registry.outbox import DeliveryStatus, Notification
 from registry.people import Person, Team
 from registry.steps import HumanStep, StepLink, StepStatus
+from registry.supply import (
+    ContractNotice,
+    Delivery,
+    InventoryItem,
+    PurchaseRequest,
+    PurchaseRequestLine,
+    RequestStatus,
+    Standing,
+    Vendor,
+    VendorScorecard,
+)
 from registry.trail import AuditEvent
 
 _validation.install()
@@ -26,5 +37,6 @@ __all__ = [
     "Audit", "AuditEvent", "AuditStatus", "Control", "ControlTest", "CorrectiveAction", "Criticality",
     "DeliveryStatus", "Evidence", "Finding", "Framework", "HumanStep", "Notification", "Person",
     "RegistryValidationError", "StepLink", "StepStatus", "Team", "TestResult", "get_engine", "reset_engines",
-    "session",
+    "session", "ContractNotice", "Delivery", "InventoryItem", "PurchaseRequest", "PurchaseRequestLine",
+    "RequestStatus", "Standing", "Vendor", "VendorScorecard",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import apprise
@@ -11,6 +12,7 @@ from sqlalchemy import event
 from registry.compliance import Control
 from registry.errors import RegistryValidationError
 from registry.people import Person
+from registry.supply import InventoryItem, Vendor
 
 
 def check_cron(entity: str, field: str, value: Any) -> None:
@@ -37,9 +39,23 @@ def _validate_control(_mapper: Any, _conn: Any, control: Control) -> None:
     check_cron("Control", "cadence", control.cadence)
 
 
+def _validate_vendor(_mapper: Any, _conn: Any, vendor: Vendor) -> None:
+    check_cron("Vendor", "review_cadence", vendor.review_cadence)
+
+
+def _validate_item(_mapper: Any, _conn: Any, item: InventoryItem) -> None:
+    for name in ("on_hand", "reorder_point", "reorder_qty", "lead_time_days"):
+        value = getattr(item, name)
+        if value is None or value < 0 or (name == "reorder_qty" and value == 0):
+            raise RegistryValidationError("InventoryItem", name, value, "must be a positive whole number")
+
+
 def install() -> None:
+    checks: list[tuple[type, Callable[..., None]]] = [
+        (Person, _validate_person), (Control, _validate_control), (Vendor, _validate_vendor),
+        (InventoryItem, _validate_item),
+    ]
     for kind in ("before_insert", "before_update"):
-        if not event.contains(Person, kind, _validate_person):
-            event.listen(Person, kind, _validate_person)
-        if not event.contains(Control, kind, _validate_control):
-            event.listen(Control, kind, _validate_control)
+        for model, check in checks:
+            if not event.contains(model, kind, check):
+                event.listen(model, kind, check)
