@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from sqlmodel import Session
 
 from engine import links
 from engine.human_steps import ask
-from registry import Control, Criticality, Framework, HumanStep, Person
+from registry import (
+    Control,
+    Criticality,
+    Delivery,
+    Framework,
+    HumanStep,
+    InventoryItem,
+    Person,
+    Standing,
+    Vendor,
+)
 from registry.clock import utcnow
 
 _counter = itertools.count(1)
@@ -57,3 +68,38 @@ def link(db: Session, for_step: HumanStep, holder: Person | None = None) -> str:
     token = links.issue(db, step=for_step, person_id=(holder or db.get(Person, for_step.person_id)).id or 0)  # type: ignore[union-attr]
     db.flush()
     return token
+
+
+def vendor(db: Session, *, owner: Person, contact: Person | None = None, standing: Standing = Standing.approved,
+           contract_end: date | None = None, cadence: str = "0 7 1 1,4,7,10 *") -> Vendor:
+    n = next(_counter)
+    row = Vendor(code=f"V{n:04d}", name=f"Vendor {n}", owner_id=owner.id or 0,
+                 contact_id=contact.id if contact else None, standing=standing, contract_end=contract_end,
+                 review_cadence=cadence)
+    db.add(row)
+    db.flush()
+    return row
+
+
+def delivery(db: Session, for_vendor: Vendor, *, promised: date, delivered: date | None, ordered: int = 100,
+             received: int | None = None, rejected: int = 0, unit_price: str = "10.00",
+             contracted_price: str = "10.00", sku: str = "SKU-1") -> Delivery:
+    n = next(_counter)
+    row = Delivery(po_number=f"PO{n:06d}", line=1, vendor_id=for_vendor.id or 0, sku=sku, promised_date=promised,
+                   delivered_date=delivered, qty_ordered=ordered,
+                   qty_received=ordered if received is None else received, qty_rejected=rejected,
+                   unit_price=Decimal(unit_price), contracted_price=Decimal(contracted_price))
+    db.add(row)
+    db.flush()
+    return row
+
+
+def inventory_item(db: Session, for_vendor: Vendor, *, on_hand: int, reorder_point: int, reorder_qty: int = 50,
+                   unit_cost: str = "4.00", location: str = "MAIN") -> InventoryItem:
+    n = next(_counter)
+    row = InventoryItem(sku=f"SKU-{n:05d}", location=location, description=f"Item {n}", on_hand=on_hand,
+                        reorder_point=reorder_point, reorder_qty=reorder_qty, unit_cost=Decimal(unit_cost),
+                        vendor_id=for_vendor.id or 0)
+    db.add(row)
+    db.flush()
+    return row
