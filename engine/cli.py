@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,7 +38,25 @@ def init(demo: Annotated[bool, typer.Option(help="Seed the demo organisation if 
     if demo:
         with session() as db:
             created = seed(db)
+        _import_demo_data()
     typer.echo("registry ready" + ("; demo organisation seeded" if created else ""))
+
+
+def _import_demo_data() -> None:
+    """The demo's vendors, deliveries and stock, once: later runs leave whatever staff changed alone."""
+    from sqlmodel import select
+
+    from engine.deployments import PROJECT_ROOT
+    from engine.importer import import_csv
+    from registry import Vendor, session
+
+    with session() as db:
+        if db.exec(select(Vendor.id).limit(1)).first() is not None:
+            return
+    _import_kinds()
+    for kind, name in (("vendors", "vendors.csv"), ("deliveries", "deliveries.csv"), ("inventory", "inventory.csv")):
+        report = import_csv(kind, PROJECT_ROOT / "demo" / name, actor="demo")
+        typer.echo(f"demo {kind}: {report.inserted} imported")
 
 
 @app.command()
@@ -131,6 +152,67 @@ def outbox(
             email = person.email if person else "?"
             typer.echo(f"{note.id:>5} {note.status.value:<8} {note.attempts} try  {email:<32} {note.subject}"
                        + (f"  [{note.last_error}]" if note.last_error else ""))
+
+
+_IMPORT_MODULES = ("flows.supply_data",)
+
+
+def _import_kinds() -> dict[str, object]:
+    from engine.importer import kinds
+
+    for module in _IMPORT_MODULES:
+        importlib.import_module(module)
+    return dict(kinds())
+
+
+@contextmanager
+def _progress_bar(total: int) -> Iterator[object]:
+    """A progress bar on large files; small ones import without the noise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if total < 5000:
+
+        class _Quiet:
+            def advance(self, rows: int) -> None:
+                pass
+
+        yield _Quiet()
+        return
+    with Progress(TextColumn("checking rows"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task("rows", total=total)
+
+        class _Bar:
+            def advance(self, rows: int) -> None:
+                bar.advance(task, rows)
+
+        yield _Bar()
+
+
+@app.command("import")
+def import_(
+    kind: Annotated[str, typer.Argument(help="vendors, deliveries or inventory.")],
+    file: Annotated[Path, typer.Argument(help="The CSV file (UTF-8, header row).", exists=False)],
+    dry_run: Annotated[bool, typer.Option(help="Check and count, write nothing.")] = False,
+) -> None:
+    """Import a CSV: every row is checked first; one bad row refuses the whole file, listing every problem."""
+    _prepare()
+    from engine.importer import ImportRefused, import_csv
+
+    known = _import_kinds()
+    if kind not in known:
+        typer.echo(f"unknown kind {kind!r}; known: {', '.join(sorted(known))}", err=True)
+        raise typer.Exit(2)
+    try:
+        report = import_csv(kind, file, dry_run=dry_run, progress=_progress_bar)
+    except ImportRefused as refused:
+        typer.echo(str(refused), err=True)
+        raise typer.Exit(1) from None
+    except ValueError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    verb = "would import" if dry_run else "imported"
+    typer.echo(f"{verb} {file.name} ({kind}): {report.inserted} new, {report.updated} updated, "
+               f"{report.unchanged} unchanged")
 
 
 @app.command("verify-trail")

@@ -16,6 +16,8 @@ _PEOPLE = [
     ("ivan", "Ivan IT", "ivan.it@demo.example", "dora", "IT", []),
     ("fatima", "Fatima Facilities", "fatima.facilities@demo.example", "dora", "Facilities", []),
     ("hugo", "Hugo HR", "hugo.hr@demo.example", "dora", "People", []),
+    ("paula", "Paula Procurement", "paula.procurement@demo.example", "dora", "Operations", ["procurement_manager"]),
+    ("ian", "Ian Inventory", "ian.inventory@demo.example", "paula", "Operations", ["inventory_planner"]),
 ]
 
 _CONTROLS = [
@@ -31,27 +33,34 @@ _CONTROLS = [
 
 
 def seed(db: Session) -> bool:
-    """Create the demo organisation unless it exists; True when something was created."""
-    if db.exec(select(Framework).where(Framework.name == DEMO_FRAMEWORK)).first() is not None:
-        return False
-    teams: dict[str, Team] = {}
-    people: dict[str, Person] = {}
+    """Create whatever part of the demo organisation is missing; True when something was created."""
+    created = False
+    teams = {t.name: t for t in db.exec(select(Team))}
+    people = {p.email: p for p in db.exec(select(Person))}
+    by_key: dict[str, Person] = {}
     for key, name, email, manager, team_name, roles in _PEOPLE:
-        team = teams.get(team_name) or Team(name=team_name)
-        teams[team_name] = team
-        db.add(team)
-        db.flush()
+        if email in people:
+            by_key[key] = people[email]
+            continue
+        team = teams.get(team_name)
+        if team is None:
+            team = teams[team_name] = Team(name=team_name)
+            db.add(team)
+            db.flush()
         person = Person(name=name, email=email, team_id=team.id, roles=roles, timezone="Europe/London",
-                        manager_id=people[manager].id if manager else None)
+                        manager_id=by_key[manager].id if manager else None)
         db.add(person)
         db.flush()
-        people[key] = person
-    framework = Framework(name=DEMO_FRAMEWORK, description="The demo organisation's ISO 27001-style controls.",
-                          compliance_manager_id=people["clara"].id)
-    db.add(framework)
-    db.flush()
-    for ref, title, owner, cadence, criticality in _CONTROLS:
-        db.add(Control(framework_id=framework.id or 0, ref=ref, title=title, owner_id=people[owner].id,
-                       cadence=cadence, criticality=criticality, description=f"{title} ({ref}).",))
-    db.flush()
-    return True
+        by_key[key] = person
+        created = True
+    if db.exec(select(Framework).where(Framework.name == DEMO_FRAMEWORK)).first() is None:
+        framework = Framework(name=DEMO_FRAMEWORK, description="The demo organisation's ISO 27001-style controls.",
+                              compliance_manager_id=by_key["clara"].id)
+        db.add(framework)
+        db.flush()
+        for ref, title, owner, cadence, criticality in _CONTROLS:
+            db.add(Control(framework_id=framework.id or 0, ref=ref, title=title, owner_id=by_key[owner].id,
+                           cadence=cadence, criticality=criticality, description=f"{title} ({ref})."))
+        db.flush()
+        created = True
+    return created
