@@ -77,7 +77,7 @@ def serve() -> None:
     _prepare()
     from engine.deployments import serve_all
 
-    serve_all()
+    serve_all(poll_seconds=get_settings().resume_poll_seconds)
 
 
 @app.command()

@@ -48,7 +48,8 @@ def runner_deployments(path: Path = PREFECT_YAML) -> list[Any]:
     return built
 
 
-def serve_all(path: Path = PREFECT_YAML) -> None:
+def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5) -> None:
+    """Serve every deployment from this process; the poll interval bounds the wait after an approval."""
     from prefect import serve
 
-    serve(*runner_deployments(path), print_starting_message=False)
+    serve(*runner_deployments(path), print_starting_message=False, query_seconds=poll_seconds)

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = Field(6, description="Delivery attempts per message before it is marked failed.")
     delivery_backoff_seconds: float = Field(30.0, description="First retry delay; doubles on each attempt.")
     resume_poll_seconds: float = Field(
-        1.0, description="How often the serving process polls for resumed and scheduled runs."
+        0.5, description="How often the serving process polls for resumed and scheduled runs (fractions allowed)."
     )
 
     @model_validator(mode="after")

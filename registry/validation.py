@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import apprise
 from croniter import croniter
 from sqlalchemy import event
 
@@ -21,6 +20,8 @@ def check_cron(entity: str, field: str, value: Any) -> None:
 
 
 def check_channel(entity: str, field: str, value: Any) -> None:
+    import apprise  # only where channels are written: it costs every flow process ~80 ms at start
+
     if not isinstance(value, str) or apprise.Apprise.instantiate(value, suppress_exceptions=True) is None:
         shown = value.split("://", 1)[0] + "://…" if isinstance(value, str) and "://" in value else value
         raise RegistryValidationError(entity, field, shown, "not a channel URL Apprise can deliver to")
