@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from croniter import croniter
 from prefect.flows import load_flow_from_entrypoint
@@ -12,7 +14,9 @@ SPECS = specs()
 
 
 def test_every_flow_module_has_a_deployment() -> None:
-    modules = {p.stem for p in (PROJECT_ROOT / "flows").glob("*.py")} - {"__init__", "demo", "compliance_rules"}
+    not_flows = {"__init__", "demo", "compliance_rules", "reorder_rules", "supply_data", "vendor_rules",
+                 "vendor_contracts", "vendor_report", "vendor_standing"}
+    modules = {p.stem for p in (PROJECT_ROOT / "flows").glob("*.py")} - not_flows
     assert modules == {s.entrypoint.split("/")[1].split(".")[0] for s in SPECS}
 
 
@@ -34,6 +38,15 @@ def test_entrypoint_loads_with_description_and_parameter_schema(spec: object) ->
 def test_the_compliance_audit_runs_by_itself_every_quarter() -> None:
     [audit] = [s for s in SPECS if s.name == "compliance-audit"]
     assert audit.schedules == [{"cron": "0 7 1 1,4,7,10 *", "timezone": "Europe/London", "active": True}]
+
+
+def test_the_vendor_review_runs_quarterly_and_its_contract_notices_daily() -> None:
+    by_name = {s.name: s for s in SPECS}
+    assert by_name["vendor-review"].schedules[0]["cron"] == "30 7 1 1,4,7,10 *"
+    notices = by_name["vendor-contract-notices"]
+    assert notices.entrypoint == by_name["vendor-review"].entrypoint
+    assert notices.parameters == {"params": {"contracts_only": True}}
+    assert croniter.match(notices.schedules[0]["cron"], datetime(2026, 11, 25, 6, 30))
 
 
 def test_runner_deployments_carry_the_schedules() -> None:

@@ -129,7 +129,7 @@ def test_ops_up_serves_everything_and_ctrl_c_stops_all_of_it(tmp_path: Path) -> 
         api = f"http://127.0.0.1:{prefect_port}/api"
         gateway = f"http://127.0.0.1:{gateway_port}"
         wanted = {s.name for s in specs()}
-        assert wanted == {"compliance-audit", "deadline-sweep"}
+        assert {"compliance-audit", "deadline-sweep"} <= wanted  # and whatever processes prefect.yaml adds
         with httpx.Client(timeout=10) as client:
             assert client.get(f"{api}/health").status_code == 200
             _wait("gateway", lambda: _ok(client, f"{gateway}/healthz"), 10, output, process)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from flows.reorder_rules import ApprovalChainError, approval_chain, line_amount, order_quantity, request_amount
+
+AUTO, DIRECTOR = Decimal("1000"), Decimal("10000")
+MANAGER_ID, DIRECTOR_ID = 2, 9
+
+
+@dataclass
+class Asker:
+    id: int | None = 1
+    name: str = "Pia Planner"
+    manager_id: int | None = MANAGER_ID
+
+
+@pytest.mark.parametrize(
+    ("on_hand", "open_qty", "reorder_point", "reorder_qty", "expected"),
+    [
+        (11, 0, 10, 50, 0),   # above the point: nothing
+        (10, 0, 10, 50, 50),  # exactly at the point: the reorder quantity
+        (3, 0, 10, 50, 50),
+        (3, 7, 10, 50, 50),   # stock plus open orders exactly at the point: still due
+        (3, 8, 10, 50, 0),    # open orders already lift it above the point
+        (0, 0, 100, 20, 101),  # the reorder quantity would leave it at or below: topped up to one above
+        (0, 0, 20, 20, 21),   # exactly back to the point is not enough either
+        (0, 0, 19, 20, 20),   # one above the point: the reorder quantity suffices
+        (-5, 0, 10, 5, 16),   # back-orders count as negative stock
+        (2, 0, 10, 0, 9),     # no reorder quantity configured: just enough to clear the point
+    ],
+)
+def test_order_quantity(on_hand: int, open_qty: int, reorder_point: int, reorder_qty: int, expected: int) -> None:
+    quantity = order_quantity(on_hand=on_hand, open_qty=open_qty, reorder_point=reorder_point,
+                              reorder_qty=reorder_qty)
+    assert quantity == expected
+    if quantity:
+        assert on_hand + open_qty + quantity > reorder_point, "tomorrow's run must not order it again"
+
+
+def test_amounts_are_exact_to_the_cent() -> None:
+    assert line_amount(3, Decimal("0.1")) == Decimal("0.30")
+    assert line_amount(3, Decimal("0.3333")) == Decimal("1.00")
+    assert request_amount([(3, Decimal("0.1")), (1, Decimal("999.70"))]) == Decimal("1000.00")
+    assert request_amount([]) == Decimal("0.00")
+
+
+@pytest.mark.parametrize(
+    ("amount", "chain"),
+    [
+        ("0", []),
+        ("999.99", []),
+        ("1000", []),                       # up to the auto limit inclusive
+        ("1000.01", [MANAGER_ID]),          # just above it: the manager
+        ("10000", [MANAGER_ID]),            # up to the director limit inclusive: still only the manager
+        ("10000.01", [MANAGER_ID, DIRECTOR_ID]),  # above: the manager, then the director
+        ("2500000", [MANAGER_ID, DIRECTOR_ID]),
+    ],
+)
+def test_approval_chain_by_amount(amount: str, chain: list[int]) -> None:
+    assert approval_chain(Decimal(amount), Asker(), AUTO, DIRECTOR, director_id=DIRECTOR_ID) == chain
+
+
+def test_limits_are_configurable() -> None:
+    assert approval_chain(Decimal("50"), Asker(), Decimal("0"), Decimal("100"), director_id=DIRECTOR_ID) == [2]
+    assert approval_chain(Decimal("50"), Asker(), Decimal("10"), Decimal("10"), director_id=DIRECTOR_ID) == [2, 9]
+
+
+def test_a_requester_who_reports_to_the_director_is_approved_by_them_once() -> None:
+    asker = Asker(manager_id=DIRECTOR_ID)
+    assert approval_chain(Decimal("20000"), asker, AUTO, DIRECTOR, director_id=DIRECTOR_ID) == [DIRECTOR_ID]
+
+
+def test_a_requester_without_a_manager_is_named() -> None:
+    assert approval_chain(Decimal("1000"), Asker(manager_id=None), AUTO, DIRECTOR, director_id=DIRECTOR_ID) == []
+    with pytest.raises(ApprovalChainError, match="Pia Planner has no manager"):
+        approval_chain(Decimal("1000.01"), Asker(manager_id=None), AUTO, DIRECTOR, director_id=DIRECTOR_ID)
+
+
+def test_a_missing_director_is_named() -> None:
+    assert approval_chain(Decimal("10000"), Asker(), AUTO, DIRECTOR, director_id=None) == [MANAGER_ID]
+    with pytest.raises(ApprovalChainError, match="nobody has the director role"):
+        approval_chain(Decimal("10000.01"), Asker(), AUTO, DIRECTOR, director_id=None)
+
+
+def test_the_director_cannot_approve_their_own_large_request() -> None:
+    director = Asker(id=DIRECTOR_ID, name="Dana Director", manager_id=7)
+    assert approval_chain(Decimal("5000"), director, AUTO, DIRECTOR, director_id=DIRECTOR_ID) == [7]
+    with pytest.raises(ApprovalChainError, match="Dana Director would have to approve their own"):
+        approval_chain(Decimal("20000"), director, AUTO, DIRECTOR, director_id=DIRECTOR_ID)
+
+
+@pytest.mark.parametrize(("auto", "director"), [("-1", "10"), ("100", "99.99")])
+def test_limits_out_of_order_are_refused(auto: str, director: str) -> None:
+    with pytest.raises(ApprovalChainError, match="limits must satisfy"):
+        approval_chain(Decimal("5"), Asker(), Decimal(auto), Decimal(director), director_id=DIRECTOR_ID)
