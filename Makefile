@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/approval_latency.py
+	$(BIN)/python benchmarks/reorder_check.py
 
 clean:
 	rm -rf $(VENV) .ops-data
