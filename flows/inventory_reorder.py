@@ -31,6 +31,7 @@ from registry import (
     trail,
 )
 from registry.clock import utcnow
+from registry.people import person_with_role
 from registry.supply import OPEN_REQUEST_STATUSES
 
 ACTOR = "inventory-reorder"
@@ -121,9 +122,8 @@ def select_lines() -> list[ReorderLine]:
 
 
 def _with_role(db: Session, role: str) -> Person | None:
-    """The first active person (by id) holding `role`; roles are a short JSON list, read in Python on every engine."""
-    people = db.exec(select(Person).where(col(Person.active).is_(True)).order_by(col(Person.id)))
-    return next((p for p in people if role in p.roles), None)
+    person = person_with_role(db, role)
+    return person if person is not None and person.active else None
 
 
 def _requester(db: Session, email: str | None) -> Person:

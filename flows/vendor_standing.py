@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import String, cast, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine import notify
@@ -17,6 +17,7 @@ from flows import vendor_rules as rules
 from flows.vendor_report import card_item
 from registry import AuditEvent, HumanStep, Person, StepStatus, Vendor, VendorScorecard, session, trail
 from registry.clock import utcnow
+from registry.people import person_with_role
 
 ROLE = "procurement_manager"
 
@@ -27,12 +28,9 @@ def _percent(value: float | None) -> str:
 
 def procurement_manager(db: Session) -> Person:
     """The person holding the role, an active one first (an inactive one's delegate answers for them)."""
-    # JSON containment differs by database: narrow with LIKE on the JSON text, decide in Python.
-    candidates = db.exec(select(Person).where(cast(col(Person.roles), String).like(f'%"{ROLE}"%'))
-                         .order_by(col(Person.active).desc(), col(Person.id)))
-    for person in candidates:
-        if ROLE in person.roles:
-            return person
+    person = person_with_role(db, ROLE)
+    if person is not None:
+        return person
     raise ValueError(f"no person has the role {ROLE!r}, so nobody can approve a change of vendor "
                      "standing: give the role to the procurement manager and run again")
 

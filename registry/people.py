@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, String, cast
+from sqlmodel import Field, Session, SQLModel, col, select
 
 
 class Team(SQLModel, table=True):
@@ -26,3 +26,11 @@ class Person(SQLModel, table=True):
     active: bool = True
     delegate_id: int | None = Field(default=None, foreign_key="person.id")
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+def person_with_role(db: Session, role: str) -> Person | None:
+    """The person holding `role`, active ones first, then by id (an inactive one's delegate answers for them)."""
+    # JSON containment differs by database: narrow with LIKE on the JSON text, decide in Python.
+    candidates = db.exec(select(Person).where(cast(col(Person.roles), String).like(f'%"{role}"%'))
+                         .order_by(col(Person.active).desc(), col(Person.id)))
+    return next((person for person in candidates if role in person.roles), None)
