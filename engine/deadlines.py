@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from registry.clock import as_utc
+from engine.settings import get_settings
+from registry.clock import as_utc, utcnow
 
 
 def next_due(cadence: str, after: datetime, tz: str = "UTC") -> datetime:
@@ -53,3 +54,15 @@ def quarter_bounds(period: str, tz: str = "UTC") -> tuple[datetime, datetime]:
     start = datetime(year, 3 * quarter - 2, 1, tzinfo=zone)
     end = datetime(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1, tzinfo=zone)
     return as_utc(start), as_utc(end)
+
+
+def working_days_from_now(days: int, start: datetime | None = None) -> datetime:
+    """`days` working days on the organisation's calendar (its time zone and holidays)."""
+    settings = get_settings()
+    return add_working_days(start or utcnow(), days, settings.timezone, settings.holidays)
+
+
+def answer_window(days: int) -> tuple[datetime, datetime]:
+    """A human step's due date in `days` working days, and its final deadline after the escalation grace."""
+    due = working_days_from_now(days)
+    return due, working_days_from_now(get_settings().escalation_grace_days, start=due)

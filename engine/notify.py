@@ -38,6 +38,12 @@ def preview(template: str, context: dict[str, Any]) -> Message:
     return render_message(template, to_jsonable_python(context), _placeholder)
 
 
+def preview_for(person: Person, template: str, context: dict[str, Any]) -> str:
+    """What `person` would receive, as a markdown section for a preview artifact; nothing is written or sent."""
+    message = preview(template, {**context, "recipient": recipient(person)})
+    return f"### To {person.name} <{person.email}>\n**{message.subject}**\n\n```\n{message.text}```\n"
+
+
 def enqueue(
     db: Session, *, key: str, recipient_id: int, template: str, context: dict[str, Any], preview_only: bool = False
 ) -> list[Notification]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import timedelta
 from typing import Any
@@ -14,10 +13,10 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
-from engine.deadlines import add_working_days, due_within, next_due, quarter_bounds, quarter_of
+from engine.deadlines import answer_window, due_within, next_due, quarter_bounds, quarter_of, working_days_from_now
 from engine.human_steps import ATTACHMENT, ask, expire
+from engine.reports import save_report
 from engine.settings import get_settings
-from engine.templates import render_page
 from flows.compliance_rules import (
     ACTION_WORKING_DAYS,
     action_text,
@@ -112,7 +111,7 @@ def preview_requests(params: AuditParameters, period: str) -> int:
     with session() as db:
         framework = _framework(db, params.framework)
         controls = _due_controls(db, framework, period, settings.timezone)
-        due = add_working_days(utcnow(), params.evidence_window_days, settings.timezone, settings.holidays)
+        due = working_days_from_now(params.evidence_window_days)
         by_owner: dict[int, list[Control]] = {}
         for control in controls:
             by_owner.setdefault(control.owner_id or 0, []).append(control)
@@ -120,12 +119,10 @@ def preview_requests(params: AuditParameters, period: str) -> int:
         for owner_id, owned in by_owner.items():
             owner = db.get(Person, owner_id)
             assert owner is not None
-            message = notify.preview("evidence_request", {
-                "recipient": notify.recipient(owner),
+            parts.append(notify.preview_for(owner, "evidence_request", {
                 "audit": {"framework": framework.name, "period": period, "evidence_due_at": due},
                 "controls": [{"ref": c.ref, "title": c.title, "step_id": 0} for c in owned],
-            })
-            parts.append(f"### To {owner.name} <{owner.email}>\n**{message.subject}**\n\n```\n{message.text}```\n")
+            }))
     create_markdown_artifact("\n".join(parts) or "No control is due in this period.",
                              description=f"Preview of evidence requests, {framework.name} {period}")
     return len(by_owner)
@@ -145,7 +142,7 @@ def open_audit(params: AuditParameters, period: str) -> int:
         if params.evidence_window_minutes:
             due = now + timedelta(minutes=params.evidence_window_minutes)
         else:
-            due = add_working_days(now, params.evidence_window_days, settings.timezone, settings.holidays)
+            due = working_days_from_now(params.evidence_window_days, start=now)
         audit = Audit(framework_id=framework.id or 0, period=period, period_start=start, period_end=end,
                       evidence_due_at=due)
         db.add(audit)
@@ -238,7 +235,7 @@ def evaluate(audit_id: int) -> dict[str, int]:
                               description=finding_text(result, control.ref, test.note))
             db.add(finding)
             db.flush()
-            due = add_working_days(utcnow(), ACTION_WORKING_DAYS[severity], settings.timezone, settings.holidays)
+            due = working_days_from_now(ACTION_WORKING_DAYS[severity])
             action = CorrectiveAction(finding_id=finding.id or 0, owner_id=control.owner_id or 0, due_at=due,
                                       description=action_text(result, control.ref))
             db.add(action)
@@ -282,21 +279,17 @@ def _report_rows(db: Session, audit_id: int) -> list[dict[str, Any]]:
 @task
 def build_report(audit_id: int) -> str:
     """The audit report as HTML (kept on disk, its SHA-256 on the audit) and as Prefect artifacts."""
-    settings = get_settings()
     with session() as db:
         audit = db.get(Audit, audit_id)
         assert audit is not None
         context = _audit_context(db, audit)
         rows = _report_rows(db, audit_id)
         summary = summarize([TestResult(r["result"]) if r["result"] != "pending" else None for r in rows])
-        html = render_page("reports/compliance_audit.html", {
-            "audit": context, "rows": rows, "summary": summary, "generated_at": utcnow(),
-            "round": audit.signoff_round + 1})
-        digest = hashlib.sha256(html.encode()).hexdigest()
-        name = f"audit-{audit_id}-{audit.period}-r{audit.signoff_round + 1}.html"
-        path = settings.data_dir.resolve() / "reports" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(html, encoding="utf-8")
+        report = save_report(f"audit-{audit_id}-{audit.period}-r{audit.signoff_round + 1}.html",
+                             "reports/compliance_audit.html",
+                             {"audit": context, "rows": rows, "summary": summary, "generated_at": utcnow(),
+                              "round": audit.signoff_round + 1})
+        digest, path = report.sha256, report.path
         audit.report_sha256, audit.report_path = digest, str(path)
         db.add(audit)
         trail.record(db, actor="compliance-audit", action="audit.report_built", entity_type="audit",
@@ -316,7 +309,6 @@ def build_report(audit_id: int) -> str:
 @task
 def request_signoff(audit_id: int, summary: dict[str, int], signoff_days: int) -> int:
     """Ask the framework's compliance manager to approve; the current run is the one that waits."""
-    settings = get_settings()
     with session() as db:
         audit = db.get(Audit, audit_id)
         framework = db.get(Framework, audit.framework_id) if audit else None
@@ -325,8 +317,7 @@ def request_signoff(audit_id: int, summary: dict[str, int], signoff_days: int) -
             raise ValueError(f"framework {framework.name!r} has no compliance manager to sign off")
         context = _audit_context(db, audit)
         round_no = audit.signoff_round + 1
-        due = add_working_days(utcnow(), signoff_days, settings.timezone, settings.holidays)
-        final = add_working_days(due, settings.escalation_grace_days, settings.timezone, settings.holidays)
+        due, final = answer_window(signoff_days)
         step = ask(db, key=f"audit-{audit_id}-signoff-{round_no}", person_id=framework.compliance_manager_id,
                    form="approval", kind="approval", title=f"Sign off the {framework.name} audit {audit.period}",
                    subject_type="audit", subject_id=audit_id, due_at=due, expires_at=final,

@@ -11,9 +11,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
-from engine.deadlines import add_working_days
+from engine.deadlines import answer_window
 from engine.human_steps import ask
-from engine.settings import get_settings
 from flows.reorder_rules import CENT, line_amount
 from registry import (
     AuditEvent,
@@ -96,12 +95,10 @@ def _next_level(request_id: int) -> int | None:
 @task
 def ask_approver(request_id: int, level: int, approval_days: int) -> int:
     """The approval step for `level`, asked of that level's approver once, however often the run restarts."""
-    settings = get_settings()
     with session() as db:
         request = _request(db, request_id)
         context = request_context(db, request)
-        due = add_working_days(utcnow(), approval_days, settings.timezone, settings.holidays)
-        final = add_working_days(due, settings.escalation_grace_days, settings.timezone, settings.holidays)
+        due, final = answer_window(approval_days)
         earlier = [_person(db, person_id).name for person_id in request.approvers[:level - 1]]
         step = ask(db, key=f"purchase-{request_id}-level-{level}", person_id=request.approvers[level - 1],
                    form="approval", kind="approval", requested_by_id=request.requester_id,

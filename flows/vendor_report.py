@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from prefect import task
@@ -10,8 +9,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlmodel import Session, col, select
 
-from engine.settings import get_settings
-from engine.templates import render_page
+from engine.reports import save_report
 from flows import vendor_rules as rules
 from registry import AuditEvent, HumanStep, Person, Vendor, VendorScorecard, session, trail
 
@@ -67,16 +65,12 @@ def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @task(cache_policy=NO_CACHE)  # published before and after the waits of one run, with the same inputs
 def publish(period: str, thresholds: rules.Thresholds) -> str:
     """The period's scorecards as a Prefect table and an HTML report with a score chart; its SHA-256 in the trail."""
-    settings = get_settings()
     with session() as db:
         rows = period_rows(db, period)
-        html = render_page("reports/vendor_review.html", {
+        report = save_report(f"vendor-review-{period}.html", "reports/vendor_review.html", {
             "period": period, "rows": rows, "thresholds": thresholds.model_dump(),
             "scored_at": min((r["scored_at"] for r in rows), default=None)})
-        digest = hashlib.sha256(html.encode()).hexdigest()
-        path = settings.data_dir.resolve() / "reports" / f"vendor-review-{period}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(html, encoding="utf-8")
+        digest, path = report.sha256, report.path
         # The report holds no clock time, so an unchanged review renders the same bytes and is recorded once.
         earlier = db.exec(select(AuditEvent.data).where(AuditEvent.action == "vendor_review.report_built",
                                                         AuditEvent.entity_id == period_number(period)))

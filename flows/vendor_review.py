@@ -15,7 +15,7 @@ from sqlalchemy import select as sa_select  # sqlmodel's select is typed for at 
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
-from engine.deadlines import add_working_days, due_within, next_due, quarter_bounds, quarter_of
+from engine.deadlines import due_within, next_due, quarter_bounds, quarter_of, working_days_from_now
 from engine.settings import get_settings
 from flows import vendor_rules as rules
 from flows.vendor_contracts import contracts_due, notice_item, notify_contract_ends, today
@@ -175,10 +175,7 @@ def record_scorecards(params: ReviewParameters, period: str, vendor_ids: list[in
 
 
 def _preview_section(person: Person | None, template: str, context: dict[str, Any]) -> str:
-    if person is None:
-        return ""
-    message = notify.preview(template, {**context, "recipient": notify.recipient(person)})
-    return f"### To {person.name} <{person.email}>\n**{message.subject}**\n\n```\n{message.text}```\n"
+    return notify.preview_for(person, template, context) if person is not None else ""
 
 
 @task
@@ -201,7 +198,7 @@ def preview_review(params: ReviewParameters, period: str, vendor_ids: list[int],
         changes = [{**card_item(v, c), "owner": getattr(db.get(Person, v.owner_id), "name", ""), "step_id": 0}
                    for v, c in cards if c.standing_proposed != c.standing_before]
         if changes:
-            due = add_working_days(utcnow(), params.approval_days, get_settings().timezone, get_settings().holidays)
+            due = working_days_from_now(params.approval_days)
             parts.append(_preview_section(procurement_manager(db), "vendor_standing_changes",
                                           {"period": period, "due_at": due, "changes": changes}))
         contracts: dict[int, list[dict[str, Any]]] = {}

@@ -10,9 +10,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine import notify
-from engine.deadlines import add_working_days
+from engine.deadlines import answer_window
 from engine.human_steps import ask
-from engine.settings import get_settings
 from flows import vendor_rules as rules
 from flows.vendor_report import card_item
 from registry import AuditEvent, HumanStep, Person, StepStatus, Vendor, VendorScorecard, session, trail
@@ -38,7 +37,6 @@ def procurement_manager(db: Session) -> Person:
 @task
 def request_approvals(period: str, vendor_ids: list[int], approval_days: int) -> int:
     """One approval step per proposed change of standing, all in one message to the procurement manager."""
-    settings = get_settings()
     with session() as db:
         unasked = list(db.exec(select(VendorScorecard, Vendor).join(Vendor, col(Vendor.id) == VendorScorecard.vendor_id)
                                .where(VendorScorecard.period == period, col(VendorScorecard.vendor_id).in_(vendor_ids),
@@ -48,8 +46,7 @@ def request_approvals(period: str, vendor_ids: list[int], approval_days: int) ->
         if not unasked:
             return 0
         manager = procurement_manager(db)
-        due = add_working_days(utcnow(), approval_days, settings.timezone, settings.holidays)
-        final = add_working_days(due, settings.escalation_grace_days, settings.timezone, settings.holidays)
+        due, final = answer_window(approval_days)
         changes: list[dict[str, Any]] = []
         for card, vendor in unasked:
             owner = db.get(Person, vendor.owner_id)

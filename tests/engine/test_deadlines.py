@@ -61,3 +61,20 @@ def test_next_due_honours_time_zone() -> None:
     assert next_due("0 7 1 1,4,7,10 *", after, "Europe/London") == datetime(2027, 1, 1, 7, tzinfo=UTC)
     assert next_due("0 7 1 1,4,7,10 *", datetime(2027, 2, 1, tzinfo=UTC), "Europe/London") == datetime(
         2027, 4, 1, 6, tzinfo=UTC)
+
+
+def test_answer_window_follows_the_organisation_calendar(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.deadlines import answer_window
+    from engine.settings import get_settings
+
+    monkeypatch.setenv("OPS_TIMEZONE", "UTC")
+    monkeypatch.setenv("OPS_HOLIDAYS", '["2026-12-25"]')
+    monkeypatch.setenv("OPS_ESCALATION_GRACE_DAYS", "2")
+    get_settings.cache_clear()
+    try:
+        due, final = answer_window(1)
+        assert due.hour == 17 and final > due
+        assert (final.date() - due.date()).days >= 2
+        assert final.weekday() < 5 and due.weekday() < 5
+    finally:
+        get_settings.cache_clear()
