@@ -348,6 +348,7 @@ def apply_signoff(audit_id: int, step_id: int) -> str:
         assert audit is not None and step is not None
         if audit.status != AuditStatus.awaiting_signoff or audit.signoff_step_id != step_id:
             return audit.status.value
+        ids: list[int] = []
         answer = step.answer or {}
         approver = db.get(Person, step.answered_by_id) if step.answered_by_id else None
         if step.status == StepStatus.answered and answer.get("decision") == "approve":
@@ -362,22 +363,17 @@ def apply_signoff(audit_id: int, step_id: int) -> str:
                          entity_type="audit", entity_id=audit_id,
                          data={"comment": answer.get("comment", ""), "step_id": step_id})
             owners = set(db.exec(select(ControlTest.owner_id).where(ControlTest.audit_id == audit_id)))
-            context = _audit_context(db, audit)
-            for owner_id in sorted(owners):
-                owner = db.get(Person, owner_id)
-                assert owner is not None
-                notify.enqueue(db, key=f"audit-{audit_id}-rejected-{audit.signoff_round}-{owner_id}",
-                               recipient_id=owner_id, template="signoff_rejected",
-                               context={"recipient": notify.recipient(owner), "audit": context,
-                                        "approver": approver.name if approver else "The approver",
-                                        "comment": answer.get("comment", "")})
+            ids = notify.digest(db, key=f"audit-{audit_id}-rejected-{audit.signoff_round}",
+                                template="signoff_rejected", items={owner_id: [] for owner_id in sorted(owners)},
+                                context={"audit": _audit_context(db, audit), "comment": answer.get("comment", ""),
+                                         "approver": approver.name if approver else "The approver"})
         else:
             audit.status = AuditStatus.changes_requested
             trail.record(db, actor="compliance-audit", action="audit.signoff_expired", entity_type="audit",
                          entity_id=audit_id, data={"step_id": step_id})
         db.add(audit)
         status = audit.status.value
-    notify.deliver_due()
+    notify.deliver_due(ids=ids)
     return status
 
 

@@ -173,8 +173,11 @@ def _why(step: HumanStep, approver: Person) -> str:
     return f"{approver.name} did not decide by {step.expires_at:%Y-%m-%d %H:%M} UTC (step {step.status.value})."
 
 
-def _place_one(db: Session, request: PurchaseRequest, actor: str) -> bool:
-    """Send the order if the vendor has a contact; otherwise leave it approved, noted once, the requester told."""
+def _place_one(db: Session, request: PurchaseRequest, actor: str) -> tuple[bool, list[int]]:
+    """Send the order if the vendor has a contact; otherwise leave it approved, noted once, the requester told.
+
+    Whether it was ordered now, and the messages queued for it.
+    """
     vendor = db.get(Vendor, request.vendor_id)
     assert vendor is not None and request.id is not None
     contact = db.get(Person, vendor.contact_id) if vendor.contact_id else None
@@ -188,22 +191,24 @@ def _place_one(db: Session, request: PurchaseRequest, actor: str) -> bool:
                          entity_id=request.id, data={"vendor": vendor.code,
                                                      "reason": "the vendor has no order contact"})
             requester = _person(db, request.requester_id)
-            notify.enqueue(db, key=f"purchase-{request.id}-no-contact", recipient_id=requester.id or 0,
-                           template="purchase_no_contact",
-                           context={**context, "recipient": notify.recipient(requester)})
-        return False
+            rows = notify.enqueue(db, key=f"purchase-{request.id}-no-contact", recipient_id=requester.id or 0,
+                                  template="purchase_no_contact",
+                                  context={**context, "recipient": notify.recipient(requester)})
+            return False, [row.id for row in rows if row.id is not None]
+        return False, []
     # One conditional UPDATE decides who places the order, should the daily run and an approval run meet here.
     claimed = db.execute(update(PurchaseRequest).where(
         col(PurchaseRequest.id) == request.id, col(PurchaseRequest.status) == RequestStatus.approved)
         .values(status=RequestStatus.ordered, ordered_at=utcnow()).execution_options(synchronize_session=False))
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        return False
+        return False, []
     trail.record(db, actor=actor, action="purchase_request.ordered", entity_type="purchase_request",
                  entity_id=request.id, data={"vendor": vendor.code, "contact": contact.email,
                                              "amount": f"{request.amount:.2f}", "lines": len(context["lines"])})
-    notify.enqueue(db, key=f"purchase-{request.id}-order", recipient_id=contact.id or 0, template="purchase_order",
-                   context={**context, "recipient": notify.recipient(contact), "ordered_at": utcnow()})
-    return True
+    rows = notify.enqueue(db, key=f"purchase-{request.id}-order", recipient_id=contact.id or 0,
+                          template="purchase_order",
+                          context={**context, "recipient": notify.recipient(contact), "ordered_at": utcnow()})
+    return True, [row.id for row in rows if row.id is not None]
 
 
 @task
@@ -216,9 +221,13 @@ def place_orders(request_ids: list[int] | None = None, actor: str = ACTOR) -> li
         query = select(PurchaseRequest).where(PurchaseRequest.status == RequestStatus.approved)
         if request_ids is not None:
             query = query.where(col(PurchaseRequest.id).in_(request_ids))
-        ordered = [r.id or 0 for r in db.exec(query.order_by(col(PurchaseRequest.id))).all()
-                   if _place_one(db, r, actor)]
-    notify.deliver_due()
+        ordered: list[int] = []
+        ids: list[int] = []
+        for request in db.exec(query.order_by(col(PurchaseRequest.id))).all():
+            placed, queued = _place_one(db, request, actor)
+            ordered += [request.id or 0] if placed else []
+            ids += queued
+    notify.deliver_due(ids=ids)
     return ordered
 
 
