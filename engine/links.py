@@ -19,12 +19,18 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue(session: Session, *, step: HumanStep, person_id: int) -> str:
-    """A new 256-bit token for `person_id` to answer `step`, valid until the step expires."""
+def mint(*, step: HumanStep, person_id: int) -> tuple[str, StepLink]:
+    """A new 256-bit token for `person_id` to answer `step`, valid until the step expires, and its row."""
     assert step.id is not None
     token = secrets.token_urlsafe(32)
-    session.add(StepLink(step_id=step.id, person_id=person_id, token_hash=hash_token(token),
-                         expires_at=step.expires_at))
+    return token, StepLink(step_id=step.id, person_id=person_id, token_hash=hash_token(token),
+                           expires_at=step.expires_at)
+
+
+def issue(session: Session, *, step: HumanStep, person_id: int) -> str:
+    """Mint a token and add its row to `session`."""
+    token, link = mint(step=step, person_id=person_id)
+    session.add(link)
     return token
 
 

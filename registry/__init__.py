@@ -13,8 +13,20 @@ from registry.compliance import (
     Framework,
     TestResult,
 )
+from registry.continuity import (
+    AckStatus,
+    ContinuityPlan,
+    Drill,
+    DrillParticipant,
+    DrillProgram,
+    DrillStatus,
+    Facility,
+    RosterEntry,
+    RosterRole,
+)
 from registry.db import get_engine, reset_engines, session
 from registry.errors import RegistryValidationError
+from registry.kpis import Direction, KpiDefinition, KpiMeasurement, OperationsReport
 from registry.outbox import DeliveryStatus, Notification
 from registry.people import Person, Team
 from registry.steps import HumanStep, StepLink, StepStatus
@@ -38,5 +50,7 @@ __all__ = [
     "DeliveryStatus", "Evidence", "Finding", "Framework", "HumanStep", "Notification", "Person",
     "RegistryValidationError", "StepLink", "StepStatus", "Team", "TestResult", "get_engine", "reset_engines",
     "session", "ContractNotice", "Delivery", "InventoryItem", "PurchaseRequest", "PurchaseRequestLine",
-    "RequestStatus", "Standing", "Vendor", "VendorScorecard",
+    "RequestStatus", "Standing", "Vendor", "VendorScorecard", "AckStatus", "ContinuityPlan", "Drill",
+    "DrillParticipant", "DrillProgram", "DrillStatus", "Facility", "RosterEntry", "RosterRole", "Direction",
+    "KpiDefinition", "KpiMeasurement", "OperationsReport",
 ]

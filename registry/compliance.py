@@ -100,9 +100,12 @@ class Evidence(SQLModel, table=True):
 
 
 class Finding(SQLModel, table=True):
+    """Something found wrong, by an audit (a failed control test) or by a drill's after-action review."""
+
     id: int | None = Field(default=None, primary_key=True)
-    audit_id: int = Field(foreign_key="audit.id", index=True)
-    control_test_id: int = Field(foreign_key="control_test.id", unique=True)
+    audit_id: int | None = Field(default=None, foreign_key="audit.id", index=True)
+    control_test_id: int | None = Field(default=None, foreign_key="control_test.id", unique=True)
+    drill_id: int | None = Field(default=None, foreign_key="drill.id", index=True)
     severity: Criticality
     description: str
     status: str = "open"

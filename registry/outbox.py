@@ -29,6 +29,10 @@ class Notification(SQLModel, table=True):
     subject: str
     body_text: str = Field(sa_column=Column(Text, nullable=False))
     body_html: str = Field(sa_column=Column(Text, nullable=False))
+    attachments: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"),
+        description="Files under the data directory sent with the message; images are shown inline in e-mail.",
+    )
     status: DeliveryStatus = Field(default=DeliveryStatus.pending, index=True)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)

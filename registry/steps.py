@@ -43,6 +43,10 @@ class HumanStep(SQLModel, table=True):
     answer_ip: str | None = None
     answer_user_agent: str | None = None
     escalation_level: int = 0
+    escalate_to: list[int] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"),
+        description="Who hears when the step is overdue, besides the person's manager (a drill's wardens).",
+    )
     reminded_at: datetime | None = None
     resume_pending: bool = Field(default=False, description="Answer recorded but the waiting run not yet resumed.")
 

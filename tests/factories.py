@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -12,13 +13,18 @@ from sqlmodel import Session
 from engine import links
 from engine.human_steps import ask
 from registry import (
+    ContinuityPlan,
     Control,
     Criticality,
     Delivery,
+    DrillProgram,
+    Facility,
     Framework,
     HumanStep,
     InventoryItem,
     Person,
+    RosterEntry,
+    RosterRole,
     Standing,
     Vendor,
 )
@@ -100,6 +106,44 @@ def inventory_item(db: Session, for_vendor: Vendor, *, on_hand: int, reorder_poi
     row = InventoryItem(sku=f"SKU-{n:05d}", location=location, description=f"Item {n}", on_hand=on_hand,
                         reorder_point=reorder_point, reorder_qty=reorder_qty, unit_cost=Decimal(unit_cost),
                         vendor_id=for_vendor.id or 0)
+    db.add(row)
+    db.flush()
+    return row
+
+
+def facility(db: Session, *, occupants: list[Person], wardens: Sequence[Person] = ()) -> Facility:
+    """A facility whose roster is `occupants` plus `wardens` (areas are floors, by order)."""
+    n = next(_counter)
+    row = Facility(code=f"F{n:03d}", name=f"Facility {n}", address=f"{n} Test Street")
+    db.add(row)
+    db.flush()
+    for index, member in enumerate(occupants):
+        db.add(RosterEntry(facility_id=row.id or 0, person_id=member.id or 0, area=f"Floor {index % 3 + 1}"))
+    for member in wardens:
+        db.add(RosterEntry(facility_id=row.id or 0, person_id=member.id or 0, role=RosterRole.warden,
+                           area="Assembly point"))
+    db.flush()
+    return row
+
+
+def continuity_plan(db: Session, *, owner: Person, at: Facility | None = None, rto_minutes: int = 15,
+                    rpo_minutes: int = 60, review_cadence: str = "0 9 1 1 *",
+                    last_reviewed_at: datetime | None = None) -> ContinuityPlan:
+    n = next(_counter)
+    row = ContinuityPlan(code=f"BCP-{n}", name=f"Continuity plan {n}", owner_id=owner.id,
+                         facility_id=at.id if at else None, rto_minutes=rto_minutes, rpo_minutes=rpo_minutes,
+                         review_cadence=review_cadence, last_reviewed_at=last_reviewed_at)
+    db.add(row)
+    db.flush()
+    return row
+
+
+def drill_program(db: Session, at: Facility, *, kind: str = "fire_evacuation", cadence: str = "0 10 1 3,9 *",
+                  plan: ContinuityPlan | None = None, window_minutes: int = 20,
+                  escalate_after_minutes: int = 5) -> DrillProgram:
+    row = DrillProgram(facility_id=at.id or 0, kind=kind, title=kind.replace("_", " ").capitalize(),
+                       cadence=cadence, plan_id=plan.id if plan else None, window_minutes=window_minutes,
+                       escalate_after_minutes=escalate_after_minutes)
     db.add(row)
     db.flush()
     return row
