@@ -100,7 +100,7 @@ def _server_of(plugin: NotifyEmail) -> tuple[Any, ...]:
 def _attachments(paths: Sequence[Path]) -> apprise.AppriseAttachment:
     attach = apprise.AppriseAttachment()
     for path in paths:
-        attach.add(str(path), name=path.name, mimetype=mimetypes.guess_type(path.name)[0])
+        attach.add(str(path))
     return attach
 
 

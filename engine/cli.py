@@ -43,20 +43,28 @@ def init(demo: Annotated[bool, typer.Option(help="Seed the demo organisation if 
 
 
 def _import_demo_data() -> None:
-    """The demo's vendors, deliveries and stock, once: later runs leave whatever staff changed alone."""
+    """The demo's vendors, deliveries, stock and KPIs, once: later runs leave whatever staff changed alone.
+
+    Each group is checked on its own, so a registry seeded before the KPIs existed still gets them.
+    """
     from sqlmodel import select
 
     from engine.deployments import PROJECT_ROOT
     from engine.importer import import_csv
-    from registry import Vendor, session
+    from registry import KpiDefinition, Vendor, session
 
-    with session() as db:
-        if db.exec(select(Vendor.id).limit(1)).first() is not None:
-            return
+    groups = (
+        (Vendor, (("vendors", "vendors.csv"), ("deliveries", "deliveries.csv"), ("inventory", "inventory.csv"))),
+        (KpiDefinition, (("kpis", "kpis.csv"), ("kpi-measurements", "kpi_measurements.csv"))),
+    )
     _import_kinds()
-    for kind, name in (("vendors", "vendors.csv"), ("deliveries", "deliveries.csv"), ("inventory", "inventory.csv")):
-        report = import_csv(kind, PROJECT_ROOT / "demo" / name, actor="demo")
-        typer.echo(f"demo {kind}: {report.inserted} imported")
+    for marker, files in groups:
+        with session() as db:
+            if db.exec(select(marker.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
+                continue
+        for kind, name in files:
+            report = import_csv(kind, PROJECT_ROOT / "demo" / name, actor="demo")
+            typer.echo(f"demo {kind}: {report.inserted} imported")
 
 
 @app.command()
@@ -154,7 +162,7 @@ def outbox(
                        + (f"  [{note.last_error}]" if note.last_error else ""))
 
 
-_IMPORT_MODULES = ("flows.supply_data",)
+_IMPORT_MODULES = ("flows.supply_data", "flows.kpi_data")
 
 
 def _import_kinds() -> dict[str, object]:
@@ -190,7 +198,7 @@ def _progress_bar(total: int) -> Iterator[object]:
 
 @app.command("import")
 def import_(
-    kind: Annotated[str, typer.Argument(help="vendors, deliveries or inventory.")],
+    kind: Annotated[str, typer.Argument(help="vendors, deliveries, inventory, kpis or kpi-measurements.")],
     file: Annotated[Path, typer.Argument(help="The CSV file (UTF-8, header row).", exists=False)],
     dry_run: Annotated[bool, typer.Option(help="Check and count, write nothing.")] = False,
 ) -> None:

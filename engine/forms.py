@@ -78,3 +78,22 @@ class Attestation(BaseModel):
         if self.result == "pass" and self.evidence_url is None and self.evidence_file is None:
             raise ValueError("A pass needs evidence: give a link or upload a file.")
         return self
+
+
+@register_form("drill_ack")
+class DrillAcknowledgement(BaseModel):
+    status: Literal["accounted", "needs_assistance"] = Field(
+        title="Are you safe?",
+        json_schema_extra={"widget": "radio", "labels": {
+            "accounted": "I am accounted for", "needs_assistance": "I need assistance"}},
+    )
+    location: str = Field(
+        "", title="Where are you?", description="Assembly point, floor or room; needed if you need assistance.",
+        max_length=200,
+    )
+
+    @model_validator(mode="after")
+    def _assistance_needs_location(self) -> DrillAcknowledgement:
+        if self.status == "needs_assistance" and not self.location.strip():
+            raise ValueError("Please say where you are, so the wardens can reach you.")
+        return self

@@ -158,7 +158,7 @@ def _claim(notification_ids: list[int], now: datetime) -> list[int]:
             .where(col(Notification.id).in_(notification_ids), col(Notification.status) == DeliveryStatus.pending,
                    col(Notification.next_attempt_at) <= now)
             .values(attempts=Notification.attempts + 1, next_attempt_at=now + _LEASE)
-            .returning(Notification.id)
+            .returning(col(Notification.id))
             .execution_options(synchronize_session=False)
         )
         return sorted(row[0] for row in claimed)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
     delivery_max_attempts: int = Field(6, description="Delivery attempts per message before it is marked failed.")
     delivery_backoff_seconds: float = Field(30.0, description="First retry delay; doubles on each attempt.")
+    drill_poll_seconds: float = Field(
+        1.0, gt=0, description="How often a running drill looks for new answers (assistance alerts wait at most this)."
+    )
     resume_poll_seconds: float = Field(
         0.5, description="How often the serving process polls for resumed and scheduled runs (fractions allowed)."
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
@@ -29,39 +31,88 @@ def _pending(db: Session) -> list[HumanStep]:
 
 def _step_context(db: Session, step: HumanStep, recipient: Person) -> dict[str, object]:
     person = db.get(Person, step.person_id)
-    return {"step": {"id": step.id, "title": step.title, "due_at": step.due_at, "expires_at": step.expires_at},
-            "recipient": {"name": recipient.name}, "asked": {"name": person.name if person else "?"}}
+    return {"step": _step_summary(step, person), "recipient": notify.recipient(recipient),
+            "asked": {"name": person.name if person else "?"}}
 
 
-def remind_and_escalate(now: datetime, report: SweepReport) -> None:
+def _step_summary(step: HumanStep, person: Person | None) -> dict[str, object]:
+    return {"id": step.id, "title": step.title, "due_at": step.due_at, "expires_at": step.expires_at,
+            "asked": person.name if person else "?",
+            "where": str(step.details.get("area", "")) if isinstance(step.details, dict) else ""}
+
+
+def remind_due(now: datetime, report: SweepReport) -> None:
     reminder = timedelta(hours=get_settings().reminder_hours)
     with session() as db:
         for step in _pending(db):
             assert step.id is not None
-            person = db.get(Person, step.person_id)
-            assert person is not None
             window_opens = step.due_at - reminder
             # Someone asked inside the reminder window has just been told: a reminder would be noise.
             if step.reminded_at is None and step.created_at < window_opens <= now < step.due_at:
-                notify.enqueue(db, key=f"step-{step.id}-reminder", recipient_id=person.id or 0,
-                               template="step_reminder", context=_step_context(db, step, person))
+                notify.enqueue(db, key=f"step-{step.id}-reminder", recipient_id=step.person_id,
+                               template="step_reminder", context=_step_context(db, step, _person(db, step)))
                 step.reminded_at = now
+                db.add(step)
                 report.reminded.append(step.id)
-            elif step.escalation_level == 0 and step.due_at <= now < step.expires_at:
-                step.escalation_level = 1
-                manager = db.get(Person, person.manager_id) if person.manager_id else None
-                if manager is not None and manager.active:
-                    notify.enqueue(db, key=f"step-{step.id}-escalation-1", recipient_id=manager.id or 0,
-                                   template="step_escalation", context=_step_context(db, step, manager))
-                notify.enqueue(db, key=f"step-{step.id}-overdue", recipient_id=person.id or 0,
-                               template="step_overdue", context=_step_context(db, step, person))
-                notified = manager is not None and manager.active
-                trail.record(db, actor="sweep", action="step.escalated", entity_type="human_step",
-                             entity_id=step.id,
-                             data={"level": 1, "to": manager.email if notified and manager else None,
-                                   "why_nobody": None if notified else "no active manager"})
-                report.escalated.append(step.id)
-            db.add(step)
+
+
+def _person(db: Session, step: HumanStep) -> Person:
+    person = db.get(Person, step.person_id)
+    assert person is not None
+    return person
+
+
+def _escalation_recipients(db: Session, step: HumanStep, person: Person) -> list[Person]:
+    """The person's manager and whoever the step names (a drill's wardens): active, and never the person."""
+    wanted = ([person.manager_id] if person.manager_id else []) + list(step.escalate_to or [])
+    found: dict[int, Person] = {}
+    for person_id in wanted:
+        candidate = db.get(Person, person_id)
+        if candidate is not None and candidate.active and candidate.id != person.id:
+            found.setdefault(candidate.id or 0, candidate)
+    return list(found.values())
+
+
+def escalate_overdue(now: datetime, report: SweepReport, *, step_ids: list[int] | None = None) -> None:
+    """Escalate every step past its due date (or just `step_ids`), once, whoever gets there first.
+
+    Each step is claimed with a conditional UPDATE before anything is queued, so the minute sweep and a flow
+    escalating its own steps on time never both do it. Each recipient gets one message listing all their
+    escalated steps (a warden hears of forty missing people once, not forty times); each person asked gets an
+    overdue notice of their own.
+    """
+    with session() as db:
+        query = select(HumanStep.id).where(HumanStep.status == StepStatus.pending, HumanStep.escalation_level == 0,
+                                           col(HumanStep.due_at) <= now, col(HumanStep.expires_at) > now)
+        if step_ids is not None:
+            query = query.where(col(HumanStep.id).in_(step_ids))
+        candidates = [i for i in db.exec(query) if i is not None]
+        if not candidates:
+            return
+        claimed = db.execute(
+            update(HumanStep).where(col(HumanStep.id).in_(candidates), col(HumanStep.escalation_level) == 0,
+                                    col(HumanStep.status) == StepStatus.pending)
+            .values(escalation_level=1).returning(col(HumanStep.id)).execution_options(synchronize_session=False))
+        ids = sorted(row[0] for row in claimed)
+        by_recipient: dict[int, list[dict[str, object]]] = {}
+        for step in db.exec(select(HumanStep).where(col(HumanStep.id).in_(ids)).order_by(col(HumanStep.id))):
+            assert step.id is not None
+            person = _person(db, step)
+            recipients = _escalation_recipients(db, step, person)
+            for recipient in recipients:
+                by_recipient.setdefault(recipient.id or 0, []).append(_step_summary(step, person))
+            notify.enqueue(db, key=f"step-{step.id}-overdue", recipient_id=person.id or 0,
+                           template="step_overdue",
+                           context={**_step_context(db, step, person),
+                                    "escalated_to": [r.name for r in recipients]})
+            trail.record(db, actor="sweep", action="step.escalated", entity_type="human_step", entity_id=step.id,
+                         data={"level": 1, "to": [r.email for r in recipients],
+                               "why_nobody": None if recipients else "no active manager or escalation contact"})
+            report.escalated.append(step.id)
+        for recipient_id, steps in by_recipient.items():
+            batch = hashlib.sha256(",".join(str(s["id"]) for s in steps).encode()).hexdigest()[:16]
+            notify.digest(db, key=f"escalation-{batch}", template="step_escalation", items={recipient_id: steps},
+                          context={}, items_as="steps")
 
 
 def expire_overdue(now: datetime, report: SweepReport) -> None:
@@ -83,7 +134,8 @@ def resume_waiting(report: SweepReport) -> None:
 def sweep(now: datetime | None = None) -> SweepReport:
     now = now or utcnow()
     report = SweepReport()
-    remind_and_escalate(now, report)
+    remind_due(now, report)
+    escalate_overdue(now, report)
     expire_overdue(now, report)
     resume_waiting(report)
     report.delivered = len(notify.deliver_due().sent)

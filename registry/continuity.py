@@ -102,7 +102,7 @@ class Drill(SQLModel, table=True):
     total: int | None = None
     median_seconds: float | None = None
     p90_seconds: float | None = None
-    recovery_minutes: float | None = Field(None, description="Achieved: minutes until the last person was "
+    recovery_minutes: float | None = Field(default=None, description="Achieved: minutes until the last person was "
                                                              "accounted for; None when someone never was.")
     report_path: str | None = None
     report_sha256: str | None = None

@@ -12,8 +12,9 @@ from registry.clock import utcnow
 
 
 class Direction(StrEnum):
-    higher = "higher"
-    lower = "lower"
+    # Not `higher`/`lower`: a member named `lower` would hide str.lower on every Direction value.
+    higher_is_better = "higher"
+    lower_is_better = "lower"
 
 
 class KpiDefinition(SQLModel, table=True):

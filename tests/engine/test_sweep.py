@@ -92,7 +92,7 @@ def test_an_overdue_step_is_escalated_once_to_a_manager_whose_link_works(smtp: M
     assert [m.subject for m in smtp.wait_for(1, to=asked_email)] == ["Overdue: Approve the supplier change"]
     assert _step(step_id).escalation_level == 1
     [escalated] = _events(step_id, "step.escalated")
-    assert escalated.data == {"level": 1, "to": manager_email, "why_nobody": None}
+    assert escalated.data == {"level": 1, "to": [manager_email], "why_nobody": None}
 
     again = sweep(now=now + timedelta(minutes=5))
 

@@ -276,7 +276,12 @@ def test_an_approval_nobody_gives_in_time_rejects_the_request(prefect_api: str, 
     with session() as db:
         step = db.exec(select(HumanStep)).one()
         expires_at = step.expires_at
-    sweep(now=expires_at + timedelta(seconds=1))  # expires the step and resumes the waiting run
+    # The sweep expires the step and resumes the waiting run; as the minute sweep does, it tries again while
+    # the run has not yet finished pausing (a loaded machine can take longer than the gateway's retries).
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:
+        sweep(now=expires_at + timedelta(seconds=1))
+        thread.join(timeout=2)
     expired = _finished(thread, outcome)
 
     assert expired.status == "rejected" and "Max Manager did not decide by" in expired.detail

@@ -72,7 +72,7 @@ def upgrade() -> None:
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('unit', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('target', sa.Float(), nullable=False),
-    sa.Column('direction', sa.Enum('higher', 'lower', name='direction'), nullable=False),
+    sa.Column('direction', sa.Enum('higher_is_better', 'lower_is_better', name='direction'), nullable=False),
     sa.Column('owner_id', sa.Integer(), nullable=True),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),

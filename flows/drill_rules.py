@@ -1,0 +1,111 @@
+"""The rules of a drill, without Prefect or a database: headcount, times to account, findings and their actions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from registry.compliance import Criticality
+
+# Working days an owner has to close a drill finding's corrective action, by severity.
+ACTION_WORKING_DAYS = {Criticality.high: 10, Criticality.medium: 20, Criticality.low: 40}
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    name: str
+    area: str
+    status: str  # "accounted", "needs_assistance" or "missing"
+    seconds: float | None = None
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class DrillFigures:
+    accounted: int
+    total: int
+    median_seconds: float | None
+    p90_seconds: float | None
+    recovery_minutes: float | None
+    rto_minutes: int | None
+    missing: list[Acknowledgement] = field(default_factory=list)
+    needs_assistance: list[Acknowledgement] = field(default_factory=list)
+
+    @property
+    def headcount_percent(self) -> float:
+        return 100.0 * self.accounted / self.total if self.total else 100.0
+
+    @property
+    def rto_met(self) -> bool | None:
+        """Whether everyone was accounted for within the plan's recovery-time objective; None without a plan."""
+        if self.rto_minutes is None:
+            return None
+        return self.recovery_minutes is not None and self.recovery_minutes <= self.rto_minutes
+
+
+@dataclass(frozen=True)
+class DrillFinding:
+    key: str  # stable per drill, so a re-run records each finding once
+    severity: Criticality
+    description: str
+    action: str
+    owner: str  # "warden" or "plan_owner": who is responsible for the corrective action
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100), interpolating between ranks as spreadsheets do (PERCENTILE.INC)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def figures(acks: Sequence[Acknowledgement], rto_minutes: int | None) -> DrillFigures:
+    """Headcount and timing once the window has closed.
+
+    Someone who asked for assistance is accounted for (the wardens know where they are). The achieved recovery
+    time is the time until the last person was accounted for, and there is none while anyone is still missing.
+    """
+    answered = [a for a in acks if a.status != "missing"]
+    times = [a.seconds for a in answered if a.seconds is not None]
+    missing = [a for a in acks if a.status == "missing"]
+    recovery = (max(times) / 60.0 if times else 0.0) if not missing else None
+    return DrillFigures(
+        accounted=len(answered), total=len(acks), median_seconds=percentile(times, 50),
+        p90_seconds=percentile(times, 90), recovery_minutes=recovery, rto_minutes=rto_minutes,
+        missing=sorted(missing, key=lambda a: (a.area, a.name)),
+        needs_assistance=sorted((a for a in acks if a.status == "needs_assistance"), key=lambda a: a.name),
+    )
+
+
+def findings(result: DrillFigures, *, kind_title: str) -> list[DrillFinding]:
+    """What the after-action review records; each finding becomes one corrective action."""
+    found: list[DrillFinding] = []
+    if result.missing:
+        names = ", ".join(f"{a.name} ({a.area})" if a.area else a.name for a in result.missing)
+        found.append(DrillFinding(
+            key="missing", severity=Criticality.high,
+            description=f"{len(result.missing)} of {result.total} people were not accounted for when the "
+                        f"{kind_title} closed: {names}.",
+            action="Find out why each person did not acknowledge (absent, no phone, message not received) and "
+                   "correct the roster or the alerting channel.",
+            owner="warden"))
+    if result.needs_assistance:
+        names = ", ".join(f"{a.name} at {a.location}" for a in result.needs_assistance)
+        found.append(DrillFinding(
+            key="assistance", severity=Criticality.medium,
+            description=f"{len(result.needs_assistance)} people needed assistance: {names}.",
+            action="Review the personal evacuation or support plan of each person who needed assistance.",
+            owner="warden"))
+    if result.rto_met is False:
+        achieved = ("not achieved: people were still missing" if result.recovery_minutes is None
+                    else f"{result.recovery_minutes:.1f} minutes")
+        found.append(DrillFinding(
+            key="rto", severity=Criticality.high,
+            description=f"Recovery time {achieved}, against a target of {result.rto_minutes} minutes.",
+            action="Revise the continuity plan's procedure, or its recovery-time objective, so the target is met.",
+            owner="plan_owner"))
+    return found

@@ -1,0 +1,535 @@
+"""Emergency and continuity drills: everyone on a facility's roster acknowledges from a link, the missing are
+escalated, and the after-action report turns what went wrong into corrective actions."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import deployment, flow_run
+from pydantic import BaseModel, Field
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from engine import notify, runs
+from engine.deadlines import next_due, working_days_from_now
+from engine.human_steps import ask, expire
+from engine.reports import save_report
+from engine.settings import get_settings
+from engine.sweep import SweepReport, escalate_overdue
+from flows.drill_rules import ACTION_WORKING_DAYS, Acknowledgement, DrillFigures, figures, findings
+from registry import (
+    AckStatus,
+    ContinuityPlan,
+    CorrectiveAction,
+    Drill,
+    DrillParticipant,
+    DrillProgram,
+    DrillStatus,
+    Facility,
+    Finding,
+    HumanStep,
+    Person,
+    RosterEntry,
+    RosterRole,
+    StepStatus,
+    session,
+    trail,
+)
+from registry.clock import as_utc, utcnow
+from registry.people import person_with_role
+
+ACTOR = "emergency-drill"
+
+
+class DrillParameters(BaseModel):
+    facility: str | None = Field(
+        None, title="Facility", description="Facility code, for a drill now. Empty: start every drill that is due "
+                                            "by its programme's cadence.")
+    kind: str = Field("fire_evacuation", title="Kind of drill",
+                      description="fire_evacuation, it_outage_tabletop … The facility's programme of this kind "
+                                  "gives the plan and the windows; without one, an ad-hoc drill with the windows "
+                                  "below.")
+    window_minutes: float | None = Field(None, gt=0, le=24 * 60, title="Acknowledgement window (minutes)",
+                                         description="How long people have to acknowledge. Empty: the "
+                                                     "programme's (20 without one). Fractions for trial runs.")
+    escalate_after_minutes: float | None = Field(
+        None, gt=0, le=24 * 60, title="Escalate after (minutes)",
+        description="When the still missing are escalated to their warden and manager. Empty: the programme's "
+                    "(5 without one).")
+    occasion: str | None = Field(None, title="Occasion",
+                                 description="Set by the scheduler: the programme's due time this drill is for.")
+    preview: bool = Field(False, title="Preview", description="Render the alert; write and send nothing.")
+
+
+class DrillOutcome(BaseModel):
+    drill_id: int | None
+    facility: str
+    kind: str
+    status: str
+    accounted: int = 0
+    total: int = 0
+    median_seconds: float | None = None
+    p90_seconds: float | None = None
+    recovery_minutes: float | None = None
+    findings: int = 0
+    report: str = ""
+    detail: str = ""
+
+
+def _facility(db: Session, code: str) -> Facility:
+    found = db.exec(select(Facility).where(Facility.code == code)).first()
+    if found is None or not found.active:
+        known = ", ".join(db.exec(select(Facility.code).where(col(Facility.active).is_(True)))) or "none"
+        raise ValueError(f"facility {code!r} does not exist or is inactive (known: {known})")
+    return found
+
+
+def _program(db: Session, facility: Facility, kind: str) -> DrillProgram | None:
+    return db.exec(select(DrillProgram).where(DrillProgram.facility_id == facility.id,
+                                              DrillProgram.kind == kind)).first()
+
+
+def _roster(db: Session, facility: Facility) -> list[tuple[RosterEntry, Person]]:
+    rows = db.exec(select(RosterEntry, Person).join(Person, col(Person.id) == RosterEntry.person_id)
+                   .where(RosterEntry.facility_id == facility.id, col(Person.active).is_(True))
+                   .order_by(col(RosterEntry.area), col(Person.name)))
+    return [(entry, person) for entry, person in rows]
+
+
+def _drill_context(db: Session, drill: Drill) -> dict[str, Any]:
+    facility = db.get(Facility, drill.facility_id)
+    plan = db.get(ContinuityPlan, drill.plan_id) if drill.plan_id else None
+    assert facility is not None
+    return {"drill": {"id": drill.id, "title": drill.title, "kind": drill.kind, "started_at": drill.started_at,
+                      "escalate_at": drill.escalate_at, "closes_at": drill.closes_at,
+                      "unscheduled": drill.unscheduled},
+            "facility": {"code": facility.code, "name": facility.name, "address": facility.address},
+            "plan": {"code": plan.code, "name": plan.name, "rto_minutes": plan.rto_minutes} if plan else None}
+
+
+def _title(kind: str, program: DrillProgram | None) -> str:
+    return program.title if program else kind.replace("_", " ").capitalize()
+
+
+@task
+def start_due_drills() -> list[str]:
+    """Start one emergency-drill run for every programme whose cadence has come round; what was started.
+
+    A programme never run before starts counting now, so installing one does not set off a drill at once.
+    Occurrences missed while nothing was running are not made up: the next run is the next occurrence.
+    """
+    settings = get_settings()
+    now = utcnow()
+    started: list[str] = []
+    with session() as db:
+        programs = list(db.exec(select(DrillProgram).where(col(DrillProgram.active).is_(True))
+                                .order_by(col(DrillProgram.id))))
+        due: list[tuple[DrillProgram, Facility, datetime]] = []
+        for program in programs:
+            facility = db.get(Facility, program.facility_id)
+            if facility is None or not facility.active:
+                continue
+            if program.last_run_at is None:
+                program.last_run_at = now
+                db.add(program)
+                continue
+            occasion = next_due(program.cadence, as_utc(program.last_run_at), settings.timezone)
+            if occasion > now:
+                continue
+            claimed = db.execute(update(DrillProgram).where(
+                col(DrillProgram.id) == program.id, col(DrillProgram.last_run_at) == program.last_run_at)
+                .values(last_run_at=now).execution_options(synchronize_session=False))
+            if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                due.append((program, facility, occasion))
+    for program, facility, occasion in due:
+        if not deployment.get_id():
+            started.append(f"{facility.code} {program.kind} due {occasion.isoformat()}: not running from a "
+                           "deployment, start it with a facility")
+            continue
+        run = runs.start(f"{flow_run.get_flow_name()}/{deployment.get_name()}",
+                         {"params": {"facility": facility.code, "kind": program.kind,
+                                     "occasion": occasion.isoformat()}},
+                         idempotency_key=f"drill-{program.id}-{occasion.isoformat()}",
+                         run_name=f"{program.kind} {facility.code} {occasion:%Y-%m-%d}")
+        started.append(f"{facility.code} {program.kind}: flow run {run.id}")
+    return started
+
+
+@task
+def preview_alert(params: DrillParameters) -> int:
+    """Render the alert as each participant would receive it; nothing is written or sent."""
+    assert params.facility is not None
+    with session() as db:
+        facility = _facility(db, params.facility)
+        program = _program(db, facility, params.kind)
+        roster = _roster(db, facility)
+        now = utcnow()
+        window, escalate = _windows(params, program)
+        context = {"drill": {"id": 0, "title": _title(params.kind, program), "kind": params.kind,
+                             "started_at": now, "escalate_at": now + escalate, "closes_at": now + window,
+                             "unscheduled": params.occasion is None},
+                   "facility": {"code": facility.code, "name": facility.name, "address": facility.address},
+                   "plan": None, "step_id": 0}
+        parts = [notify.preview_for(person, "drill_started", {**context, "area": entry.area})
+                 for entry, person in roster[:5]]
+    more = f"\n… and {len(roster) - 5} more participants." if len(roster) > 5 else ""
+    create_markdown_artifact("\n".join(parts) + more or "The facility's roster is empty.",
+                             description=f"Preview of the {params.kind} alert at {params.facility}")
+    return len(roster)
+
+
+def _windows(params: DrillParameters, program: DrillProgram | None) -> tuple[timedelta, timedelta]:
+    window = params.window_minutes or (program.window_minutes if program else 20)
+    escalate = params.escalate_after_minutes or (program.escalate_after_minutes if program else 5)
+    return timedelta(minutes=window), timedelta(minutes=min(escalate, window))
+
+
+@task
+def open_drill(params: DrillParameters) -> int:
+    """The drill for this occasion, created once with one acknowledgement step per person on the roster.
+
+    A scheduled drill is keyed by its occasion, an unscheduled one by the run that started it, so a re-run of
+    either carries on with the same drill.
+    """
+    assert params.facility is not None
+    run_id = runs.current_run_id()
+    key = f"{params.facility}-{params.kind}-{params.occasion or run_id or utcnow().isoformat()}"
+    with session() as db:
+        existing = db.exec(select(Drill).where(Drill.key == key)).first()
+        if existing is not None:
+            return existing.id or 0
+        facility = _facility(db, params.facility)
+        program = _program(db, facility, params.kind)
+        roster = _roster(db, facility)
+        if not roster:
+            raise ValueError(f"facility {facility.code} has no active people on its roster: nobody to drill")
+        window, escalate = _windows(params, program)
+        now = utcnow()
+        drill = Drill(key=key, program_id=program.id if program else None, facility_id=facility.id or 0,
+                      plan_id=program.plan_id if program else None, kind=params.kind,
+                      title=_title(params.kind, program), unscheduled=params.occasion is None, started_at=now,
+                      escalate_at=now + escalate, closes_at=now + window, flow_run_id=run_id)
+        db.add(drill)
+        db.flush()
+        wardens = [person.id or 0 for entry, person in roster if entry.role == RosterRole.warden]
+        for entry, person in roster:
+            step = ask(db, key=f"drill-{drill.id}-person-{person.id}", person_id=person.id or 0, form="drill_ack",
+                       title=f"{drill.title} at {facility.name}: are you accounted for?",
+                       subject_type="drill", subject_id=drill.id or 0, due_at=drill.escalate_at,
+                       expires_at=drill.closes_at, actor=ACTOR,
+                       details={"facility": facility.name, "area": entry.area or "—",
+                                "drill": "unscheduled" if drill.unscheduled else "scheduled"})
+            step.escalate_to = [w for w in wardens if w != person.id]
+            db.add(step)
+            db.add(DrillParticipant(drill_id=drill.id or 0, person_id=person.id or 0, role=entry.role,
+                                    area=entry.area, step_id=step.id))
+        trail.record(db, actor=ACTOR, action="drill.started", entity_type="drill", entity_id=drill.id or 0,
+                     data={"facility": facility.code, "kind": drill.kind, "participants": len(roster),
+                           "unscheduled": drill.unscheduled, "closes_at": drill.closes_at.isoformat()})
+        return drill.id or 0
+
+
+@task
+def alert_participants(drill_id: int) -> int:
+    """Everyone on the roster gets their own acknowledgement link, all at once; how many were sent."""
+    with session() as db:
+        drill = db.get(Drill, drill_id)
+        assert drill is not None
+        context = _drill_context(db, drill)
+        ids: list[int] = []
+        for participant in db.exec(select(DrillParticipant).where(DrillParticipant.drill_id == drill_id)):
+            person = db.get(Person, participant.person_id)
+            assert person is not None
+            rows = notify.enqueue(db, key=f"drill-{drill_id}-alert-{person.id}", recipient_id=person.id or 0,
+                                  template="drill_started",
+                                  context={**context, "recipient": notify.recipient(person),
+                                           "step_id": participant.step_id, "area": participant.area})
+            ids += [row.id for row in rows if row.id is not None]
+    return len(notify.deliver_due(ids=ids).sent)
+
+
+def _take_answers(db: Session, drill: Drill) -> list[DrillParticipant]:
+    """Copy new answers onto the participants; those who just asked for assistance."""
+    needing: list[DrillParticipant] = []
+    rows = db.exec(select(DrillParticipant, HumanStep).join(HumanStep, col(HumanStep.id) == DrillParticipant.step_id)
+                   .where(DrillParticipant.drill_id == drill.id, DrillParticipant.status == AckStatus.missing,
+                          HumanStep.status == StepStatus.answered))
+    for participant, step in rows:
+        answer = step.answer or {}
+        participant.status = AckStatus(answer.get("status", "accounted"))
+        participant.location = str(answer.get("location", ""))
+        participant.acknowledged_at = step.answered_at
+        participant.answered_by_id = step.answered_by_id
+        if step.answered_at is not None:
+            participant.seconds_to_account = (as_utc(step.answered_at) - as_utc(drill.started_at)).total_seconds()
+        db.add(participant)
+        if participant.status == AckStatus.needs_assistance:
+            needing.append(participant)
+    return needing
+
+
+def _alert_wardens(db: Session, drill: Drill, needing: list[DrillParticipant]) -> list[int]:
+    wardens = [p.person_id for p in db.exec(select(DrillParticipant).where(
+        DrillParticipant.drill_id == drill.id, DrillParticipant.role == RosterRole.warden))]
+    context = _drill_context(db, drill)
+    ids: list[int] = []
+    for participant in needing:
+        person = db.get(Person, participant.person_id)
+        assert person is not None
+        item = {"name": person.name, "area": participant.area, "location": participant.location,
+                "acknowledged_at": participant.acknowledged_at}
+        ids += notify.digest(db, key=f"drill-{drill.id}-assist-{person.id}", template="drill_assistance",
+                             items={w: [item] for w in wardens if w != person.id}, context=context,
+                             items_as="people")
+        participant.assistance_alerted_at = utcnow()
+        db.add(participant)
+    return ids
+
+
+@task
+def watch(drill_id: int) -> dict[str, int]:
+    """Keep the drill while its window is open: take answers as they come, alert the wardens at once to anyone
+    needing assistance, escalate the still missing at the set time. Ends when everyone has answered or the
+    window closes."""
+    poll = get_settings().drill_poll_seconds
+    alerted = escalated = 0
+    while True:
+        now = utcnow()
+        with session() as db:
+            drill = db.get(Drill, drill_id)
+            assert drill is not None
+            if drill.status != DrillStatus.running:
+                break
+            needing = _take_answers(db, drill)
+            ids = _alert_wardens(db, drill, needing)
+            missing = [(p.id, p.step_id) for p in db.exec(select(DrillParticipant).where(
+                DrillParticipant.drill_id == drill_id, DrillParticipant.status == AckStatus.missing))]
+            escalate_at, closes_at = as_utc(drill.escalate_at), as_utc(drill.closes_at)
+        notify.deliver_due(ids=ids)
+        alerted += len(needing)
+        if not missing or now >= closes_at:
+            break
+        if now >= escalate_at:
+            report = SweepReport()
+            escalate_overdue(now, report, step_ids=[step_id for _, step_id in missing if step_id])
+            if report.escalated:
+                escalated += len(report.escalated)
+                with session() as db:
+                    db.execute(update(DrillParticipant).where(
+                        col(DrillParticipant.id).in_([pid for pid, _ in missing]),
+                        col(DrillParticipant.escalated_at).is_(None)).values(escalated_at=now)
+                        .execution_options(synchronize_session=False))
+                notify.deliver_due()
+        time.sleep(max(0.05, min(poll, (closes_at - utcnow()).total_seconds())))
+    return {"assistance_alerts": alerted, "escalated": escalated}
+
+
+def _acknowledgements(db: Session, drill_id: int) -> list[tuple[DrillParticipant, Person]]:
+    rows = db.exec(select(DrillParticipant, Person).join(Person, col(Person.id) == DrillParticipant.person_id)
+                   .where(DrillParticipant.drill_id == drill_id).order_by(col(DrillParticipant.area),
+                                                                          col(Person.name)))
+    return [(participant, person) for participant, person in rows]
+
+
+def _figures(db: Session, drill: Drill) -> DrillFigures:
+    plan = db.get(ContinuityPlan, drill.plan_id) if drill.plan_id else None
+    acks = [Acknowledgement(name=person.name, area=p.area, status=p.status.value, seconds=p.seconds_to_account,
+                            location=p.location) for p, person in _acknowledgements(db, drill.id or 0)]
+    return figures(acks, plan.rto_minutes if plan else None)
+
+
+def _responsible(db: Session, drill: Drill, owner: str) -> int:
+    """Who owns a finding's corrective action: the first warden for the people findings, the plan owner for
+    the plan's; whoever of the two exists otherwise, and the Director of Operations when neither does."""
+    plan = db.get(ContinuityPlan, drill.plan_id) if drill.plan_id else None
+    if owner == "warden":
+        warden = db.exec(select(DrillParticipant.person_id).where(
+            DrillParticipant.drill_id == drill.id, DrillParticipant.role == RosterRole.warden)
+            .order_by(col(DrillParticipant.id))).first()
+        if warden is not None:
+            return warden
+    if plan is not None and plan.owner_id is not None:
+        return plan.owner_id
+    if owner != "warden":
+        return _responsible(db, drill, "warden")
+    director = person_with_role(db, "director")
+    if director is None:
+        raise ValueError("no warden, plan owner or person with role 'director' to own the drill's findings")
+    return director.id or 0
+
+
+@task
+def close_drill(drill_id: int) -> int:
+    """Close the window: the unanswered are missing, figures and findings are recorded once, corrective
+    actions are assigned, the plan's last-tested date moves, and the after-action report is written and sent."""
+    with session() as db:
+        drill = db.get(Drill, drill_id)
+        assert drill is not None
+        for step in db.exec(select(HumanStep).where(HumanStep.subject_type == "drill", HumanStep.subject_id == drill_id,
+                                                    HumanStep.status == StepStatus.pending)):
+            expire(db, step=step, actor=ACTOR)
+        _take_answers(db, drill)
+        db.flush()
+        result = _figures(db, drill)
+        now = utcnow()
+        claimed = db.execute(update(Drill).where(col(Drill.id) == drill_id, col(Drill.status) == DrillStatus.running)
+                             .values(status=DrillStatus.closed, closed_at=now, accounted=result.accounted,
+                                     total=result.total, median_seconds=result.median_seconds,
+                                     p90_seconds=result.p90_seconds, recovery_minutes=result.recovery_minutes)
+                             .execution_options(synchronize_session=False))
+        ids: list[int] = []
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            db.refresh(drill)
+            ids = _record_findings(db, drill, result)
+            if drill.plan_id:
+                plan = db.get(ContinuityPlan, drill.plan_id)
+                assert plan is not None
+                plan.last_tested_at = now
+                db.add(plan)
+            trail.record(db, actor=ACTOR, action="drill.closed", entity_type="drill", entity_id=drill_id,
+                         data={"accounted": result.accounted, "total": result.total,
+                               "median_seconds": result.median_seconds, "p90_seconds": result.p90_seconds,
+                               "recovery_minutes": result.recovery_minutes, "rto_met": result.rto_met,
+                               "missing": [a.name for a in result.missing]})
+    notify.deliver_due(ids=ids)
+    return drill_id
+
+
+def _record_findings(db: Session, drill: Drill, result: DrillFigures) -> list[int]:
+    actions: dict[int, list[dict[str, Any]]] = {}
+    for found in findings(result, kind_title=drill.title.lower()):
+        finding = Finding(drill_id=drill.id, severity=found.severity, description=found.description)
+        db.add(finding)
+        db.flush()
+        owner_id = _responsible(db, drill, found.owner)
+        due = working_days_from_now(ACTION_WORKING_DAYS[found.severity])
+        action = CorrectiveAction(finding_id=finding.id or 0, owner_id=owner_id, description=found.action, due_at=due)
+        db.add(action)
+        db.flush()
+        trail.record(db, actor=ACTOR, action="finding.raised", entity_type="finding", entity_id=finding.id or 0,
+                     data={"drill": drill.id, "kind": found.key, "severity": found.severity.value,
+                           "action_id": action.id, "action_owner": owner_id, "action_due_at": due.isoformat()})
+        actions.setdefault(owner_id, []).append({"severity": found.severity.value, "description": found.description,
+                                                 "action": found.action, "due_at": due})
+    return notify.digest(db, key=f"drill-{drill.id}-actions", template="drill_actions", items=actions,
+                         context=_drill_context(db, drill), items_as="actions")
+
+
+def _report_context(db: Session, drill: Drill) -> dict[str, Any]:
+    result = _figures(db, drill)
+    rows = []
+    for participant, person in _acknowledgements(db, drill.id or 0):
+        by = db.get(Person, participant.answered_by_id) if participant.answered_by_id else None
+        rows.append({"name": person.name, "area": participant.area, "role": participant.role.value,
+                     "status": participant.status.value, "location": participant.location,
+                     "seconds": participant.seconds_to_account,
+                     "answered_by": by.name if by is not None and by.id != person.id else "",
+                     "escalated": participant.escalated_at is not None})
+    found = []
+    for finding, action in db.exec(select(Finding, CorrectiveAction)
+                                   .join(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
+                                   .where(Finding.drill_id == drill.id).order_by(col(Finding.id))):
+        owner = db.get(Person, action.owner_id)
+        found.append({"severity": finding.severity.value, "description": finding.description,
+                      "action": action.description, "owner": owner.name if owner else "?", "due_at": action.due_at})
+    summary = {"accounted": result.accounted, "total": result.total, "percent": result.headcount_percent,
+               "median_seconds": result.median_seconds, "p90_seconds": result.p90_seconds,
+               "recovery_minutes": result.recovery_minutes, "rto_minutes": result.rto_minutes,
+               "rto_met": result.rto_met,
+               "missing": [{"name": a.name, "area": a.area} for a in result.missing],
+               "needs_assistance": [{"name": a.name, "location": a.location} for a in result.needs_assistance]}
+    return {**_drill_context(db, drill), "summary": summary, "rows": rows, "findings": found,
+            "closed_at": drill.closed_at, "generated_at": utcnow()}
+
+
+@task
+def build_after_action(drill_id: int) -> DrillOutcome:
+    """The after-action report (HTML on disk, sent to the wardens and the plan owner) and its artifacts."""
+    with session() as db:
+        drill = db.get(Drill, drill_id)
+        facility = db.get(Facility, drill.facility_id) if drill else None
+        assert drill is not None and facility is not None
+        context = _report_context(db, drill)
+        report = save_report(f"drill-{drill_id}-{facility.code}-{drill.kind}.html", "reports/drill_after_action.html",
+                             context)
+        first_time = drill.report_sha256 is None
+        drill.report_path, drill.report_sha256 = str(report.path), report.sha256
+        db.add(drill)
+        ids: list[int] = []
+        if first_time:
+            trail.record(db, actor=ACTOR, action="drill.report_built", entity_type="drill", entity_id=drill_id,
+                         data={"sha256": report.sha256, "path": str(report.path)})
+            readers = {p.person_id for p in db.exec(select(DrillParticipant).where(
+                DrillParticipant.drill_id == drill_id, DrillParticipant.role == RosterRole.warden))}
+            plan = db.get(ContinuityPlan, drill.plan_id) if drill.plan_id else None
+            readers |= {plan.owner_id} if plan is not None and plan.owner_id else set()
+            for reader_id in sorted(readers):
+                reader = db.get(Person, reader_id)
+                assert reader is not None
+                rows = notify.enqueue(db, key=f"drill-{drill_id}-after-action-{reader_id}", recipient_id=reader_id,
+                                      template="drill_after_action",
+                                      context={**context, "recipient": notify.recipient(reader)})
+                ids += [row.id for row in rows if row.id is not None]
+        result = _figures(db, drill)
+        outcome = DrillOutcome(drill_id=drill_id, facility=facility.code, kind=drill.kind, status=drill.status.value,
+                               accounted=result.accounted, total=result.total, median_seconds=result.median_seconds,
+                               p90_seconds=result.p90_seconds, recovery_minutes=result.recovery_minutes,
+                               findings=len(context["findings"]), report=str(report.path))
+        rows = context["rows"]
+    notify.deliver_due(ids=ids)
+    create_table_artifact([{**row, "seconds": round(row["seconds"], 1) if row["seconds"] is not None else None}
+                           for row in rows], key=f"drill-{facility.code.lower()}-{drill.kind.replace('_', '-')}",
+                          description=f"{drill.title} at {facility.name}: who acknowledged, and when")
+    create_markdown_artifact(_summary_markdown(outcome, result, drill.title, facility.name),
+                             key="drill-after-action", description=f"After-action summary, drill {drill_id}")
+    return outcome
+
+
+def _summary_markdown(outcome: DrillOutcome, result: DrillFigures, title: str, facility: str) -> str:
+    def _s(value: float | None) -> str:
+        return "—" if value is None else f"{value:.0f} s"
+
+    recovery = "not achieved" if result.recovery_minutes is None else f"{result.recovery_minutes:.1f} min"
+    target = f" (target {result.rto_minutes} min)" if result.rto_minutes is not None else ""
+    missing = ", ".join(a.name for a in result.missing) or "nobody"
+    return (f"## {title} at {facility}\n\n| Figure | Value |\n|---|---|\n"
+            f"| Headcount | {result.accounted} / {result.total} ({result.headcount_percent:.0f} %) |\n"
+            f"| Median time to account | {_s(result.median_seconds)} |\n"
+            f"| 90th percentile | {_s(result.p90_seconds)} |\n"
+            f"| Recovery time | {recovery}{target} |\n"
+            f"| Missing | {missing} |\n| Findings | {outcome.findings} |\n\nReport: `{outcome.report}`\n")
+
+
+@flow(name="emergency-drill", log_prints=True)
+def emergency_drill(params: DrillParameters | None = None) -> DrillOutcome | list[str]:
+    """Emergency or continuity drill at one facility, or every drill that is due.
+
+    With a facility: everyone on the facility's roster gets a personal acknowledgement link ("accounted for",
+    location, "needs assistance"). Assistance requests alert the wardens at once; people still missing after the
+    escalation time are escalated to their wardens and managers, who can also answer for them. When the window
+    closes: headcount, median and 90th-percentile time to account, the missing list, and the recovery time
+    against the continuity plan's target, in an after-action report whose findings become corrective actions
+    with owners and due dates; the plan's last-tested date is updated. Without a facility: starts one such run
+    for every drill programme whose cadence has come round.
+    """
+    params = params or DrillParameters()
+    logger = get_run_logger()
+    if params.facility is None:
+        started = start_due_drills()
+        logger.info("Drills started: %s", started or "none due")
+        return started
+    if params.preview:
+        count = preview_alert(params)
+        return DrillOutcome(drill_id=None, facility=params.facility, kind=params.kind, status="preview",
+                            total=count, detail="preview: nothing written or sent")
+    drill_id = open_drill(params)
+    sent = alert_participants(drill_id)
+    logger.info("Drill %s: %s alerts sent", drill_id, sent)
+    watched = watch(drill_id)
+    logger.info("Drill %s window closed: %s", drill_id, watched)
+    close_drill(drill_id)
+    return build_after_action(drill_id)

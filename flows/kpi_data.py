@@ -1,0 +1,103 @@
+"""What `ops import kpis|kpi-measurements` accepts: KPI definitions and their measurements, from spreadsheets."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, cast
+
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import Table, func
+from sqlmodel import Session, col, select
+
+from engine.importer import ImportKind, RowProblem, register_kind
+from registry import Direction, KpiDefinition, KpiMeasurement, Person
+
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class KpiRow(BaseModel):
+    code: str = Field(min_length=1, max_length=40)
+    name: str = Field(min_length=1)
+    unit: str = Field(min_length=1, description="Shown after every figure: %, h, days, EUR, per week …")
+    target: float
+    direction: Direction = Field(description="higher or lower: which side of the target is better.")
+    owner_email: str | None = Field(None, pattern=_EMAIL, description="Who answers for the KPI; a person already.")
+    description: str = ""
+    active: bool = True
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class KpiMeasurementRow(BaseModel):
+    kpi_code: str = Field(min_length=1)
+    measured_on: date = Field(description="The day the figure describes: the end of its week or month.")
+    value: float
+    note: str = ""
+
+    @property
+    def kpi_id(self) -> str:
+        """The natural key's first part as the file names it (the code); it becomes the id when imported."""
+        return self.kpi_code
+
+
+def _people(db: Session, emails: set[str]) -> dict[str, int]:
+    if not emails:
+        return {}
+    found = db.exec(select(func.lower(Person.email), Person.id).where(func.lower(Person.email).in_(emails)))
+    return {email: person_id for email, person_id in found if person_id is not None}
+
+
+def _kpi_owners(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, dict[str, Any]],
+                                                                       list[RowProblem]]:
+    kpis = [(n, cast(KpiRow, r)) for n, r in rows]
+    known = _people(db, {r.owner_email.lower() for _, r in kpis if r.owner_email})
+    resolved: dict[int, dict[str, Any]] = {}
+    problems = []
+    for number, row in kpis:
+        owner = known.get(row.owner_email.lower()) if row.owner_email else None
+        if row.owner_email and owner is None:
+            problems.append(RowProblem(number, "owner_email", row.owner_email, "no such person in the registry"))
+            continue
+        resolved[number] = {"owner_id": owner}
+    return resolved, problems
+
+
+def _kpi_ids(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, dict[str, Any]],
+                                                                     list[RowProblem]]:
+    codes = {cast(KpiMeasurementRow, row).kpi_code for _, row in rows}
+    known = {code: kpi_id for code, kpi_id in db.exec(
+        select(KpiDefinition.code, KpiDefinition.id).where(col(KpiDefinition.code).in_(codes)))} if codes else {}
+    resolved: dict[int, dict[str, Any]] = {}
+    problems = []
+    for number, row in rows:
+        code = cast(KpiMeasurementRow, row).kpi_code
+        if code in known:
+            resolved[number] = {"kpi_id": known[code]}
+        else:
+            problems.append(RowProblem(number, "kpi_code", code, "no such KPI; import the KPI definitions first"))
+    return resolved, problems
+
+
+def _kpi_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
+    return {**cast(BaseModel, row).model_dump(exclude={"owner_email"}), **refs}
+
+
+def _measurement_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
+    return {**cast(BaseModel, row).model_dump(exclude={"kpi_code"}), **refs}
+
+
+def _table(model: type) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+KPIS = register_kind(ImportKind(
+    name="kpis", row_model=KpiRow, table=_table(KpiDefinition), natural_key=("code",),
+    to_record=_kpi_record, references=_kpi_owners,
+    description="code,name,unit,target,direction,owner_email,description,active"))
+KPI_MEASUREMENTS = register_kind(ImportKind(
+    name="kpi-measurements", row_model=KpiMeasurementRow, table=_table(KpiMeasurement),
+    natural_key=("kpi_id", "measured_on"), to_record=_measurement_record, references=_kpi_ids,
+    description="kpi_code,measured_on,value,note"))

@@ -1,0 +1,400 @@
+"""The operations report: KPIs against target, findings by age, latency, vendors, stock, obligations due."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import String, cast
+from sqlmodel import col, select
+
+from engine import notify
+from engine.reports import report_path, save_pdf, save_report
+from engine.settings import get_settings
+from engine.templates import render_page
+from flows import report_charts as charts
+from flows import report_rules as rules
+from registry import (
+    ContinuityPlan,
+    Control,
+    CorrectiveAction,
+    DrillProgram,
+    Facility,
+    Finding,
+    HumanStep,
+    InventoryItem,
+    KpiDefinition,
+    KpiMeasurement,
+    OperationsReport,
+    Person,
+    PurchaseRequest,
+    PurchaseRequestLine,
+    StepStatus,
+    Vendor,
+    VendorScorecard,
+    session,
+    trail,
+)
+from registry.clock import as_utc, utcnow
+from registry.supply import OPEN_REQUEST_STATUSES
+
+DISTRIBUTION_ROLE = "operations_report"
+MARKDOWN_ARTIFACT = "operations-report"
+KPI_ARTIFACT = "operations-report-kpis"
+CLOSED = ("closed", "resolved", "done", "verified", "cancelled")  # any other status counts as open
+OLDEST_SHOWN = 10
+SHORTAGES_SHOWN = 15
+_PERIOD_PATTERN = (r"^\s*(last-week|this-week|last-month|this-month|\d{4}-\d{2}|\d{4}-[Ww]\d{2}|\d{4}-[Qq][1-4]"
+                   r"|\d{4}-\d{2}-\d{2}\s*\.\.\s*\d{4}-\d{2}-\d{2})\s*$")
+
+
+class ReportParameters(BaseModel):
+    period: str = Field(
+        "last-month", title="Period", pattern=_PERIOD_PATTERN,
+        description="last-week, this-week, last-month or this-month (counted from the run's scheduled day), or a "
+                    "month (2026-11), an ISO week (2026-W47), a quarter (2026-Q4) or a range of days "
+                    "(2026-01-01..2026-03-31).",
+    )
+    send: bool = Field(
+        True, title="E-mail the distribution list",
+        description="Send the report (PDF attached) to every active person with the operations_report role. "
+                    "Each person receives a period's report once, however often it is rebuilt.",
+    )
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _a_period(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        rules.parse_period(value, date.today())  # the form is all that is checked here; the run resolves it
+        return rules.normalize_period(value)
+
+
+class ReportOutcome(BaseModel):
+    key: str
+    period: str
+    first_day: date
+    last_day: date
+    html: str
+    pdf: str
+    csv: str
+    pdf_sha256: str
+    kpis: int
+    kpis_met: int
+    recipients: int
+    sent: int
+    seconds: float
+
+
+def _bounds(period: rules.Period, tz: str) -> tuple[datetime, datetime]:
+    """The period's first moment and the moment after its last day, in UTC."""
+    zone = ZoneInfo(tz)
+    start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=zone)
+    after = period.end + timedelta(days=1)
+    return as_utc(start), as_utc(datetime(after.year, after.month, after.day, tzinfo=zone))
+
+
+def _names(db: Any, ids: set[int | None]) -> dict[int, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {pid: name for pid, name in db.exec(select(Person.id, Person.name).where(col(Person.id).in_(wanted)))}
+
+
+@task
+def kpi_section(period: rules.Period) -> list[rules.KpiRow]:
+    """Every active KPI with its measurements over the chart window, in two queries."""
+    first, last = period.window()
+    with session() as db:
+        kpis = list(db.exec(select(KpiDefinition).where(col(KpiDefinition.active).is_(True))
+                            .order_by(col(KpiDefinition.code))))
+        owners = _names(db, {k.owner_id for k in kpis})
+        points: dict[int, list[tuple[date, float]]] = {k.id or 0: [] for k in kpis}
+        measured = select(col(KpiMeasurement.kpi_id), col(KpiMeasurement.measured_on), col(KpiMeasurement.value))
+        rows = db.exec(measured.where(col(KpiMeasurement.kpi_id).in_(list(points)),
+                                      col(KpiMeasurement.measured_on) >= first,
+                                      col(KpiMeasurement.measured_on) <= last)).all() if points else []
+        for kpi_id, day, value in rows:
+            points[kpi_id].append((day, value))
+    return [rules.summarize_kpi(rules.KpiSpec(id=k.id or 0, code=k.code, name=k.name, unit=k.unit, target=k.target,
+                                              direction=k.direction, owner=owners.get(k.owner_id or 0, ""),
+                                              description=k.description), points[k.id or 0], period)
+            for k in kpis]
+
+
+@task
+def findings_section(now: datetime) -> tuple[list[rules.AgeRow], list[rules.OpenItem]]:
+    """Open findings and corrective actions by age, and the oldest of them."""
+    with session() as db:
+        findings = list(db.exec(select(Finding, CorrectiveAction)
+                                .outerjoin(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
+                                .where(col(Finding.status).not_in(CLOSED))))
+        actions = list(db.exec(select(CorrectiveAction, Finding)
+                               .join(Finding, col(Finding.id) == CorrectiveAction.finding_id)
+                               .where(col(CorrectiveAction.status).not_in(CLOSED))))
+        owner_ids: set[int | None] = {a.owner_id for a, _ in actions}
+        owner_ids |= {a.owner_id for _, a in findings if a is not None}
+        owners = _names(db, owner_ids)
+    items = [rules.OpenItem("finding", f.description, f.severity.value, owners.get(a.owner_id, "") if a else "",
+                            rules.age_days(f.created_at, now)) for f, a in findings]
+    items += [rules.OpenItem("corrective action", a.description, f.severity.value, owners.get(a.owner_id, ""),
+                             rules.age_days(a.created_at, now), as_utc(a.due_at), as_utc(a.due_at) < now)
+              for a, f in actions]
+    ages = rules.age_table([(i.age_days, i.severity) for i in items if i.kind == "finding"],
+                           [(i.age_days, i.overdue) for i in items if i.kind == "corrective action"])
+    return ages, sorted(items, key=lambda i: (-i.age_days, i.kind))[:OLDEST_SHOWN]
+
+
+@task
+def latency_section(period: rules.Period, tz: str) -> list[rules.LatencyRow]:
+    """Hours from asking to answer for every approval and request answered in the period."""
+    start, end = _bounds(period, tz)
+    answered = col(HumanStep.answered_at)
+    with session() as db:
+        steps = db.execute(sa.select(col(HumanStep.kind), col(HumanStep.form), col(HumanStep.created_at), answered,
+                                     col(HumanStep.due_at))
+                           .where(col(HumanStep.status) == StepStatus.answered, answered >= start, answered < end))
+        return rules.latency_rows((k, f, asked, done, due) for k, f, asked, done, due in steps if done)
+
+
+@task
+def vendor_section() -> list[rules.VendorLine]:
+    """Active vendors, their standing and their latest score."""
+    with session() as db:
+        vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True)).order_by(col(Vendor.code))))
+        owners = _names(db, {v.owner_id for v in vendors})
+        latest: dict[int, tuple[str, float | None]] = {}
+        for vendor_id, period, score in db.exec(select(VendorScorecard.vendor_id, VendorScorecard.period,
+                                                       VendorScorecard.score)
+                                                .order_by(col(VendorScorecard.created_at), col(VendorScorecard.id))):
+            latest[vendor_id] = (period, score)
+    return [rules.VendorLine(code=v.code, name=v.name, owner=owners.get(v.owner_id, ""), standing=v.standing.value,
+                             score=latest.get(v.id or 0, ("", None))[1],
+                             scored_period=latest.get(v.id or 0, ("", None))[0], contract_end=v.contract_end)
+            for v in vendors]
+
+
+@task
+def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shortage]]:
+    """Stock totals in one aggregate; the items at or below their reorder point through its partial index."""
+    item = InventoryItem.__table__  # type: ignore[attr-defined]
+    line = PurchaseRequestLine.__table__  # type: ignore[attr-defined]
+    request = PurchaseRequest.__table__  # type: ignore[attr-defined]
+    vendor = Vendor.__table__  # type: ignore[attr-defined]
+    low = item.c.on_hand <= item.c.reorder_point
+    totals = sa.select(sa.func.count(), sa.func.sum(sa.case((item.c.on_hand == 0, 1), else_=0)),
+                       sa.func.sum(item.c.on_hand * item.c.unit_cost))
+    on_order = (sa.select(line.c.item_id, sa.func.sum(line.c.quantity).label("quantity"))
+                .join(request, request.c.id == line.c.request_id)
+                .where(request.c.status.in_(OPEN_REQUEST_STATUSES)).group_by(line.c.item_id).subquery("on_order"))
+    open_qty = sa.func.coalesce(on_order.c.quantity, 0)
+    short = (sa.select(item.c.sku, item.c.location, item.c.description, vendor.c.code, item.c.on_hand,
+                       item.c.reorder_point, open_qty)
+             .join(vendor, vendor.c.id == item.c.vendor_id).outerjoin(on_order, on_order.c.item_id == item.c.id)
+             .where(low).order_by(item.c.on_hand, item.c.reorder_point.desc(), item.c.sku, item.c.location))
+    with session() as db:
+        connection = db.connection()
+        count, empty, value = connection.execute(totals).one()
+        if not count:
+            return None, []
+        shortages = [rules.Shortage(*row) for row in connection.execute(short)]
+    health = rules.InventoryHealth(
+        items=int(count), at_or_below=len(shortages), out_of_stock=int(empty or 0),
+        covered=sum(s.on_hand + s.on_order > s.reorder_point for s in shortages), stock_value=float(value or 0))
+    return health, shortages[:SHORTAGES_SHOWN]
+
+
+@task
+def obligations_section(now: datetime, tz: str) -> list[rules.Obligation]:
+    """What falls due within the horizon (or is overdue) by every cadence in the registry, and action deadlines."""
+    horizon = now + timedelta(days=rules.OBLIGATION_HORIZON_DAYS)
+    zone = ZoneInfo(tz)
+    found: list[rules.Obligation] = []
+    with session() as db:
+        controls = list(db.exec(select(Control).where(col(Control.active).is_(True))))
+        vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True))))
+        plans = list(db.exec(select(ContinuityPlan).where(col(ContinuityPlan.active).is_(True))))
+        drills = list(db.exec(select(DrillProgram, Facility)
+                              .join(Facility, col(Facility.id) == DrillProgram.facility_id)
+                              .where(col(DrillProgram.active).is_(True))))
+        actions = list(db.exec(select(CorrectiveAction).where(col(CorrectiveAction.status).not_in(CLOSED),
+                                                              col(CorrectiveAction.due_at) < horizon)))
+        owners = _names(db, {c.owner_id for c in controls} | {v.owner_id for v in vendors}
+                        | {p.owner_id for p in plans} | {a.owner_id for a in actions})
+    for c in controls:
+        due = c.next_due_at or rules.cadence_due(c.cadence, c.last_tested_at, now, tz)
+        found.append(rules.obligation("Control test", f"{c.ref} {c.title}", owners.get(c.owner_id or 0, ""), due, now))
+    for v in vendors:
+        owner = owners.get(v.owner_id, "")
+        due = v.next_review_at or rules.cadence_due(v.review_cadence, v.last_reviewed_at, now, tz)
+        found.append(rules.obligation("Vendor review", f"{v.code} {v.name}", owner, due, now))
+        if v.contract_end is not None and v.contract_end >= now.astimezone(zone).date():
+            end = datetime(v.contract_end.year, v.contract_end.month, v.contract_end.day, tzinfo=zone)
+            found.append(rules.obligation("Contract end", f"{v.code} {v.name}", owner, end, now))
+    for p in plans:
+        due = rules.cadence_due(p.review_cadence, p.last_reviewed_at, now, tz)
+        found.append(rules.obligation("Plan review", f"{p.code} {p.name}", owners.get(p.owner_id or 0, ""), due, now))
+    for program, facility in drills:
+        due = rules.cadence_due(program.cadence, program.last_run_at, now, tz)
+        found.append(rules.obligation("Drill", f"{program.title} ({facility.name})", "", due, now))
+    for a in actions:
+        found.append(rules.obligation("Corrective action", a.description, owners.get(a.owner_id, ""), a.due_at, now))
+    return rules.due_soon(found)
+
+
+def _csv(rows: list[rules.Figure]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(rules.FIGURE_COLUMNS)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return buffer.getvalue().encode()
+
+
+@task
+def render(period: rules.Period, sections: rules.Sections, generated_at: datetime, tz: str) -> dict[str, str]:
+    """Charts, the HTML report beside them, its PDF and the CSV of every figure, all in the report's folder."""
+    folder = f"operations/{period.key}"
+    base = report_path(f"{folder}/report.html").parent
+    drawn = {"kpis": charts.kpi_trends(sections.kpis, period, base / charts.KPI_TRENDS),
+             "ages": charts.findings_by_age(sections.ages, base / charts.FINDINGS_AGE)}
+    for name, chart in ((charts.KPI_TRENDS, drawn["kpis"]), (charts.FINDINGS_AGE, drawn["ages"])):
+        if chart is None:  # a rebuild with less data must not mail or show a stale chart
+            (base / name).unlink(missing_ok=True)
+    top = rules.headline(sections)
+    html = save_report(f"{folder}/report.html", "reports/operations_report.html", {
+        "period": period, "sections": sections, "top": top, "generated_at": generated_at,
+        "person": {"timezone": tz}, "charts": {k: v.name if v else None for k, v in drawn.items()},
+        "horizon_days": rules.OBLIGATION_HORIZON_DAYS,
+        "steady_share": rules.STEADY_SHARE})
+    pdf = save_pdf(f"{folder}/report.pdf", html.path.read_text(encoding="utf-8"))
+    figures = _csv(rules.figures(period, sections, top))
+    table = base / "figures.csv"
+    table.write_bytes(figures)
+    return {"html": str(html.path), "pdf": str(pdf.path), "csv": str(table), "pdf_sha256": pdf.sha256,
+            "html_sha256": html.sha256, "csv_sha256": hashlib.sha256(figures).hexdigest(),
+            **{f"chart_{k}": str(v) for k, v in drawn.items() if v}}
+
+
+@task
+def record(period: rules.Period, files: dict[str, str], generated_at: datetime) -> int:
+    """The period's report row (a rebuild replaces its files) and a trail event naming the PDF by its hash."""
+    with session() as db:
+        row = db.exec(select(OperationsReport).where(OperationsReport.key == period.key)).first()
+        row = row or OperationsReport(key=period.key, period_start=period.start, period_end=period.end,
+                                      html_path="", pdf_path="", csv_path="", pdf_sha256="")
+        row.generated_at, row.html_path, row.pdf_path = generated_at, files["html"], files["pdf"]
+        row.csv_path, row.pdf_sha256 = files["csv"], files["pdf_sha256"]
+        db.add(row)
+        db.flush()
+        trail.record(db, actor=rules.ACTOR, action="operations_report.built", entity_type="operations_report",
+                     entity_id=row.id or 0, data={"key": period.key, "first_day": period.start,
+                                                  "last_day": period.end, "pdf_sha256": files["pdf_sha256"],
+                                                  "html_sha256": files["html_sha256"],
+                                                  "csv_sha256": files["csv_sha256"], "pdf": files["pdf"]})
+        return row.id or 0
+
+
+def _kpi_table(kpis: list[rules.KpiRow]) -> list[dict[str, Any]]:
+    def shown(value: float | None) -> float | str:
+        return "—" if value is None else round(value, 2)
+
+    return [{"KPI": f"{k.spec.code} {k.spec.name}", "unit": k.spec.unit, "target": k.spec.target,
+             "better": k.spec.direction.value, "period mean": shown(k.value), "latest": shown(k.latest),
+             "previous period": shown(k.previous), "change": shown(k.change), "trend": k.trend.value,
+             "status": k.status.value, "measurements": k.measurements} for k in kpis]
+
+
+@task
+def publish(period: rules.Period, sections: rules.Sections, files: dict[str, str], seconds: float) -> None:
+    """The latest report in the Prefect UI: a markdown summary and the KPI table, under stable keys."""
+    top = rules.headline(sections)
+    summary = render_page("reports/operations_report.md", {
+        "period": period, "sections": sections, "top": top, "files": files, "seconds": seconds})
+    create_markdown_artifact(summary, key=MARKDOWN_ARTIFACT,
+                             description=f"Operations report {period.key}: {top.kpis_met} of {top.kpis} KPIs met")
+    create_table_artifact(_kpi_table(sections.kpis), key=KPI_ARTIFACT,
+                          description=f"KPIs against target, {period.label} ({period.start} to {period.end})")
+
+
+def _message_context(period: rules.Period, sections: rules.Sections, files: dict[str, str]) -> dict[str, Any]:
+    """What the e-mail says: the headline, the KPI table and the charts by file name (no measurement series)."""
+    kpis = [{**{k: v for k, v in asdict(row).items() if k not in ("points", "spec")}, **asdict(row.spec)}
+            for row in sections.kpis]
+    return {"period": {"key": period.key, "label": period.label, "start": period.start, "end": period.end},
+            "top": asdict(rules.headline(sections)), "kpis": kpis,
+            "charts": {k.removeprefix("chart_"): Path(v).name for k, v in files.items() if k.startswith("chart_")}}
+
+
+def _distribution_list(db: Any) -> list[Person]:
+    # JSON containment differs by database: narrow with LIKE on the JSON text, decide in Python.
+    found = db.exec(select(Person).where(col(Person.active).is_(True),
+                                         cast(col(Person.roles), String).like(f'%"{DISTRIBUTION_ROLE}"%'))
+                    .order_by(col(Person.id)))
+    return [p for p in found if DISTRIBUTION_ROLE in p.roles]
+
+
+@task
+def send(period: rules.Period, sections: rules.Sections, files: dict[str, str]) -> tuple[int, int]:
+    """One message per person on the distribution list, the PDF attached and the charts inline; once per period."""
+    attachments = [Path(files["pdf"])] + [Path(v) for k, v in files.items() if k.startswith("chart_")]
+    context = _message_context(period, sections, files)
+    with session() as db:
+        people = _distribution_list(db)
+        ids = [row.id for person in people
+               for row in notify.enqueue(db, key=f"operations-report-{period.key}-{person.id}",
+                                         recipient_id=person.id or 0, template="operations_report",
+                                         context={**context, "recipient": notify.recipient(person)},
+                                         attachments=attachments) if row.id is not None]
+    if not people:
+        get_run_logger().warning("Nobody holds the %s role: the report is built but sent to no one.",
+                                 DISTRIBUTION_ROLE)
+    return len(people), len(notify.deliver_due(ids=ids).sent) if ids else 0
+
+
+@flow(name="operations-report", log_prints=True)
+def operations_report(params: ReportParameters = ReportParameters()) -> ReportOutcome:  # noqa: B008 (the UI form default)
+    """Operations report for a week, a month, a quarter or any range of days.
+
+    KPIs against their targets (the period's mean, the previous period, trend and a year of history as charts),
+    open findings and corrective actions by age, how long approvals and requests took to be answered, vendor
+    standings, inventory health, and every obligation falling due in the next 30 days by any cadence (control
+    tests, vendor reviews and contract ends, plan reviews, drills, corrective actions). Writes an HTML report, its
+    PDF and a CSV of every figure under reports/operations/<period>/, shows the summary and KPI table as
+    artifacts, and e-mails the PDF to everyone with the operations_report role, once per period however often
+    the report is rebuilt. A section without data says so.
+    """
+    began = time.perf_counter()
+    logger = get_run_logger()
+    tz = get_settings().timezone
+    today = as_utc(flow_run.get_scheduled_start_time() or utcnow()).astimezone(ZoneInfo(tz)).date()
+    period = rules.parse_period(params.period, today)
+    now = utcnow()
+    ages, oldest = findings_section(now)
+    health, shortages = inventory_section()
+    sections = rules.Sections(kpis=kpi_section(period), ages=ages, oldest=oldest,
+                              latency=latency_section(period, tz), vendors=vendor_section(), inventory=health,
+                              shortages=shortages, obligations=obligations_section(now, tz))
+    files = render(period, sections, now, tz)
+    record(period, files, now)
+    built = time.perf_counter() - began
+    publish(period, sections, files, built)
+    recipients, sent = send(period, sections, files) if params.send else (0, 0)
+    top = rules.headline(sections)
+    logger.info("Operations report %s built in %.2f s: %s of %s KPIs met; sent to %s of %s on the list",
+                period.key, built, top.kpis_met, top.kpis, sent, recipients)
+    return ReportOutcome(key=period.key, period=period.label, first_day=period.start, last_day=period.end,
+                         html=files["html"], pdf=files["pdf"], csv=files["csv"], pdf_sha256=files["pdf_sha256"],
+                         kpis=top.kpis, kpis_met=top.kpis_met, recipients=recipients, sent=sent,
+                         seconds=round(time.perf_counter() - began, 3))

@@ -1,0 +1,112 @@
+"""The operations report's charts as PNG files: images show in a browser, in the PDF and inline in e-mail alike.
+
+Drawn with matplotlib's object API (no pyplot): no global figure state, nothing to close, safe in task threads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.report_rules import AgeRow, KpiRow, Period, Status
+
+KPI_TRENDS = "kpi-trends.png"
+FINDINGS_AGE = "findings-age.png"
+
+_DPI = 160
+_WIDTH_INCHES = 7.4  # the A4 text width at the report's margins
+_INK, _MUTED, _GRID, _BAND = "#1d2733", "#5b6775", "#e3e7ec", "#e7f0fa"
+_LINE = "#1d4e89"
+STATUS_COLOURS = {Status.met: "#2b8a3e", Status.missed: "#c92a2a", Status.no_data: "#868e96"}
+_STYLE: dict[Any, Any] = {
+    "font.family": "sans-serif", "font.sans-serif": ["Liberation Sans", "DejaVu Sans"], "font.size": 8,
+    "axes.edgecolor": _GRID, "axes.labelcolor": _MUTED, "xtick.color": _MUTED, "ytick.color": _MUTED,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 8.5, "axes.titleweight": "bold",
+}
+
+
+def _figure(height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(_WIDTH_INCHES, height), dpi=_DPI, layout="constrained")
+
+
+def _save(figure: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # No software version in the file: the same figures draw the same bytes.
+    figure.savefig(path, format="png", dpi=_DPI, facecolor="white", metadata={"Software": None})
+    return path
+
+
+def _number(value: float) -> str:
+    return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def kpi_trends(kpis: Sequence[KpiRow], period: Period, path: Path) -> Path | None:
+    """One small chart per KPI with measurements: a year of them, the target dashed, the period shaded and its
+    mean drawn across it in the status colour. None when no KPI has a measurement to draw."""
+    import matplotlib
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+
+    drawn = [k for k in kpis if k.points]
+    if not drawn:
+        return None
+    columns = 2 if len(drawn) > 1 else 1
+    rows = math.ceil(len(drawn) / columns)
+    first, last = period.window()
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(0.3 + 1.9 * rows)
+        axes = figure.subplots(rows, columns, squeeze=False)
+        for index, kpi in enumerate(drawn):
+            ax = axes[index // columns][index % columns]
+            days = [d for d, _ in kpi.points]
+            values = [v for _, v in kpi.points]
+            ax.axvspan(period.start, period.end + timedelta(days=1), color=_BAND, zorder=0, lw=0)
+            ax.axhline(kpi.spec.target, color=_MUTED, lw=1, ls=(0, (4, 3)), zorder=1)
+            ax.plot(days, values, color=_LINE, lw=1.3, marker="o", ms=2.2, zorder=2)
+            colour = STATUS_COLOURS[kpi.status]
+            if kpi.value is not None:
+                ax.hlines(kpi.value, period.start, period.end + timedelta(days=1), color=colour, lw=2.4, zorder=3)
+            ax.set_xlim(first, last + timedelta(days=1))
+            ax.set_title(f"{kpi.spec.name} ({kpi.spec.unit})", loc="left", color=_INK, pad=13)
+            verdict = "no data" if kpi.value is None else f"{_number(kpi.value)}, {kpi.status.value}"
+            ax.text(0, 1.03, f"this period {verdict} · target {_number(kpi.spec.target)}", color=colour,
+                    fontsize=7, transform=ax.transAxes, va="bottom")
+            ax.grid(axis="y", color=_GRID, lw=0.6)
+            locator = AutoDateLocator(minticks=3, maxticks=7)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(DateFormatter("%b %y"))
+            ax.tick_params(labelsize=7, length=2)
+        for index in range(len(drawn), rows * columns):
+            axes[index // columns][index % columns].set_visible(False)
+        return _save(figure, path)
+
+
+def findings_by_age(ages: Sequence[AgeRow], path: Path) -> Path | None:
+    """Open findings, open corrective actions and the overdue among them, per age bucket; None when none is open."""
+    import matplotlib
+
+    if not any(a.findings or a.actions for a in ages):
+        return None
+    series = (("Open findings", [a.findings for a in ages], "#e8590c"),
+              ("Open corrective actions", [a.actions for a in ages], _LINE),
+              ("of which overdue", [a.overdue for a in ages], "#c92a2a"))
+    width = 0.26
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(2.3)
+        ax = figure.subplots()
+        for offset, (label, counts, colour) in enumerate(series):
+            positions = [i + (offset - 1) * width for i in range(len(ages))]
+            bars = ax.bar(positions, counts, width * 0.92, label=label, color=colour)
+            ax.bar_label(bars, labels=[str(c) if c else "" for c in counts], fontsize=7, color=_INK, padding=1)
+        ax.set_xticks(range(len(ages)), [a.bucket for a in ages])
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel("open items")
+        ax.grid(axis="y", color=_GRID, lw=0.6)
+        ax.set_axisbelow(True)
+        ax.legend(frameon=False, fontsize=7, loc="upper right")
+        ax.margins(y=0.15)
+        return _save(figure, path)

@@ -1,0 +1,499 @@
+"""The operations report's rules: periods, KPI status and trend, ages, latency, obligations. No Prefect, no database."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from engine.deadlines import next_due
+from registry.clock import as_utc
+from registry.kpis import Direction
+
+ACTOR = "operations-report"
+OBLIGATION_HORIZON_DAYS = 30
+# A change smaller than this share of the target (or 0.01 of a unit for a zero target) is no trend at all.
+STEADY_SHARE = 0.005
+
+PeriodKind = Literal["weekly", "monthly", "quarterly", "custom"]
+_RELATIVE = ("last-week", "this-week", "last-month", "this-month")
+PERIOD_FORMS = "last-week, this-week, last-month, this-month, 2026-11, 2026-W47, 2026-Q4 or 2026-01-01..2026-03-31"
+_LONGEST_CUSTOM_DAYS = 3 * 366
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole calendar days, both ends included, in the organisation's calendar."""
+
+    kind: PeriodKind
+    name: str
+    start: date
+    end: date
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}-{self.name}"
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def label(self) -> str:
+        """The period's display name: November 2026, week 47 of 2026, Q4 2026, or its first and last day."""
+        if self.kind == "monthly":
+            return self.start.strftime("%B %Y")
+        if self.kind == "weekly":
+            year, week, _ = self.start.isocalendar()
+            return f"Week {week} of {year}"
+        if self.kind == "quarterly":
+            return f"Q{(self.start.month - 1) // 3 + 1} {self.start.year}"
+        return f"{self.start:%-d %b %Y} – {self.end:%-d %b %Y}"
+
+    def previous(self) -> Period:
+        """The period just before, of the same kind (a custom range: the same number of days)."""
+        before = self.start - timedelta(days=1)
+        if self.kind == "weekly":
+            return _week(*before.isocalendar()[:2])
+        if self.kind == "monthly":
+            return _month(before.year, before.month)
+        if self.kind == "quarterly":
+            return _quarter(before.year, (before.month - 1) // 3 + 1)
+        return _custom(before - timedelta(days=self.days - 1), before)
+
+    def window(self) -> tuple[date, date]:
+        """What the trend charts show: the year up to the period's end, or the whole period if longer."""
+        try:
+            year_before = self.end.replace(year=self.end.year - 1)
+        except ValueError:  # 29 February
+            year_before = self.end.replace(year=self.end.year - 1, day=28)
+        return min(self.start, year_before + timedelta(days=1)), self.end
+
+
+def _week(year: int, week: int) -> Period:
+    start = date.fromisocalendar(year, week, 1)
+    return Period("weekly", f"{year}-W{week:02d}", start, start + timedelta(days=6))
+
+
+def _month(year: int, month: int) -> Period:
+    start = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return Period("monthly", f"{year}-{month:02d}", start, following - timedelta(days=1))
+
+
+def _quarter(year: int, quarter: int) -> Period:
+    start = date(year, 3 * quarter - 2, 1)
+    end = _month(year, 3 * quarter).end
+    return Period("quarterly", f"{year}-Q{quarter}", start, end)
+
+
+def _custom(start: date, end: date) -> Period:
+    return Period("custom", f"{start.isoformat()}..{end.isoformat()}", start, end)
+
+
+def normalize_period(text: str) -> str:
+    """The period as typed, tidied: spaces dropped, keywords lower case, W and Q upper case."""
+    tidy = re.sub(r"\s+", "", text or "")
+    return tidy.lower() if tidy.lower() in _RELATIVE else tidy.upper()
+
+
+def parse_period(text: str, today: date) -> Period:
+    """The period a parameter names, relative ones counted from `today`; ValueError says what is accepted."""
+    value = normalize_period(text)
+    try:
+        if value in _RELATIVE:
+            return _relative(value, today)
+        if match := re.fullmatch(r"(\d{4})-(\d{2})", value):
+            return _month(int(match[1]), _in_range(int(match[2]), 1, 12, "month"))
+        if match := re.fullmatch(r"(\d{4})-W(\d{2})", value):
+            return _week(int(match[1]), _in_range(int(match[2]), 1, 53, "week"))
+        if match := re.fullmatch(r"(\d{4})-Q([1-4])", value):
+            return _quarter(int(match[1]), int(match[2]))
+        if match := re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", value):
+            start, end = date.fromisoformat(match[1]), date.fromisoformat(match[2])
+            if end < start:
+                raise ValueError(f"it ends ({end}) before it starts ({start})")
+            if (end - start).days >= _LONGEST_CUSTOM_DAYS:
+                raise ValueError("a range may span at most three years")
+            return _custom(start, end)
+    except ValueError as error:
+        raise ValueError(f"period {text!r} is not valid: {error}. Use {PERIOD_FORMS}.") from None
+    raise ValueError(f"period {text!r} is not one of {PERIOD_FORMS}.")
+
+
+def _in_range(number: int, low: int, high: int, what: str) -> int:
+    if not low <= number <= high:
+        raise ValueError(f"there is no {what} {number}")
+    return number
+
+
+def _relative(value: str, today: date) -> Period:
+    if value.endswith("week"):
+        day = today - timedelta(weeks=1) if value == "last-week" else today
+        return _week(*day.isocalendar()[:2])
+    if value == "last-month":
+        day = today.replace(day=1) - timedelta(days=1)
+        return _month(day.year, day.month)
+    return _month(today.year, today.month)
+
+
+class Status(StrEnum):
+    met = "met"
+    missed = "missed"
+    no_data = "no data"
+
+
+class Trend(StrEnum):
+    improving = "improving"
+    worsening = "worsening"
+    steady = "steady"
+    unknown = "no comparison"
+
+
+def kpi_status(value: float | None, target: float, direction: Direction) -> Status:
+    """Met when the figure is at the target or on its better side."""
+    if value is None:
+        return Status.no_data
+    met = value >= target if direction == Direction.higher_is_better else value <= target
+    return Status.met if met else Status.missed
+
+
+def trend(current: float | None, previous: float | None, target: float, direction: Direction) -> Trend:
+    """Whether the figure moved towards the better side since the previous period, beyond a small tolerance."""
+    if current is None or previous is None:
+        return Trend.unknown
+    tolerance = abs(target) * STEADY_SHARE if target else 0.01
+    change = current - previous
+    if abs(change) <= tolerance:
+        return Trend.steady
+    better = change > 0 if direction == Direction.higher_is_better else change < 0
+    return Trend.improving if better else Trend.worsening
+
+
+@dataclass(frozen=True)
+class KpiSpec:
+    id: int
+    code: str
+    name: str
+    unit: str
+    target: float
+    direction: Direction
+    owner: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class KpiRow:
+    """One KPI in the report. The period's figure is the mean of its measurements in the period."""
+
+    spec: KpiSpec
+    value: float | None
+    latest: float | None
+    latest_on: date | None
+    measurements: int
+    previous: float | None
+    change: float | None
+    status: Status
+    trend: Trend
+    points: tuple[tuple[date, float], ...] = field(default=(), repr=False)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def summarize_kpi(spec: KpiSpec, points: Iterable[tuple[date, float]], period: Period) -> KpiRow:
+    """A KPI's figures for `period` from its measurements (any span; those outside the chart window are ignored)."""
+    first, last = period.window()
+    shown = tuple(sorted((d, v) for d, v in points if first <= d <= last))
+    before = period.previous()
+    inside = [(d, v) for d, v in shown if period.start <= d <= period.end]
+    value = _mean([v for _, v in inside])
+    previous = _mean([v for d, v in shown if before.start <= d <= before.end])
+    return KpiRow(
+        spec=spec, value=value, latest=inside[-1][1] if inside else None,
+        latest_on=inside[-1][0] if inside else None, measurements=len(inside), previous=previous,
+        change=None if value is None or previous is None else value - previous,
+        status=kpi_status(value, spec.target, spec.direction),
+        trend=trend(value, previous, spec.target, spec.direction), points=shown)
+
+
+AGE_BUCKETS = ("0–30 days", "31–60 days", "61–90 days", "over 90 days")
+
+
+def age_days(created: datetime, now: datetime) -> int:
+    return max((as_utc(now) - as_utc(created)).days, 0)
+
+
+def age_bucket(days: int) -> str:
+    """0–30, 31–60, 61–90 and over 90 days old."""
+    if days <= 30:
+        return AGE_BUCKETS[0]
+    if days <= 60:
+        return AGE_BUCKETS[1]
+    if days <= 90:
+        return AGE_BUCKETS[2]
+    return AGE_BUCKETS[3]
+
+
+@dataclass(frozen=True)
+class AgeRow:
+    bucket: str
+    findings: int = 0
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+    actions: int = 0
+    overdue: int = 0
+
+
+def age_table(findings: Iterable[tuple[int, str]], actions: Iterable[tuple[int, bool]]) -> list[AgeRow]:
+    """Open findings (age, severity) and corrective actions (age, overdue) counted per age bucket."""
+    rows = {bucket: AgeRow(bucket) for bucket in AGE_BUCKETS}
+    for days, severity in findings:
+        row = rows[age_bucket(days)]
+        by_severity = {s: getattr(row, s) + (s == severity) for s in ("high", "medium", "low")}
+        rows[row.bucket] = replace(row, findings=row.findings + 1, **by_severity)
+    for days, overdue in actions:
+        row = rows[age_bucket(days)]
+        rows[row.bucket] = replace(row, actions=row.actions + 1, overdue=row.overdue + overdue)
+    return list(rows.values())
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """Nearest-rank percentile: a value that occurred, never one interpolated between two answers."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)), 1) - 1]
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    kind: str
+    form: str
+    answered: int
+    median_hours: float | None
+    p90_hours: float | None
+    late: int
+
+
+def latency_rows(steps: Iterable[tuple[str, str, datetime, datetime, datetime]]) -> list[LatencyRow]:
+    """(kind, form, asked, answered, due) per answered step → hours from asking to answer, per kind and form."""
+    groups: dict[tuple[str, str], list[tuple[float, bool]]] = {}
+    for kind, form, asked, answered, due in steps:
+        hours = max((as_utc(answered) - as_utc(asked)).total_seconds(), 0) / 3600
+        groups.setdefault((kind, form), []).append((hours, as_utc(answered) > as_utc(due)))
+    rows = []
+    for (kind, form), answers in sorted(groups.items()):
+        took = [h for h, _ in answers]
+        rows.append(LatencyRow(kind=kind, form=form, answered=len(answers), median_hours=statistics.median(took),
+                               p90_hours=percentile(took, 0.9), late=sum(late for _, late in answers)))
+    return rows
+
+
+def cadence_due(cadence: str, last_done: datetime | None, now: datetime, tz: str) -> datetime:
+    """When a recurring obligation is next due: the first occurrence after it was last done (which may have
+    passed: then it is overdue), or, never done, the next occurrence from now."""
+    return next_due(cadence, last_done if last_done is not None else now, tz)
+
+
+@dataclass(frozen=True)
+class Obligation:
+    kind: str
+    item: str
+    owner: str
+    due_at: datetime
+    days_left: int
+    overdue: bool
+
+
+def obligation(kind: str, item: str, owner: str, due_at: datetime, now: datetime) -> Obligation:
+    left = as_utc(due_at) - as_utc(now)
+    return Obligation(kind=kind, item=item, owner=owner, due_at=as_utc(due_at),
+                      days_left=math.floor(left.total_seconds() / 86400), overdue=left.total_seconds() < 0)
+
+
+def due_soon(items: Iterable[Obligation], horizon_days: int = OBLIGATION_HORIZON_DAYS) -> list[Obligation]:
+    """Overdue obligations and those due within the horizon, soonest first."""
+    return sorted((o for o in items if o.days_left < horizon_days), key=lambda o: (o.due_at, o.kind, o.item))
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    """An open finding or corrective action, for the list of the oldest."""
+
+    kind: str
+    description: str
+    severity: str
+    owner: str
+    age_days: int
+    due_at: datetime | None = None
+    overdue: bool = False
+
+
+@dataclass(frozen=True)
+class VendorLine:
+    code: str
+    name: str
+    owner: str
+    standing: str
+    score: float | None = None
+    scored_period: str = ""
+    contract_end: date | None = None
+
+
+@dataclass(frozen=True)
+class InventoryHealth:
+    items: int
+    at_or_below: int
+    out_of_stock: int
+    covered: int
+    stock_value: float
+
+
+@dataclass(frozen=True)
+class Shortage:
+    sku: str
+    location: str
+    description: str
+    vendor: str
+    on_hand: int
+    reorder_point: int
+    on_order: int
+
+
+@dataclass(frozen=True)
+class Sections:
+    """Everything the report shows. KPIs and latency cover the period; the rest is as the report was built."""
+
+    kpis: list[KpiRow] = field(default_factory=list)
+    ages: list[AgeRow] = field(default_factory=list)
+    oldest: list[OpenItem] = field(default_factory=list)
+    latency: list[LatencyRow] = field(default_factory=list)
+    vendors: list[VendorLine] = field(default_factory=list)
+    inventory: InventoryHealth | None = None
+    shortages: list[Shortage] = field(default_factory=list)
+    obligations: list[Obligation] = field(default_factory=list)
+
+
+STANDINGS = ("preferred", "approved", "probation", "disqualified")
+
+
+@dataclass(frozen=True)
+class Headline:
+    kpis: int
+    kpis_measured: int
+    kpis_met: int
+    open_findings: int
+    findings_over_90: int
+    open_actions: int
+    overdue_actions: int
+    answered_steps: int
+    approval_median_hours: float | None
+    request_median_hours: float | None
+    obligations: int
+    obligations_overdue: int
+    vendors: int
+    vendors_at_risk: int
+    items: int
+    items_at_or_below: int
+    standings: dict[str, int]
+
+
+def _pooled_median(rows: Sequence[LatencyRow], kind: str) -> float | None:
+    """A median over every form of a kind, weighted by answers (medians cannot be averaged; this approximates)."""
+    own = [r for r in rows if r.kind == kind and r.median_hours is not None]
+    if not own:
+        return None
+    return sum((r.median_hours or 0) * r.answered for r in own) / sum(r.answered for r in own)
+
+
+def headline(sections: Sections) -> Headline:
+    standings = {s: sum(v.standing == s for v in sections.vendors) for s in STANDINGS}
+    health = sections.inventory
+    return Headline(
+        kpis=len(sections.kpis), kpis_measured=sum(k.status != Status.no_data for k in sections.kpis),
+        kpis_met=sum(k.status == Status.met for k in sections.kpis),
+        open_findings=sum(a.findings for a in sections.ages),
+        findings_over_90=sum(a.findings for a in sections.ages if a.bucket == AGE_BUCKETS[-1]),
+        open_actions=sum(a.actions for a in sections.ages), overdue_actions=sum(a.overdue for a in sections.ages),
+        answered_steps=sum(r.answered for r in sections.latency),
+        approval_median_hours=_pooled_median(sections.latency, "approval"),
+        request_median_hours=_pooled_median(sections.latency, "form"),
+        obligations=len(sections.obligations), obligations_overdue=sum(o.overdue for o in sections.obligations),
+        vendors=len(sections.vendors), vendors_at_risk=standings["probation"] + standings["disqualified"],
+        items=health.items if health else 0, items_at_or_below=health.at_or_below if health else 0,
+        standings=standings)
+
+
+FIGURE_COLUMNS = ("section", "item", "measure", "value", "unit", "target", "status", "detail")
+Figure = tuple[str, str, str, float | int | str | None, str, float | None, str, str]
+
+
+def _rounded(value: float | None, places: int = 4) -> float | None:
+    return None if value is None else round(value, places)
+
+
+def figures(period: Period, sections: Sections, top: Headline) -> list[Figure]:
+    """Every figure the report shows, one row each, as the CSV holds them (values unrounded for display)."""
+    rows: list[Figure] = [
+        ("period", period.key, "first day", period.start.isoformat(), "", None, "", period.label),
+        ("period", period.key, "last day", period.end.isoformat(), "", None, "", period.label),
+        ("summary", "KPIs", "met", top.kpis_met, "KPIs", top.kpis_measured, "", f"of {top.kpis} defined"),
+        ("summary", "findings", "open", top.open_findings, "findings", None, "", ""),
+        ("summary", "findings", "open over 90 days", top.findings_over_90, "findings", None, "", ""),
+        ("summary", "corrective actions", "open", top.open_actions, "actions", None, "", ""),
+        ("summary", "corrective actions", "overdue", top.overdue_actions, "actions", None, "", ""),
+        ("summary", "approvals", "median latency", _rounded(top.approval_median_hours), "h", None, "", ""),
+        ("summary", "requests", "median latency", _rounded(top.request_median_hours), "h", None, "", ""),
+        ("summary", "obligations", "due in 30 days", top.obligations, "obligations", None, "", ""),
+        ("summary", "obligations", "overdue", top.obligations_overdue, "obligations", None, "", ""),
+        ("summary", "inventory", "at or below reorder point", top.items_at_or_below, "items", None, "", ""),
+    ]
+    for k in sections.kpis:
+        item = f"{k.spec.code} {k.spec.name}"
+        rows += [
+            ("kpis", item, "period mean", _rounded(k.value), k.spec.unit, k.spec.target, k.status.value,
+             f"{k.measurements} measurement(s); {k.spec.direction.value} is better"),
+            ("kpis", item, "latest", _rounded(k.latest), k.spec.unit, k.spec.target,
+             "", k.latest_on.isoformat() if k.latest_on else ""),
+            ("kpis", item, "previous period mean", _rounded(k.previous), k.spec.unit, k.spec.target, "", ""),
+            ("kpis", item, "change", _rounded(k.change), k.spec.unit, None, k.trend.value, ""),
+        ]
+    for a in sections.ages:
+        rows += [("findings", a.bucket, "open findings", a.findings, "findings", None, "",
+                  f"high {a.high}, medium {a.medium}, low {a.low}"),
+                 ("findings", a.bucket, "open corrective actions", a.actions, "actions", None, "", ""),
+                 ("findings", a.bucket, "overdue corrective actions", a.overdue, "actions", None, "", "")]
+    for r in sections.latency:
+        item = f"{r.kind} {r.form}"
+        rows += [("latency", item, "answered", r.answered, "steps", None, "", ""),
+                 ("latency", item, "median", _rounded(r.median_hours), "h", None, "", ""),
+                 ("latency", item, "90th percentile", _rounded(r.p90_hours), "h", None, "", ""),
+                 ("latency", item, "answered after due", r.late, "steps", None, "", "")]
+    for s, count in top.standings.items():
+        rows.append(("vendors", s, "vendors", count, "vendors", None, "", ""))
+    for v in sections.vendors:
+        rows.append(("vendors", f"{v.code} {v.name}", "latest score", _rounded(v.score), "points", None, v.standing,
+                     v.scored_period))
+    if sections.inventory is not None:
+        h = sections.inventory
+        rows += [("inventory", "items", "stocked", h.items, "items", None, "", ""),
+                 ("inventory", "items", "at or below reorder point", h.at_or_below, "items", None, "", ""),
+                 ("inventory", "items", "out of stock", h.out_of_stock, "items", None, "", ""),
+                 ("inventory", "items", "covered by open requests", h.covered, "items", None, "", ""),
+                 ("inventory", "stock", "value at cost", round(h.stock_value, 2), "", None, "", "")]
+    for short in sections.shortages:
+        rows.append(("inventory", f"{short.sku} {short.location}", "on hand", short.on_hand, "units",
+                     short.reorder_point, "out of stock" if short.on_hand == 0 else "at or below reorder point",
+                     f"{short.vendor}; {short.on_order} on order"))
+    for o in sections.obligations:
+        rows.append(("obligations", f"{o.kind}: {o.item}", "days left", o.days_left, "days", None,
+                     "overdue" if o.overdue else "due", f"due {o.due_at.isoformat()}; {o.owner}"))
+    return rows

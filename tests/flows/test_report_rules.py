@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from flows.report_rules import (
+    AGE_BUCKETS,
+    AgeRow,
+    InventoryHealth,
+    KpiSpec,
+    LatencyRow,
+    Period,
+    Sections,
+    Status,
+    Trend,
+    age_bucket,
+    age_table,
+    cadence_due,
+    due_soon,
+    figures,
+    headline,
+    kpi_status,
+    latency_rows,
+    obligation,
+    parse_period,
+    percentile,
+    summarize_kpi,
+    trend,
+)
+from registry.kpis import Direction
+
+HIGHER, LOWER = Direction.higher_is_better, Direction.lower_is_better
+TODAY = date(2026, 11, 25)  # a Wednesday in ISO week 48
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "key", "start", "end", "label"),
+    [
+        ("last-week", "weekly", "weekly-2026-W47", date(2026, 11, 16), date(2026, 11, 22), "Week 47 of 2026"),
+        ("this-week", "weekly", "weekly-2026-W48", date(2026, 11, 23), date(2026, 11, 29), "Week 48 of 2026"),
+        ("last-month", "monthly", "monthly-2026-10", date(2026, 10, 1), date(2026, 10, 31), "October 2026"),
+        (" This-Month ", "monthly", "monthly-2026-11", date(2026, 11, 1), date(2026, 11, 30), "November 2026"),
+        ("2026-02", "monthly", "monthly-2026-02", date(2026, 2, 1), date(2026, 2, 28), "February 2026"),
+        ("2026-12", "monthly", "monthly-2026-12", date(2026, 12, 1), date(2026, 12, 31), "December 2026"),
+        ("2026-w01", "weekly", "weekly-2026-W01", date(2025, 12, 29), date(2026, 1, 4), "Week 1 of 2026"),
+        ("2026-W53", "weekly", "weekly-2026-W53", date(2026, 12, 28), date(2027, 1, 3), "Week 53 of 2026"),
+        ("2026-q4", "quarterly", "quarterly-2026-Q4", date(2026, 10, 1), date(2026, 12, 31), "Q4 2026"),
+        ("2026-01-01..2026-03-31", "custom", "custom-2026-01-01..2026-03-31", date(2026, 1, 1), date(2026, 3, 31),
+         "1 Jan 2026 – 31 Mar 2026"),
+    ],
+)
+def test_periods_resolve_to_whole_days(text: str, kind: str, key: str, start: date, end: date, label: str) -> None:
+    period = parse_period(text, TODAY)
+    assert (period.kind, period.key, period.start, period.end, period.label) == (kind, key, start, end, label)
+
+
+def test_last_month_in_january_is_last_december() -> None:
+    assert parse_period("last-month", date(2027, 1, 3)).key == "monthly-2026-12"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("2026-13", "there is no month 13"),
+        ("2025-W53", "2025-W53"),  # 2025 has 52 ISO weeks
+        ("2026-W54", "there is no week 54"),
+        ("2026-03-31..2026-01-01", "ends (2026-01-01) before it starts (2026-03-31)"),
+        ("2026-02-30..2026-03-01", "2026-02-30"),
+        ("2020-01-01..2026-01-01", "at most three years"),
+        ("next-month", "is not one of"),
+        ("November", "is not one of"),
+        ("", "is not one of"),
+    ],
+)
+def test_a_bad_period_says_what_is_wrong_and_what_is_accepted(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match="period") as error:
+        parse_period(text, TODAY)
+    assert why in str(error.value)
+    assert "2026-W47" in str(error.value), "the message lists the accepted forms"
+
+
+@pytest.mark.parametrize(
+    ("text", "previous"),
+    [("2026-01", "monthly-2025-12"), ("2026-W01", "weekly-2025-W52"), ("2027-W01", "weekly-2026-W53"),
+     ("2026-Q1", "quarterly-2025-Q4"), ("2026-03-01..2026-03-10", "custom-2026-02-19..2026-02-28")],
+)
+def test_the_previous_period_is_the_one_just_before(text: str, previous: str) -> None:
+    assert parse_period(text, TODAY).previous().key == previous
+
+
+def test_the_chart_window_is_a_year_or_the_whole_period() -> None:
+    assert parse_period("2026-11", TODAY).window() == (date(2025, 12, 1), date(2026, 11, 30))
+    assert parse_period("2025-01-01..2026-06-30", TODAY).window() == (date(2025, 1, 1), date(2026, 6, 30))
+
+
+@pytest.mark.parametrize(
+    ("value", "target", "direction", "status"),
+    [(95.0, 95.0, HIGHER, Status.met), (95.1, 95.0, HIGHER, Status.met), (94.9, 95.0, HIGHER, Status.missed),
+     (4.0, 4.0, LOWER, Status.met), (3.2, 4.0, LOWER, Status.met), (4.1, 4.0, LOWER, Status.missed),
+     (0.0, 0.0, LOWER, Status.met), (None, 95.0, HIGHER, Status.no_data)],
+)
+def test_kpi_status_follows_the_direction(value: float | None, target: float, direction: Direction,
+                                          status: Status) -> None:
+    assert kpi_status(value, target, direction) == status
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "target", "direction", "expected"),
+    [(96.0, 94.0, 95.0, HIGHER, Trend.improving), (94.0, 96.0, 95.0, HIGHER, Trend.worsening),
+     (3.0, 4.0, 4.0, LOWER, Trend.improving), (5.0, 4.0, 4.0, LOWER, Trend.worsening),
+     (95.4, 95.0, 95.0, HIGHER, Trend.steady),  # 0.4 is within 0.5 % of 95
+     (95.5, 95.0, 95.0, HIGHER, Trend.improving),
+     (0.005, 0.0, 0.0, LOWER, Trend.steady), (1.0, 0.0, 0.0, LOWER, Trend.worsening),
+     (None, 3.0, 4.0, LOWER, Trend.unknown), (3.0, None, 4.0, LOWER, Trend.unknown)],
+)
+def test_trend_compares_with_the_previous_period_in_the_better_direction(
+        current: float | None, previous: float | None, target: float, direction: Direction, expected: Trend) -> None:
+    assert trend(current, previous, target, direction) == expected
+
+
+def test_a_kpi_is_summarized_from_the_measurements_of_its_period() -> None:
+    spec = KpiSpec(id=1, code="OTD", name="On-time delivery", unit="%", target=95, direction=HIGHER)
+    period = parse_period("2026-11", TODAY)
+    points = [(date(2026, 10, 25), 93.0), (date(2026, 10, 18), 91.0),  # October: mean 92
+              (date(2026, 11, 1), 96.0), (date(2026, 11, 22), 95.0), (date(2026, 11, 8), 97.0),  # November: 96
+              (date(2026, 12, 6), 10.0), (date(2025, 11, 23), 10.0)]  # outside the chart window
+    row = summarize_kpi(spec, points, period)
+    assert (row.value, row.latest, row.latest_on, row.measurements) == (96.0, 95.0, date(2026, 11, 22), 3)
+    assert (row.previous, row.change, row.status, row.trend) == (92.0, 4.0, Status.met, Trend.improving)
+    assert row.points[0] == (date(2026, 10, 18), 91.0) and len(row.points) == 5
+
+
+def test_a_kpi_without_measurements_in_the_period_has_no_data() -> None:
+    spec = KpiSpec(id=1, code="IRT", name="Incident response", unit="h", target=4, direction=LOWER)
+    row = summarize_kpi(spec, [(date(2026, 10, 4), 3.0)], parse_period("2026-11", TODAY))
+    assert (row.value, row.latest, row.measurements, row.status, row.trend) == (None, None, 0, Status.no_data,
+                                                                               Trend.unknown)
+    assert row.previous == 3.0
+
+
+@pytest.mark.parametrize(("days", "bucket"), [(0, AGE_BUCKETS[0]), (30, AGE_BUCKETS[0]), (31, AGE_BUCKETS[1]),
+                                              (60, AGE_BUCKETS[1]), (61, AGE_BUCKETS[2]), (90, AGE_BUCKETS[2]),
+                                              (91, AGE_BUCKETS[3]), (400, AGE_BUCKETS[3])])
+def test_age_buckets(days: int, bucket: str) -> None:
+    assert age_bucket(days) == bucket
+
+
+def test_the_age_table_counts_findings_by_severity_and_overdue_actions() -> None:
+    rows = age_table([(5, "high"), (10, "low"), (45, "medium"), (120, "high")],
+                     [(5, False), (45, True), (95, True), (100, False)])
+    assert rows == [AgeRow(AGE_BUCKETS[0], findings=2, high=1, low=1, actions=1),
+                    AgeRow(AGE_BUCKETS[1], findings=1, medium=1, actions=1, overdue=1),
+                    AgeRow(AGE_BUCKETS[2]),
+                    AgeRow(AGE_BUCKETS[3], findings=1, high=1, actions=2, overdue=1)]
+
+
+@pytest.mark.parametrize(("values", "share", "expected"),
+                         [([], 0.9, None), ([7.0], 0.9, 7.0), ([1.0, 2.0], 0.5, 1.0),
+                          ([float(v) for v in range(1, 11)], 0.9, 9.0),
+                          ([float(v) for v in range(1, 12)], 0.9, 10.0), ([5.0, 1.0, 3.0], 1.0, 5.0)])
+def test_nearest_rank_percentile(values: list[float], share: float, expected: float | None) -> None:
+    assert percentile(values, share) == expected
+
+
+def test_latency_per_kind_and_form_in_hours() -> None:
+    asked = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    due = asked + timedelta(hours=24)
+    steps = [("approval", "approval", asked, asked + timedelta(hours=h), due) for h in (1, 2, 3, 30)]
+    steps.append(("form", "attestation", asked.replace(tzinfo=None), asked + timedelta(hours=50), due))
+    assert latency_rows(steps) == [
+        LatencyRow("approval", "approval", answered=4, median_hours=2.5, p90_hours=30.0, late=1),
+        LatencyRow("form", "attestation", answered=1, median_hours=50.0, p90_hours=50.0, late=1)]
+
+
+def test_cadence_due_counts_from_the_last_time_done_or_from_now() -> None:
+    now = datetime(2026, 11, 25, 8, tzinfo=UTC)
+    monthly = "0 9 1 * *"
+    assert cadence_due(monthly, None, now, "Europe/London") == datetime(2026, 12, 1, 9, tzinfo=UTC)
+    overdue = cadence_due(monthly, datetime(2026, 9, 20, tzinfo=UTC), now, "Europe/London")
+    assert overdue == datetime(2026, 10, 1, 8, tzinfo=UTC)  # 09:00 British Summer Time
+    assert obligation("Control test", "BK-1", "Ivan", overdue, now).overdue
+
+
+def test_due_soon_keeps_the_overdue_and_the_next_30_days_soonest_first() -> None:
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    items = [obligation("Drill", name, "", now + timedelta(days=days), now)
+             for name, days in (("later", 31), ("edge", 29.9), ("soon", 2), ("late", -3))]
+    assert [(o.item, o.days_left, o.overdue) for o in due_soon(items)] == [
+        ("late", -3, True), ("soon", 2, False), ("edge", 29, False)]
+
+
+def test_every_figure_of_an_empty_report_is_zero_or_blank() -> None:
+    period = parse_period("2026-11", TODAY)
+    top = headline(Sections())
+    assert (top.kpis, top.open_findings, top.approval_median_hours, top.items, top.obligations) == (0, 0, None, 0, 0)
+    rows = figures(period, Sections(), top)
+    assert {r[0] for r in rows} == {"period", "summary", "vendors"}  # vendor standings count zero each
+
+
+def test_figures_hold_the_inventory_and_the_pooled_latency() -> None:
+    sections = Sections(latency=[LatencyRow("approval", "approval", 3, 2.0, 4.0, 0),
+                                 LatencyRow("approval", "purchase", 1, 10.0, 10.0, 1)],
+                        inventory=InventoryHealth(items=10, at_or_below=2, out_of_stock=1, covered=1,
+                                                  stock_value=1234.567))
+    top = headline(sections)
+    assert top.approval_median_hours == 4.0 and top.request_median_hours is None
+    rows = {(r[0], r[1], r[2]): r[3] for r in figures(parse_period("2026-11", TODAY), sections, top)}
+    assert rows[("inventory", "stock", "value at cost")] == 1234.57
+    assert rows[("latency", "approval purchase", "answered after due")] == 1
+
+
+def test_a_period_is_a_plain_value() -> None:
+    assert parse_period("2026-11", TODAY) == Period("monthly", "2026-11", date(2026, 11, 1), date(2026, 11, 30))
