@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlmodel import Session, select
 
+from registry.clock import utcnow
 from registry.compliance import Control, Criticality, Framework
+from registry.continuity import ContinuityPlan, DrillProgram, Facility, RosterEntry, RosterRole
 from registry.people import Person, Team
 
 DEMO_FRAMEWORK = "Information Security"
 
 _PEOPLE = [
     # key, name, email, manager key, team, roles
-    ("dora", "Dora Director", "dora.director@demo.example", None, "Operations", ["director"]),
+    ("dora", "Dora Director", "dora.director@demo.example", None, "Operations", ["director", "operations_report"]),
     ("clara", "Clara Compliance", "clara.compliance@demo.example", "dora", "Operations", ["compliance_manager"]),
     ("ivan", "Ivan IT", "ivan.it@demo.example", "dora", "IT", []),
     ("fatima", "Fatima Facilities", "fatima.facilities@demo.example", "dora", "Facilities", []),
     ("hugo", "Hugo HR", "hugo.hr@demo.example", "dora", "People", []),
     ("paula", "Paula Procurement", "paula.procurement@demo.example", "dora", "Operations", ["procurement_manager"]),
     ("ian", "Ian Inventory", "ian.inventory@demo.example", "paula", "Operations", ["inventory_planner"]),
+    ("wendy", "Wendy Warden", "wendy.warden@demo.example", "fatima", "Facilities", []),
+    ("sam", "Sam Sales", "sam.sales@demo.example", "dora", "Sales", []),
+    ("olivia", "Olivia Office", "olivia.office@demo.example", "fatima", "Facilities", []),
+    ("will", "Will Warehouse", "will.warehouse@demo.example", "paula", "Operations", []),
+    ("lena", "Lena Logistics", "lena.logistics@demo.example", "will", "Operations", []),
+]
+
+_FACILITIES = [
+    # code, name, address, [(person key, area)], [warden keys]
+    ("HQ", "Head office", "1 Harbour Street, London",
+     [("dora", "Floor 3"), ("clara", "Floor 3"), ("ivan", "Floor 2"), ("hugo", "Floor 2"), ("paula", "Floor 1"),
+      ("sam", "Floor 1"), ("olivia", "Ground floor")], ["fatima", "wendy"]),
+    ("WH1", "Warehouse North", "Unit 4, Riverside Estate, Leeds",
+     [("ian", "Goods in"), ("lena", "Dispatch")], ["will"]),
+]
+
+_PLANS = [
+    # code, name, owner key, facility code, RTO, RPO (minutes), review cadence, days since the last review
+    ("BCP-EVAC-HQ", "Head office evacuation", "fatima", "HQ", 10, 0, "0 9 1 3,9 *", 80),
+    ("BCP-EVAC-WH1", "Warehouse North evacuation", "will", "WH1", 8, 0, "0 9 1 3,9 *", 80),
+    ("BCP-IT", "IT outage recovery", "ivan", None, 240, 60, "0 9 1 12 *", 355),
+]
+
+_PROGRAMS = [
+    # facility code, kind, title, cadence, plan code, window, escalate after (minutes)
+    ("HQ", "fire_evacuation", "Fire evacuation", "0 10 15 3,9 *", "BCP-EVAC-HQ", 20, 5),
+    ("HQ", "it_outage_tabletop", "IT outage tabletop", "0 10 1 6 *", "BCP-IT", 120, 30),
+    ("WH1", "fire_evacuation", "Fire evacuation", "0 10 20 4,10 *", "BCP-EVAC-WH1", 20, 5),
 ]
 
 _CONTROLS = [
@@ -63,4 +95,33 @@ def seed(db: Session) -> bool:
                            cadence=cadence, criticality=criticality, description=f"{title} ({ref})."))
         db.flush()
         created = True
+    if db.exec(select(Facility.id).limit(1)).first() is None:
+        _seed_continuity(db, by_key)
+        created = True
     return created
+
+
+def _seed_continuity(db: Session, by_key: dict[str, Person]) -> None:
+    """Facilities with their rosters and wardens, continuity plans and drill programmes."""
+    facilities: dict[str, Facility] = {}
+    for code, name, address, occupants, wardens in _FACILITIES:
+        facility = facilities[code] = Facility(code=code, name=name, address=address)
+        db.add(facility)
+        db.flush()
+        for key, area in occupants:
+            db.add(RosterEntry(facility_id=facility.id or 0, person_id=by_key[key].id or 0, area=area))
+        for key in wardens:
+            db.add(RosterEntry(facility_id=facility.id or 0, person_id=by_key[key].id or 0, role=RosterRole.warden,
+                               area="Assembly point"))
+    plans: dict[str, ContinuityPlan] = {}
+    for code, name, owner, at, rto, rpo, cadence, days_ago in _PLANS:
+        plans[code] = ContinuityPlan(code=code, name=name, owner_id=by_key[owner].id,
+                                     facility_id=facilities[at].id if at else None, rto_minutes=rto, rpo_minutes=rpo,
+                                     review_cadence=cadence, summary=f"{name}: roles, steps and contacts.",
+                                     last_reviewed_at=utcnow() - timedelta(days=days_ago))
+        db.add(plans[code])
+    db.flush()
+    for at, kind, title, cadence, plan, window, escalate in _PROGRAMS:
+        db.add(DrillProgram(facility_id=facilities[at].id or 0, kind=kind, title=title, cadence=cadence,
+                            plan_id=plans[plan].id, window_minutes=window, escalate_after_minutes=escalate))
+    db.flush()
