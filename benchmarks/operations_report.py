@@ -1,0 +1,158 @@
+"""The operations report on a year of demo data: the whole flow against a bare Prefect flow of as many tasks.
+
+    .venv/bin/python benchmarks/operations_report.py [--repeat 5] [--people 0]
+
+A throw-away registry gets the demo organisation and its CSVs (a year of weekly KPI measurements, vendors,
+deliveries, stock), as `ops init` does; `--people N` adds N people with a year of answered requests each (about
+two a week), for the latency section at a larger organisation's scale. Then, on one Prefect test server, it
+times in turn: a bare flow with the report's nine tasks doing nothing (the orchestration cost the report
+cannot avoid), the report for the current month and the report for the whole year, `send` off (mail is measured
+elsewhere). Medians are printed with the time each stage took when called directly: the registry queries, the
+charts, the HTML and the PDF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORK = Path(tempfile.mkdtemp(prefix="ops-report-bench-"))
+# Prefect reads its home when first imported; keep it out of the user's.
+os.environ.update({"PREFECT_HOME": str(WORK / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                   "PREFECT_LOGGING_LEVEL": "WARNING", "OPS_DATA_DIR": str(WORK / "data")})
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from prefect import flow, task  # noqa: E402
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from engine.cli import _import_demo_data  # noqa: E402
+from engine.settings import get_settings  # noqa: E402
+from flows import operations_report as report  # noqa: E402
+from flows import report_charts as charts  # noqa: E402
+from flows import report_rules as rules  # noqa: E402
+from registry import HumanStep, Person, StepStatus, session  # noqa: E402
+from registry.clock import utcnow  # noqa: E402
+from registry.demo import seed  # noqa: E402
+from registry.migrate import upgrade  # noqa: E402
+
+
+@task
+def _nothing(n: int) -> int:
+    return n
+
+
+@flow(name="bare-nine-tasks")
+def bare() -> int:
+    return sum(_nothing(n) for n in range(9))
+
+
+def _registry(people: int) -> None:
+    upgrade()
+    with session() as db:
+        seed(db)
+    _import_demo_data()
+    if not people:
+        return
+    rng = random.Random(7)
+    now = utcnow()
+    with session() as db:
+        persons = [Person(name=f"Bench Person {i}", email=f"bench{i}@bench.example") for i in range(people)]
+        db.add_all(persons)
+        db.flush()
+        steps = []
+        for person in persons:
+            for week in range(104):
+                asked = now - timedelta(days=365) + timedelta(days=week * 3.5)
+                took = timedelta(hours=rng.uniform(0.2, 96))
+                steps.append(HumanStep(key=f"bench-{person.id}-{week}", kind="approval" if week % 3 else "form",
+                                       form="approval" if week % 3 else "evidence", title="Bench request",
+                                       subject_type="bench", subject_id=week, person_id=person.id or 0,
+                                       status=StepStatus.answered, created_at=asked,
+                                       due_at=asked + timedelta(days=2), expires_at=asked + timedelta(days=5),
+                                       answered_at=asked + took, answered_by_id=person.id, answer={}))
+        db.add_all(steps)
+
+
+def _median(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        began = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), result
+
+
+def _stages(period: rules.Period, repeat: int) -> dict[str, float]:
+    """Each stage's median, called directly (no Prefect): where a report's time goes."""
+    tz = get_settings().timezone
+    now = utcnow()
+
+    def sections() -> rules.Sections:
+        ages, oldest = report.findings_section.fn(now)
+        health, shortages = report.inventory_section.fn()
+        return rules.Sections(kpis=report.kpi_section.fn(period), ages=ages, oldest=oldest,
+                              latency=report.latency_section.fn(period, tz), vendors=report.vendor_section.fn(),
+                              inventory=health, shortages=shortages, obligations=report.obligations_section.fn(now, tz))
+
+    queried, built = _median(sections, repeat)
+    folder = WORK / "stages"
+    drawn, _ = _median(lambda: (charts.kpi_trends(built.kpis, period, folder / charts.KPI_TRENDS),
+                                charts.findings_by_age(built.ages, folder / charts.FINDINGS_AGE)), repeat)
+    whole, _ = _median(lambda: report.render.fn(period, built, now, tz), repeat)
+    return {"registry queries": queried, "charts": drawn, "charts + HTML + PDF + CSV": whole}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--people", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        began = time.perf_counter()
+        _registry(args.people)
+        print(f"registry: demo organisation and a year of demo data in {time.perf_counter() - began:.2f} s"
+              + (f", plus {args.people} people × 104 answered requests" if args.people else ""))
+        today = utcnow().date()
+        month = rules.parse_period("this-month", today)
+        year_text = f"{today - timedelta(days=364)}..{today}"
+        year = rules.parse_period(year_text, today)
+        # Heartbeats cost a sync flow ~1 s on exit: the same setting for both sides.
+        with prefect_test_harness(server_startup_timeout=60), temporary_settings(
+                {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            bare()  # the first run pays for the client's start
+            report.operations_report(report.ReportParameters(period="this-month", send=False))
+            results: list[tuple[str, float]] = []
+            seconds, _ = _median(bare, args.repeat)
+            results.append(("bare Prefect flow, 9 no-op tasks", seconds))
+            for label, period in (("report, this month", "this-month"), (f"report, {year.label}", year_text)):
+                seconds, outcome = _median(lambda p=period: report.operations_report(  # type: ignore[misc]
+                    report.ReportParameters(period=p, send=False)), args.repeat)
+                results.append((label, seconds))
+        width = max(len(label) for label, _ in results)
+        print(f"\nwhole runs, median of {args.repeat}:")
+        for label, seconds in results:
+            print(f"  {label:<{width}}  {seconds:6.2f} s")
+        print(f"  the report's own work over bare Prefect (this month): {results[1][1] - results[0][1]:.2f} s")
+        print(f"\nstages called directly, this month, median of {args.repeat}:")
+        for label, seconds in _stages(month, args.repeat).items():
+            print(f"  {label:<28} {seconds:6.3f} s")
+        print(f"\nlast year's report: {outcome.pdf} ({Path(outcome.pdf).stat().st_size / 1024:.0f} KiB PDF), "
+              f"{outcome.kpis} KPIs, {date.today()}")
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
