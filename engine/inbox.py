@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import mailbox
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,6 +30,27 @@ class CaughtMail:
     received: datetime | None
     html: str
     text: str
+    inline: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
+
+
+_CID = re.compile(r'(src=["\'])cid:([^"\']+)')
+
+
+def _inline_parts(message: EmailMessage) -> dict[str, tuple[str, bytes]]:
+    """Parts an HTML body refers to as `cid:` (charts in a report): content id → (MIME type, bytes)."""
+    found: dict[str, tuple[str, bytes]] = {}
+    for part in message.walk():
+        content_id = part.get("Content-ID")
+        if content_id and not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                found[str(content_id).strip().strip("<>")] = (part.get_content_type(), payload)
+    return found
+
+
+def with_inline_images(mail: CaughtMail) -> str:
+    """The mail's HTML with `cid:` images pointing at the inbox, as a mail client would show them."""
+    return _CID.sub(lambda m: f"{m.group(1)}/inbox/{quote(mail.key)}/cid/{quote(m.group(2))}", mail.html)
 
 
 def _parse(key: str, raw: bytes) -> CaughtMail:
@@ -41,6 +64,7 @@ def _parse(key: str, raw: bytes) -> CaughtMail:
         subject=str(message.get("Subject") or ""), received=parsedate_to_datetime(date) if date else None,
         html=html_part.get_content() if html_part is not None else "",
         text=text_part.get_content() if text_part is not None else "",
+        inline=_inline_parts(message),
     )
 
 
@@ -61,16 +85,25 @@ def routes(page: Callable[..., Response]) -> list[Route]:
         to = request.query_params.get("to")
         found = await run_in_threadpool(messages, to)
         people = sorted({m.to for m in await run_in_threadpool(messages, None)})
-        return page("inbox.html", {"messages": found, "to": to or "", "people": people})
+        return page("inbox.html", {"messages": found, "bodies": {m.key: with_inline_images(m) for m in found},
+                                   "to": to or "", "people": people})
 
     async def show(request: Request) -> Response:
         key = request.path_params["key"]
         found = [m for m in await run_in_threadpool(messages, None) if m.key == key]
         if not found:
             return page("refused.html", {"title": "No such message", "detail": key}, status=404)
-        return page("mail.html", {"mail": found[0]})
+        return page("mail.html", {"mail": found[0], "html": with_inline_images(found[0])})
+
+    async def image(request: Request) -> Response:
+        key, content_id = request.path_params["key"], request.path_params["cid"]
+        found = [m for m in await run_in_threadpool(messages, None) if m.key == key]
+        part = found[0].inline.get(content_id) if found else None
+        if part is None or not part[0].startswith("image/"):
+            return page("refused.html", {"title": "No such image", "detail": content_id}, status=404)
+        return Response(part[1], media_type=part[0])
 
     def _routes() -> list[Any]:
-        return [Route("/inbox", index), Route("/inbox/{key}", show)]
+        return [Route("/inbox", index), Route("/inbox/{key}", show), Route("/inbox/{key}/cid/{cid:path}", image)]
 
     return _routes()

@@ -81,6 +81,10 @@ def figures(acks: Sequence[Acknowledgement], rto_minutes: int | None) -> DrillFi
     )
 
 
+def _people(count: int) -> str:
+    return "1 person" if count == 1 else f"{count} people"
+
+
 def findings(result: DrillFigures, *, kind_title: str) -> list[DrillFinding]:
     """What the after-action review records; each finding becomes one corrective action."""
     found: list[DrillFinding] = []
@@ -97,7 +101,7 @@ def findings(result: DrillFigures, *, kind_title: str) -> list[DrillFinding]:
         names = ", ".join(f"{a.name} at {a.location}" for a in result.needs_assistance)
         found.append(DrillFinding(
             key="assistance", severity=Criticality.medium,
-            description=f"{len(result.needs_assistance)} people needed assistance: {names}.",
+            description=f"{_people(len(result.needs_assistance))} needed assistance: {names}.",
             action="Review the personal evacuation or support plan of each person who needed assistance.",
             owner="warden"))
     if result.rto_met is False:

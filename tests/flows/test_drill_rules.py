@@ -45,7 +45,7 @@ def test_the_missing_are_listed_by_area_and_leave_recovery_unachieved_against_th
     assert found["missing"].severity == Criticality.high and found["missing"].owner == "warden"
     assert "2 of 4 people were not accounted for" in found["missing"].description
     assert "Zed (Floor 2), Amy (Floor 3)" in found["missing"].description
-    assert "Cy at Stairwell B" in found["assistance"].description
+    assert found["assistance"].description == "1 person needed assistance: Cy at Stairwell B."
     assert found["assistance"].severity == Criticality.medium
     assert found["rto"].owner == "plan_owner" and "not achieved" in found["rto"].description
 

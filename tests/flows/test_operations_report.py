@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import mailbox
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -256,6 +257,12 @@ def test_the_monthly_report_shows_every_section_prints_charts_and_mails_the_list
         html = mail.get_body(("html",))
         assert html is not None
         body = html.get_content()
+        text_part = mail.get_body(("plain",))
+        assert text_part is not None
+        stock = f"{figures[('inventory', 'items', 'at or below reorder point')]['value']} of " \
+                f"{figures[('inventory', 'items', 'stocked')]['value']}"
+        for shown in (re.sub(r"<[^>]+>", "", body), text_part.get_content()):
+            assert stock in shown and "built-in method" not in shown, "the stock line reads as figures"
         parts = list(mail.walk())
         [pdf] = [p for p in parts if p.get_content_type() == "application/pdf"]
         assert pdf.get_filename() == "report.pdf" and pdf.get_payload(decode=True) == Path(outcome.pdf).read_bytes()
