@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, insert, select, tuple_, update
@@ -59,6 +59,22 @@ class ImportKind:
 
 
 _KINDS: dict[str, ImportKind] = {}
+
+
+def table_of(model: type) -> Table:
+    """The Core table behind an SQLModel table class: imports write with Core statements, in bulk."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+def row_without(*columns: str) -> Callable[[BaseModel, dict[str, Any]], dict[str, Any]]:
+    """A `to_record` for rows that map field for field, but for the `columns` that name other rows (an e-mail,
+    a code), which `references` has resolved into ids."""
+    dropped = set(columns)
+
+    def to_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
+        return {**row.model_dump(exclude=dropped), **refs}
+
+    return to_record
 
 
 def register_kind(kind: ImportKind) -> ImportKind:

@@ -21,6 +21,7 @@ from engine.settings import get_settings
 from flows.continuity_rules import review_due_at, review_occasion
 from registry import AuditEvent, ContinuityPlan, HumanStep, Person, StepStatus, session, trail
 from registry.clock import as_utc, utcnow
+from registry.people import get_person
 
 ACTOR = "continuity-review"
 FORM = "plan_review"
@@ -125,12 +126,6 @@ def _plan(db: Session, plan_id: int) -> ContinuityPlan:
     return found
 
 
-def _person(db: Session, person_id: int) -> Person:
-    found = db.get(Person, person_id)
-    assert found is not None, f"person {person_id} is referenced but missing"
-    return found
-
-
 def _step_key(plan_id: int, occasion: date) -> str:
     return f"plan-review-{plan_id}-{occasion.isoformat()}"
 
@@ -187,7 +182,7 @@ def plans_due(code: str | None, lead_days: int) -> list[DuePlan]:
 
 
 def _plan_context(db: Session, plan: ContinuityPlan, target: DuePlan) -> dict[str, Any]:
-    owner = _person(db, plan.owner_id or 0)
+    owner = get_person(db, plan.owner_id or 0)
     return {"plan": {"code": plan.code, "name": plan.name, "rto_minutes": plan.rto_minutes,
                      "rpo_minutes": plan.rpo_minutes, "version": plan.version, "summary": plan.summary,
                      "last_reviewed_at": plan.last_reviewed_at, "last_tested_at": plan.last_tested_at},
@@ -219,7 +214,7 @@ def ask_owner(target: DuePlan, answer_days: int) -> int:
                             "summary": plan.summary, "review due": _day(target.review_due),
                             _OCCASION: target.occasion.isoformat(), _REVIEW_DUE: target.review_due.isoformat()})
         rows = notify.enqueue(db, key=key, recipient_id=step.person_id, template="plan_review_request",
-                              context={**context, "recipient": notify.recipient(_person(db, step.person_id)),
+                              context={**context, "recipient": notify.recipient(get_person(db, step.person_id)),
                                        "step_id": step.id, "due_at": step.due_at})
         ids = [r.id for r in rows if r.id is not None]
         step_id = step.id or 0
@@ -243,9 +238,9 @@ def _answered(db: Session, plan: ContinuityPlan, step: HumanStep, occasion: str)
         .values(**values).execution_options(synchronize_session=False))
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         return "already settled"
-    answerer = _person(db, step.answered_by_id or step.person_id)
+    answerer = get_person(db, step.answered_by_id or step.person_id)
     data: dict[str, Any] = {"step_id": step.id, "occasion": occasion, "note": answer.note.strip(),
-                            "on_behalf_of": _person(db, step.person_id).email
+                            "on_behalf_of": get_person(db, step.person_id).email
                             if answerer.id != step.person_id else None}
     if answer.decision == "confirm":
         trail.record(db, actor=answerer.email, action=CONFIRMED, entity_type=SUBJECT, entity_id=plan.id or 0,
@@ -264,12 +259,12 @@ def _missed(db: Session, plan: ContinuityPlan, step: HumanStep, occasion: str) -
                                                 AuditEvent.entity_id == plan.id))
     if any(event.data.get("step_id") == step.id for event in recorded):
         return []
-    owner = _person(db, plan.owner_id or 0)
+    owner = get_person(db, plan.owner_id or 0)
     manager = db.get(Person, owner.manager_id) if owner.manager_id else None
     told = manager if manager is not None and manager.active and step.status == StepStatus.expired else None
     trail.record(db, actor=ACTOR, action=MISSED, entity_type=SUBJECT, entity_id=plan.id or 0,
                  data={"step_id": step.id, "occasion": occasion, "outcome": step.status.value,
-                       "asked": _person(db, step.person_id).email, "owner": owner.email,
+                       "asked": get_person(db, step.person_id).email, "owner": owner.email,
                        "manager_told": told.email if told else None})
     if told is None:
         return []
@@ -277,7 +272,7 @@ def _missed(db: Session, plan: ContinuityPlan, step: HumanStep, occasion: str) -
                      review_due=datetime.fromisoformat(str(step.details[_REVIEW_DUE])))
     rows = notify.enqueue(db, key=f"{step.key}-missed", recipient_id=told.id or 0, template="plan_review_missed",
                           context={**_plan_context(db, plan, target), "recipient": notify.recipient(told),
-                                   "asked": {"name": _person(db, step.person_id).name},
+                                   "asked": {"name": get_person(db, step.person_id).name},
                                    "expired_at": step.expires_at})
     return [r.id for r in rows if r.id is not None]
 
@@ -335,7 +330,7 @@ def preview_requests(due: list[DuePlan], answer_days: int) -> str:
     with session() as db:
         for target in fresh:
             plan = _plan(db, target.plan_id)
-            parts.append(notify.preview_for(_person(db, plan.owner_id or 0), "plan_review_request", {
+            parts.append(notify.preview_for(get_person(db, plan.owner_id or 0), "plan_review_request", {
                 **_plan_context(db, plan, target), "step_id": 0, "due_at": working_days_from_now(answer_days)}))
     create_markdown_artifact("\n".join(parts) or "No continuity plan review would be requested.",
                              description="Preview of continuity plan review requests")

@@ -6,10 +6,10 @@ from datetime import date
 from typing import Any, cast
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import Table, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from engine.importer import ImportKind, RowProblem, register_kind
+from engine.importer import ImportKind, RowProblem, register_kind, row_without, table_of
 from registry import Direction, KpiDefinition, KpiMeasurement, Person
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -81,23 +81,11 @@ def _kpi_ids(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, 
     return resolved, problems
 
 
-def _kpi_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
-    return {**cast(BaseModel, row).model_dump(exclude={"owner_email"}), **refs}
-
-
-def _measurement_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
-    return {**cast(BaseModel, row).model_dump(exclude={"kpi_code"}), **refs}
-
-
-def _table(model: type) -> Table:
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
-
-
 KPIS = register_kind(ImportKind(
-    name="kpis", row_model=KpiRow, table=_table(KpiDefinition), natural_key=("code",),
-    to_record=_kpi_record, references=_kpi_owners,
+    name="kpis", row_model=KpiRow, table=table_of(KpiDefinition), natural_key=("code",),
+    to_record=row_without("owner_email"), references=_kpi_owners,
     description="code,name,unit,target,direction,owner_email,description,active"))
 KPI_MEASUREMENTS = register_kind(ImportKind(
-    name="kpi-measurements", row_model=KpiMeasurementRow, table=_table(KpiMeasurement),
-    natural_key=("kpi_id", "measured_on"), to_record=_measurement_record, references=_kpi_ids,
+    name="kpi-measurements", row_model=KpiMeasurementRow, table=table_of(KpiMeasurement),
+    natural_key=("kpi_id", "measured_on"), to_record=row_without("kpi_code"), references=_kpi_ids,
     description="kpi_code,measured_on,value,note"))

@@ -17,7 +17,6 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import String, cast
 from sqlmodel import col, select
 
 from engine import notify
@@ -48,6 +47,7 @@ from registry import (
     trail,
 )
 from registry.clock import as_utc, utcnow
+from registry.people import people_with_role
 from registry.supply import OPEN_REQUEST_STATUSES
 
 DISTRIBUTION_ROLE = "operations_report"
@@ -337,21 +337,13 @@ def _message_context(period: rules.Period, sections: rules.Sections, files: dict
             "charts": {k.removeprefix("chart_"): Path(v).name for k, v in files.items() if k.startswith("chart_")}}
 
 
-def _distribution_list(db: Any) -> list[Person]:
-    # JSON containment differs by database: narrow with LIKE on the JSON text, decide in Python.
-    found = db.exec(select(Person).where(col(Person.active).is_(True),
-                                         cast(col(Person.roles), String).like(f'%"{DISTRIBUTION_ROLE}"%'))
-                    .order_by(col(Person.id)))
-    return [p for p in found if DISTRIBUTION_ROLE in p.roles]
-
-
 @task
 def send(period: rules.Period, sections: rules.Sections, files: dict[str, str]) -> tuple[int, int]:
     """One message per person on the distribution list, the PDF attached and the charts inline; once per period."""
     attachments = [Path(files["pdf"])] + [Path(v) for k, v in files.items() if k.startswith("chart_")]
     context = _message_context(period, sections, files)
     with session() as db:
-        people = _distribution_list(db)
+        people = people_with_role(db, DISTRIBUTION_ROLE)
         ids = [row.id for person in people
                for row in notify.enqueue(db, key=f"operations-report-{period.key}-{person.id}",
                                          recipient_id=person.id or 0, template="operations_report",

@@ -28,6 +28,7 @@ from registry import (
     trail,
 )
 from registry.clock import utcnow
+from registry.people import get_person
 
 ACTOR = "purchase-approval"
 ORDER_NOT_SENT = "purchase_request.order_not_sent"
@@ -54,12 +55,6 @@ def _request(db: Session, request_id: int) -> PurchaseRequest:
     return found
 
 
-def _person(db: Session, person_id: int) -> Person:
-    found = db.get(Person, person_id)
-    assert found is not None, f"person {person_id} is referenced but missing"
-    return found
-
-
 def _money(value: Decimal) -> Decimal:
     """To the cent for reading, unless a unit cost really has finer precision (stored with four places)."""
     cents = value.quantize(CENT)
@@ -76,7 +71,7 @@ def request_context(db: Session, request: PurchaseRequest) -> dict[str, Any]:
     lines = [{"sku": item.sku, "description": item.description, "location": item.location,
               "quantity": line.quantity, "unit_cost": _money(line.unit_cost),
               "amount": line_amount(line.quantity, line.unit_cost)} for line, item in rows]
-    requester = _person(db, request.requester_id)
+    requester = get_person(db, request.requester_id)
     return {"request": {"id": request.id, "key": request.key, "amount": _money(request.amount),
                         "created_at": request.created_at, "levels": len(request.approvers)},
             "vendor": {"code": vendor.code, "name": vendor.name},
@@ -99,7 +94,7 @@ def ask_approver(request_id: int, level: int, approval_days: int) -> int:
         request = _request(db, request_id)
         context = request_context(db, request)
         due, final = answer_window(approval_days)
-        earlier = [_person(db, person_id).name for person_id in request.approvers[:level - 1]]
+        earlier = [get_person(db, person_id).name for person_id in request.approvers[:level - 1]]
         step = ask(db, key=f"purchase-{request_id}-level-{level}", person_id=request.approvers[level - 1],
                    form="approval", kind="approval", requested_by_id=request.requester_id,
                    title=f"Approve purchase request {request.key} ({context['vendor']['name']}, {request.amount:.2f})",
@@ -111,7 +106,7 @@ def ask_approver(request_id: int, level: int, approval_days: int) -> int:
                             "approved before": ", ".join(earlier) or "nobody yet"})
         request.current_step_id = step.id
         db.add(request)
-        approver = _person(db, step.person_id)
+        approver = get_person(db, step.person_id)
         rows = notify.enqueue(db, key=f"purchase-{request_id}-level-{level}", recipient_id=step.person_id,
                               template="purchase_approval",
                               context={**context, "recipient": notify.recipient(approver), "level": level,
@@ -133,7 +128,7 @@ def apply_decision(request_id: int, level: int, step_id: int) -> str:
             return request.status.value
         answer = step.answer or {}
         approved = step.status == StepStatus.answered and answer.get("decision") == "approve"
-        approver = _person(db, step.answered_by_id or step.person_id)
+        approver = get_person(db, step.answered_by_id or step.person_id)
         last = level == len(request.approvers)
         values: dict[str, Any] = {"approved_levels": level} if approved else {
             "status": RequestStatus.rejected, "decided_at": utcnow(), "decision_note": _why(step, approver)}
@@ -154,7 +149,7 @@ def apply_decision(request_id: int, level: int, step_id: int) -> str:
                      entity_type="purchase_request", entity_id=request_id, data=data)
         ids: list[int] = []
         if not approved:
-            requester = _person(db, request.requester_id)
+            requester = get_person(db, request.requester_id)
             rows = notify.enqueue(db, key=f"purchase-{request_id}-rejected", recipient_id=requester.id or 0,
                                   template="purchase_rejected",
                                   context={**request_context(db, request), "recipient": notify.recipient(requester),
@@ -190,7 +185,7 @@ def _place_one(db: Session, request: PurchaseRequest, actor: str) -> tuple[bool,
             trail.record(db, actor=actor, action=ORDER_NOT_SENT, entity_type="purchase_request",
                          entity_id=request.id, data={"vendor": vendor.code,
                                                      "reason": "the vendor has no order contact"})
-            requester = _person(db, request.requester_id)
+            requester = get_person(db, request.requester_id)
             rows = notify.enqueue(db, key=f"purchase-{request.id}-no-contact", recipient_id=requester.id or 0,
                                   template="purchase_no_contact",
                                   context={**context, "recipient": notify.recipient(requester)})

@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any, cast
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import Table, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from engine.importer import ImportKind, RowProblem, register_kind
+from engine.importer import ImportKind, RowProblem, register_kind, row_without, table_of
 from registry import Delivery, InventoryItem, Person, Standing, Vendor
 from registry.validation import check_cron
 
@@ -122,28 +122,16 @@ def _vendor_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
             "contract_end": v.contract_end, "active": True, **refs}
 
 
-def _delivery_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
-    return {**cast(BaseModel, row).model_dump(exclude={"vendor_code"}), **refs}
-
-
-def _inventory_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
-    return {**cast(BaseModel, row).model_dump(exclude={"vendor_code"}), **refs}
-
-
-def _table(model: type) -> Table:
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
-
-
 VENDORS = register_kind(ImportKind(
-    name="vendors", row_model=VendorRow, table=_table(Vendor), natural_key=("code",),
+    name="vendors", row_model=VendorRow, table=table_of(Vendor), natural_key=("code",),
     to_record=_vendor_record, references=_vendor_people,
     description="code,name,owner_email,contact_email,contact_name,standing,review_cadence,contract_end"))
 DELIVERIES = register_kind(ImportKind(
-    name="deliveries", row_model=DeliveryRow, table=_table(Delivery), natural_key=("po_number", "line"),
-    to_record=_delivery_record, references=_by_vendor_code,
+    name="deliveries", row_model=DeliveryRow, table=table_of(Delivery), natural_key=("po_number", "line"),
+    to_record=row_without("vendor_code"), references=_by_vendor_code,
     description="po_number,line,vendor_code,sku,promised_date,delivered_date,qty_ordered,qty_received,"
                 "qty_rejected,unit_price,contracted_price"))
 INVENTORY = register_kind(ImportKind(
-    name="inventory", row_model=InventoryRow, table=_table(InventoryItem), natural_key=("sku", "location"),
-    to_record=_inventory_record, references=_by_vendor_code,
+    name="inventory", row_model=InventoryRow, table=table_of(InventoryItem), natural_key=("sku", "location"),
+    to_record=row_without("vendor_code"), references=_by_vendor_code,
     description="sku,location,description,on_hand,reorder_point,reorder_qty,lead_time_days,unit_cost,vendor_code"))

@@ -28,9 +28,26 @@ class Person(SQLModel, table=True):
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
-def person_with_role(db: Session, role: str) -> Person | None:
-    """The person holding `role`, active ones first, then by id (an inactive one's delegate answers for them)."""
+def _holding(db: Session, role: str) -> list[Person]:
+    """Everyone holding `role`, active ones first, then by id."""
     # JSON containment differs by database: narrow with LIKE on the JSON text, decide in Python.
     candidates = db.exec(select(Person).where(cast(col(Person.roles), String).like(f'%"{role}"%'))
                          .order_by(col(Person.active).desc(), col(Person.id)))
-    return next((person for person in candidates if role in person.roles), None)
+    return [person for person in candidates if role in person.roles]
+
+
+def person_with_role(db: Session, role: str) -> Person | None:
+    """The person holding `role`, active ones first, then by id (an inactive one's delegate answers for them)."""
+    return next(iter(_holding(db, role)), None)
+
+
+def people_with_role(db: Session, role: str) -> list[Person]:
+    """The active people holding `role` (a distribution list), by id."""
+    return [person for person in _holding(db, role) if person.active]
+
+
+def get_person(db: Session, person_id: int) -> Person:
+    """A person a row refers to; a missing one is a broken registry, not a user error."""
+    found = db.get(Person, person_id)
+    assert found is not None, f"person {person_id} is referenced but missing"
+    return found

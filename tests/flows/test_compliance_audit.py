@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -36,6 +35,7 @@ from registry.clock import utcnow
 from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
+from tests.flows.background import in_background
 
 
 def _organisation() -> dict[str, Any]:
@@ -56,18 +56,6 @@ def _close_evidence_window(framework: str) -> None:
                    .values(evidence_due_at=utcnow() - timedelta(seconds=1)))
 
 
-def _in_background(params: AuditParameters) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def _run() -> None:
-        try:
-            outcome["result"] = compliance_audit(params)
-        except BaseException as error:  # surfaced by the test's assertion
-            outcome["error"] = error
-
-    thread = threading.Thread(target=_run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def _signoff_mail(smtp: Mailbox, manager: Person, count: int = 1) -> str:
@@ -104,7 +92,7 @@ def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp
     assert len(smtp.messages()) == 2
 
     _close_evidence_window(org["framework"])
-    thread, outcome = _in_background(params)
+    thread, outcome = in_background(lambda: compliance_audit(params))
     approve = _signoff_mail(smtp, org["manager"])
     page = gateway.client.get(approve)
     assert "Sign off the" in page.text and "Report SHA-256" in page.text
@@ -149,7 +137,7 @@ def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_a
     params = AuditParameters(framework=org["framework"], period="2026-Q4")
     compliance_audit(params)
     _close_evidence_window(org["framework"])
-    thread, outcome = _in_background(params)
+    thread, outcome = in_background(lambda: compliance_audit(params))
     link = _signoff_mail(smtp, org["manager"])
     rejected = answer_link(gateway.client, link, {"decision": "reject", "comment": "Evidence for C-1 is stale."})
     assert rejected.status_code == 200
@@ -159,7 +147,7 @@ def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_a
     assert {m.to for m in notices} == {org["olive"].email, org["omar"].email}
     assert all("Evidence for C-1 is stale." in m.html for m in notices)
 
-    thread, outcome = _in_background(params)
+    thread, outcome = in_background(lambda: compliance_audit(params))
     second = _signoff_mail(smtp, org["manager"], count=2)
     assert second != link
     assert gateway.client.get(link).status_code == 409, "the first round's link is dead"
@@ -196,7 +184,8 @@ def test_a_run_killed_after_sending_and_run_again_sends_nothing_twice(prefect_ap
     with session() as db:
         step_id = db.exec(select(Audit.signoff_step_id)).one()
         killed_run = db.get(HumanStep, step_id).flow_run_id  # type: ignore[union-attr]
-    thread, outcome = _in_background(AuditParameters(framework=org["framework"], period="2026-Q4"))
+    params = AuditParameters(framework=org["framework"], period="2026-Q4")
+    thread, outcome = in_background(lambda: compliance_audit(params))
     deadline = time.monotonic() + 30
     waiting = killed_run
     while waiting == killed_run and time.monotonic() < deadline:

@@ -6,7 +6,6 @@ another, pausing in place for each answer; the tests answer the links from the m
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from registry.clock import as_utc, utcnow
 from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
+from tests.flows.background import finished, in_background
 
 LONDON = "Europe/London"
 NOW = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)
@@ -145,26 +145,8 @@ def _snapshot() -> tuple[list[str], int, list[tuple[int | None, str]], list[dict
                 [p.model_dump() for p in db.exec(select(ContinuityPlan).order_by(col(ContinuityPlan.id)))])
 
 
-def _in_background(params: ReviewParameters) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def _run() -> None:
-        try:
-            outcome["result"] = continuity_review(params)
-        except BaseException as error:  # surfaced by the test's assertion
-            outcome["error"] = error
-
-    thread = threading.Thread(target=_run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
-def _finished(thread: threading.Thread, outcome: dict[str, Any]) -> ReviewOutcome:
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "the review run is still waiting"
-    assert "error" not in outcome, outcome.get("error")
-    result: ReviewOutcome = outcome["result"]
-    return result
 
 
 def _review_link(smtp: Mailbox, owner: Person, count: int = 1) -> tuple[Any, str]:
@@ -226,7 +208,7 @@ def test_an_answer_is_applied_once_on_either_database(any_db: str, gateway: Gate
 def test_a_confirmation_records_the_review_once(prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
     owner = _person("Olive Owner")
     plan = _plan(owner, rto_minutes=240, rpo_minutes=60, version=3)
-    thread, outcome = _in_background(ReviewParameters(plan=plan.code))
+    thread, outcome = in_background(lambda: continuity_review(ReviewParameters(plan=plan.code)))
 
     mail, link = _review_link(smtp, owner)
     assert mail.subject == f"Review needed: continuity plan {plan.code} ({plan.name})"
@@ -238,7 +220,7 @@ def test_a_confirmation_records_the_review_once(prefect_api: str, gateway: Gatew
     step = _paused_for(plan)
     assert answer_link(gateway.client, link, {"decision": "confirm", "note": "Walked through it with IT."}) \
         .status_code == 200
-    result = _finished(thread, outcome)
+    result = finished(thread, outcome, "the review run")
 
     assert [(r.plan, r.outcome, r.version) for r in result.reviews] == [(plan.code, "confirmed", 3)]
     reviewed = _reload(plan)
@@ -261,7 +243,7 @@ def test_a_revision_changes_the_targets_after_the_form_refused_what_was_wrong(
         prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
     owner = _person("Olive Owner")
     plan = _plan(owner, rto_minutes=240, rpo_minutes=60)
-    thread, outcome = _in_background(ReviewParameters(plan=plan.code))
+    thread, outcome = in_background(lambda: continuity_review(ReviewParameters(plan=plan.code)))
     _, link = _review_link(smtp, owner)
     _paused_for(plan)
     untouched = _snapshot()
@@ -277,7 +259,7 @@ def test_a_revision_changes_the_targets_after_the_form_refused_what_was_wrong(
         "decision": "revise", "rto_minutes": "120", "rpo_minutes": "", "summary": "Fail over to Leeds and Bristol.",
         "note": "Bristol added as a second recovery site."})
     assert revised.status_code == 200
-    result = _finished(thread, outcome)
+    result = finished(thread, outcome, "the review run")
 
     assert [(r.outcome, r.version) for r in result.reviews] == [("revised", 2)]
     now = _reload(plan)
@@ -298,7 +280,7 @@ def test_the_daily_run_reviews_each_due_plan_and_a_missed_review_goes_to_the_man
     owner = _person("Olive Owner", manager=manager)
     first, silent = _plan(owner, due_in_days=3), _plan(owner, due_in_days=None)
     _plan(owner, due_in_days=60)
-    thread, outcome = _in_background(ReviewParameters())
+    thread, outcome = in_background(lambda: continuity_review(ReviewParameters()))
 
     _, link = _review_link(smtp, owner)
     _paused_for(first)
@@ -307,7 +289,7 @@ def test_the_daily_run_reviews_each_due_plan_and_a_missed_review_goes_to_the_man
     assert silent.code in mail.subject and "has never been reviewed" in mail.text
     step = _paused_for(silent)
     sweep(now=as_utc(step.expires_at) + timedelta(seconds=1))  # expires the request and resumes the run
-    result = _finished(thread, outcome)
+    result = finished(thread, outcome, "the review run")
 
     assert result.due == [first.code, silent.code]
     assert [(r.plan, r.outcome) for r in result.reviews] == [(first.code, "confirmed"), (silent.code, "missed")]

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,6 +29,7 @@ from registry.clock import utcnow
 from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
+from tests.flows.background import in_background
 
 T = TypeVar("T")
 
@@ -44,18 +44,6 @@ def _until(what: str, probe: Callable[[], T | None], seconds: float = 30) -> T:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _in_background(params: DrillParameters) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def _run() -> None:
-        try:
-            outcome["result"] = emergency_drill(params)
-        except BaseException as error:  # surfaced by the test's assertion
-            outcome["error"] = error
-
-    thread = threading.Thread(target=_run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def _building(occupants: int = 5, rto_minutes: int = 1) -> dict[str, Any]:
@@ -85,8 +73,8 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
     get_settings.cache_clear()
     org = _building()
     everyone = 1 + len(org["people"]) + 2  # the manager, the occupants, the wardens
-    thread, outcome = _in_background(DrillParameters(facility=org["facility"], window_minutes=0.4,
-                                                     escalate_after_minutes=0.12))
+    params = DrillParameters(facility=org["facility"], window_minutes=0.4, escalate_after_minutes=0.12)
+    thread, outcome = in_background(lambda: emergency_drill(params))
     smtp.wait_for(everyone)
     alerts = [m for m in smtp.messages() if m.subject.startswith("DRILL:")]
     assert len(alerts) == everyone and len({m.to for m in alerts}) == everyone
@@ -199,7 +187,8 @@ def test_everyone_accounted_closes_early_meets_the_target_and_raises_no_findings
     monkeypatch.setenv("OPS_DRILL_POLL_SECONDS", "0.2")
     get_settings.cache_clear()
     org = _building(occupants=2, rto_minutes=5)
-    thread, outcome = _in_background(DrillParameters(facility=org["facility"], window_minutes=5))
+    params = DrillParameters(facility=org["facility"], window_minutes=5)
+    thread, outcome = in_background(lambda: emergency_drill(params))
     emails = [org["manager"], *org["people"], *org["wardens"]]
     smtp.wait_for(len(emails))
     started = time.monotonic()

@@ -8,12 +8,10 @@ The last test runs both deployments from prefect.yaml in `ops serve`, where the 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +26,7 @@ from flows.inventory_reorder import (
     inventory_reorder,
     select_reorder_lines,
 )
-from flows.purchase_approval import ApprovalOutcome, ApprovalParameters, purchase_approval
+from flows.purchase_approval import ApprovalParameters, purchase_approval
 from flows.reorder_rules import ApprovalChainError
 from registry import (
     AuditEvent,
@@ -45,6 +43,7 @@ from registry import (
 from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
+from tests.flows.background import finished, in_background
 from tests.flows.conftest import SERVE_STARTUP_SECONDS, Served
 
 REORDER_DEPLOYMENT = "inventory-reorder/inventory-reorder"
@@ -95,27 +94,8 @@ def _events(action: str) -> list[AuditEvent]:
         return list(db.exec(select(AuditEvent).where(AuditEvent.action == action).order_by(col(AuditEvent.id))))
 
 
-def _approve_in_background(request_id: int) -> tuple[threading.Thread, dict[str, Any]]:
-    """The purchase-approval flow as its own run, the way inventory-reorder starts it under a deployment."""
-    outcome: dict[str, Any] = {}
-
-    def _run() -> None:
-        try:
-            outcome["result"] = purchase_approval(ApprovalParameters(request_id=request_id))
-        except BaseException as error:  # surfaced by the test's assertion
-            outcome["error"] = error
-
-    thread = threading.Thread(target=_run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
-def _finished(thread: threading.Thread, outcome: dict[str, Any]) -> ApprovalOutcome:
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "the approval run is still waiting"
-    assert "error" not in outcome, outcome.get("error")
-    result: ApprovalOutcome = outcome["result"]
-    return result
 
 
 def _approval_link(smtp: Mailbox, person: Person) -> str:
@@ -194,12 +174,12 @@ def test_a_mid_size_request_needs_the_manager(prefect_api: str, gateway: Gateway
     assert result.awaiting_approval == [request.id] and "run purchase-approval" in result.detail
     assert request.status == RequestStatus.pending_approval and request.approvers == [org.manager.id]
 
-    thread, outcome = _approve_in_background(request.id or 0)
+    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
     link = _approval_link(smtp, org.manager)
     page = gateway.client.get(link)
     assert "Approve purchase request" in page.text and "Pia Planner" in page.text
     assert answer_link(gateway.client, link, {"decision": "approve", "comment": "Go ahead."}).status_code == 200
-    approved = _finished(thread, outcome)
+    approved = finished(thread, outcome, "the approval run")
 
     assert (approved.status, approved.approved_levels, approved.levels) == ("ordered", 1, 1)
     [order] = smtp.wait_for(1, to=org.contact.email)
@@ -216,7 +196,7 @@ def test_a_large_request_needs_the_manager_then_the_director(prefect_api: str, g
     [request] = _requests()
     assert request.approvers == [org.manager.id, org.director.id]
 
-    thread, outcome = _approve_in_background(request.id or 0)
+    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
     manager_link = _approval_link(smtp, org.manager)
     with session() as db:
         assert len(db.exec(select(HumanStep)).all()) == 1, "the director is not asked before the manager approved"
@@ -228,7 +208,7 @@ def test_a_large_request_needs_the_manager_then_the_director(prefect_api: str, g
     assert "approver 2 of 2" in director_mail.text and "already approved by Max Manager" in director_mail.text
     assert smtp.messages(to=org.contact.email) == [], "nothing is ordered before the last level approved"
     answer_link(gateway.client, director_link, {"decision": "approve", "comment": "Budgeted."}).raise_for_status()
-    approved = _finished(thread, outcome)
+    approved = finished(thread, outcome, "the approval run")
 
     assert (approved.status, approved.approved_levels) == ("ordered", 2)
     assert [e.actor for e in _events("purchase_request.approved")] == [org.manager.email, org.director.email]
@@ -244,11 +224,11 @@ def test_a_rejection_stops_the_chain_and_tells_the_requester_why(prefect_api: st
     inventory_reorder(ReorderParameters())
     [request] = _requests()
 
-    thread, outcome = _approve_in_background(request.id or 0)
+    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
     link = _approval_link(smtp, org.manager)
     answer_link(gateway.client, link, {"decision": "reject", "comment": "Use the stock in Leeds first."}) \
         .raise_for_status()
-    rejected = _finished(thread, outcome)
+    rejected = finished(thread, outcome, "the approval run")
 
     assert (rejected.status, rejected.approved_levels) == ("rejected", 0)
     [notice] = smtp.wait_for(1, to=org.planner.email)
@@ -271,7 +251,7 @@ def test_an_approval_nobody_gives_in_time_rejects_the_request(prefect_api: str, 
     _low_item(org.vendor, qty=50, unit_cost="40.00")
     inventory_reorder(ReorderParameters())
     [request] = _requests()
-    thread, outcome = _approve_in_background(request.id or 0)
+    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
     _approval_link(smtp, org.manager)
     with session() as db:
         step = db.exec(select(HumanStep)).one()
@@ -282,7 +262,7 @@ def test_an_approval_nobody_gives_in_time_rejects_the_request(prefect_api: str, 
     while thread.is_alive() and time.monotonic() < deadline:
         sweep(now=expires_at + timedelta(seconds=1))
         thread.join(timeout=2)
-    expired = _finished(thread, outcome)
+    expired = finished(thread, outcome, "the approval run")
 
     assert expired.status == "rejected" and "Max Manager did not decide by" in expired.detail
     [notice] = smtp.wait_for(1, to=org.planner.email)
@@ -300,7 +280,7 @@ def test_the_requester_cannot_approve_their_own_request(prefect_api: str, gatewa
 
     inventory_reorder(ReorderParameters())
     [request] = _requests()
-    thread, outcome = _approve_in_background(request.id or 0)
+    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
     manager_link = _approval_link(smtp, org.manager)
     with session() as db:
         step = db.exec(select(HumanStep)).one()
@@ -312,7 +292,7 @@ def test_the_requester_cannot_approve_their_own_request(prefect_api: str, gatewa
     with session() as db:
         assert db.exec(select(HumanStep)).one().status.value == "pending"
     answer_link(gateway.client, manager_link, {"decision": "reject", "comment": "Not this month."}).raise_for_status()
-    assert _finished(thread, outcome).status == "rejected"
+    assert finished(thread, outcome, "the approval run").status == "rejected"
 
 
 def test_a_vendor_without_contact_leaves_the_request_approved_and_tells_the_requester(

@@ -1,0 +1,30 @@
+"""A flow run in a thread of the test, for flows that wait on a person while the test plays that person."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start `call` in a daemon thread; its result (or the exception it raised) lands in the returned dict."""
+    outcome: dict[str, Any] = {}
+
+    def _run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as error:  # surfaced by the test's assertion
+            outcome["error"] = error
+
+    thread = threading.Thread(target=_run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def finished(thread: threading.Thread, outcome: dict[str, Any], what: str, seconds: float = 60) -> Any:
+    """The call's result once it has ended; fails the test if it is still waiting or raised."""
+    thread.join(timeout=seconds)
+    assert not thread.is_alive(), f"{what} is still waiting"
+    assert "error" not in outcome, outcome.get("error")
+    return outcome["result"]
