@@ -129,10 +129,17 @@ def run(
 
 
 @app.command()
-def demo() -> None:
-    """Run the compliance audit story against the local stack, answering links as a browser would."""
+def demo(
+    story: Annotated[str, typer.Argument(help="audit (the quarterly compliance audit) or drill (a fire drill).")]
+    = "audit",
+) -> None:
+    """Play a story against the local stack, answering links as a browser would."""
+    stories = {"audit": "flows.demo", "drill": "flows.demo_drill"}
+    if story not in stories:
+        typer.echo(f"no story {story!r}; known: {', '.join(stories)}", err=True)
+        raise typer.Exit(2)
     _prepare()
-    importlib.import_module("flows.demo").main()
+    importlib.import_module(stories[story]).main()
 
 
 @app.command()

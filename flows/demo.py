@@ -40,7 +40,7 @@ def answer_link(client: httpx.Client, url: str, fields: dict[str, str],
     return client.post(url, data={**hidden, **fields}, files=files or None)
 
 
-def _wait(what: str, probe: Callable[[], T | None], seconds: float, every: float = 0.5) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], seconds: float, every: float = 0.5) -> T:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         found = probe()
@@ -65,15 +65,16 @@ def _free_period() -> str:
             moment += timedelta(days=92)
 
 
-def _new_mail(seen: set[str], subject_prefix: str) -> list[inbox.CaughtMail]:
+def new_mail(seen: set[str], subject_prefix: str) -> list[inbox.CaughtMail]:
     return [m for m in inbox.messages() if m.key not in seen and m.subject.startswith(subject_prefix)]
 
 
-def _state(client: httpx.Client, api: str, run_id: str) -> str:
+def run_state(client: httpx.Client, api: str, run_id: str) -> str:
     return str(client.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"])
 
 
-def main() -> None:
+def reachable_stack() -> tuple[httpx.Client, str]:
+    """An HTTP client and the Prefect API of the running local stack; exits with advice when it is not up."""
     settings = get_settings()
     api = f"http://127.0.0.1:{settings.prefect_port}/api"
     http = httpx.Client(timeout=30)
@@ -82,6 +83,12 @@ def main() -> None:
         http.get(f"{api}/health").raise_for_status()
     except httpx.HTTPError:
         raise SystemExit("the local stack is not running: start it with `make run` in another terminal") from None
+    return http, api
+
+
+def main() -> None:
+    settings = get_settings()
+    http, api = reachable_stack()
     period = _free_period()
     seen = {m.key for m in inbox.messages()}
     started = time.monotonic()
@@ -90,9 +97,9 @@ def main() -> None:
                      {"params": {"period": period, "evidence_window_minutes": 1}})
     print(f"  flow run {run.name}: {settings.gateway_url.replace('8080', str(settings.prefect_port))}"
           f"/runs/flow-run/{run.id}")
-    _wait("the audit to open", lambda: _state(http, api, str(run.id)) in ("COMPLETED", "FAILED", "CRASHED") or None,
-          120)
-    requests = _new_mail(seen, "Evidence needed")
+    wait_for("the audit to open",
+             lambda: run_state(http, api, str(run.id)) in ("COMPLETED", "FAILED", "CRASHED") or None, 120)
+    requests = new_mail(seen, "Evidence needed")
     if not requests:
         raise SystemExit(f"no evidence request arrived; see the run in the Prefect UI ({run.id})")
     answered = 0
@@ -112,8 +119,8 @@ def main() -> None:
     print(f"  {len(requests)} owners asked; {answered} controls answered from their links, "
           f"{len(unanswered)} left unanswered, one attested as failing")
     print("Waiting for the evidence deadline and the evaluation run…")
-    signoff = _wait("the sign-off request",
-                    lambda: _new_mail(seen, f"Sign-off needed: {DEMO_FRAMEWORK} audit {period}") or None, 240)[0]
+    signoff = wait_for("the sign-off request",
+                    lambda: new_mail(seen, f"Sign-off needed: {DEMO_FRAMEWORK} audit {period}") or None, 240)[0]
     url = links_in(signoff.html)[0]
     clicked = time.monotonic()
     answer_link(http, url, {"decision": "approve", "comment": "Reviewed the findings; approved."}).raise_for_status()
@@ -123,10 +130,11 @@ def main() -> None:
         step = db.get(HumanStep, audit.signoff_step_id)
         assert step is not None and step.flow_run_id is not None
         waiting_run = step.flow_run_id
-    _wait("the run to resume", lambda: _state(http, api, waiting_run) in ("RUNNING", "COMPLETED") or None, 120, 0.1)
+    wait_for("the run to resume",
+             lambda: run_state(http, api, waiting_run) in ("RUNNING", "COMPLETED") or None, 120, 0.1)
     resumed = time.monotonic() - clicked
-    final = _wait("the run to finish", lambda: (lambda s: s if s in ("COMPLETED", "FAILED", "CRASHED") else None)(
-        _state(http, api, waiting_run)), 120, 0.2)
+    final = wait_for("the run to finish", lambda: (lambda s: s if s in ("COMPLETED", "FAILED", "CRASHED") else None)(
+        run_state(http, api, waiting_run)), 120, 0.2)
     with session() as db:
         audit = db.exec(select(Audit).join(Framework).where(Framework.name == DEMO_FRAMEWORK,
                                                             Audit.period == period)).one()
