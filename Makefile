@@ -25,6 +25,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/approval_latency.py
 	$(BIN)/python benchmarks/reorder_check.py
+	$(BIN)/python benchmarks/drill_alerts.py
+	$(BIN)/python benchmarks/operations_report.py
 
 clean:
 	rm -rf $(VENV) .ops-data
