@@ -106,7 +106,7 @@ def _drill_context(db: Session, drill: Drill) -> dict[str, Any]:
     assert facility is not None
     return {"drill": {"id": drill.id, "title": drill.title, "kind": drill.kind, "started_at": drill.started_at,
                       "escalate_at": drill.escalate_at, "closes_at": drill.closes_at,
-                      "unscheduled": drill.unscheduled},
+                      "unscheduled": drill.unscheduled, "scheduled_for": drill.scheduled_for},
             "facility": {"code": facility.code, "name": facility.name, "address": facility.address},
             "plan": {"code": plan.code, "name": plan.name, "rto_minutes": plan.rto_minutes} if plan else None}
 
@@ -171,7 +171,8 @@ def preview_alert(params: DrillParameters) -> int:
         window, escalate = _windows(params, program)
         context = {"drill": {"id": 0, "title": _title(params.kind, program), "kind": params.kind,
                              "started_at": now, "escalate_at": now + escalate, "closes_at": now + window,
-                             "unscheduled": params.occasion is None},
+                             "unscheduled": params.occasion is None,
+                             "scheduled_for": _occasion_time(params.occasion)},
                    "facility": {"code": facility.code, "name": facility.name, "address": facility.address},
                    "plan": None, "step_id": 0}
         parts = [notify.preview_for(person, "drill_started", {**context, "area": entry.area})
@@ -180,6 +181,14 @@ def preview_alert(params: DrillParameters) -> int:
     create_markdown_artifact("\n".join(parts) + more or "The facility's roster is empty.",
                              description=f"Preview of the {params.kind} alert at {params.facility}")
     return len(roster)
+
+
+def _occasion_time(occasion: str | None) -> datetime | None:
+    """The scheduler's occasion as a moment; a hand-given occasion that is not one (a re-run's key) is None."""
+    try:
+        return as_utc(datetime.fromisoformat(occasion)) if occasion else None
+    except ValueError:
+        return None
 
 
 def _windows(params: DrillParameters, program: DrillProgram | None) -> tuple[timedelta, timedelta]:
@@ -211,7 +220,8 @@ def open_drill(params: DrillParameters) -> int:
         now = utcnow()
         drill = Drill(key=key, program_id=program.id if program else None, facility_id=facility.id or 0,
                       plan_id=program.plan_id if program else None, kind=params.kind,
-                      title=_title(params.kind, program), unscheduled=params.occasion is None, started_at=now,
+                      title=_title(params.kind, program), unscheduled=params.occasion is None,
+                      scheduled_for=_occasion_time(params.occasion), started_at=now,
                       escalate_at=now + escalate, closes_at=now + window, flow_run_id=run_id)
         db.add(drill)
         db.flush()

@@ -93,6 +93,8 @@ class Drill(SQLModel, table=True):
     kind: str
     title: str
     unscheduled: bool = False
+    scheduled_for: datetime | None = Field(default=None, description="The programme's occurrence this drill is for; "
+                                                                     "None for an unscheduled drill.")
     status: DrillStatus = Field(default=DrillStatus.running, index=True)
     started_at: datetime = Field(default_factory=utcnow)
     escalate_at: datetime

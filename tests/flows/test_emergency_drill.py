@@ -128,6 +128,7 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
     with session() as db:
         drill = db.get(Drill, result.drill_id)
         assert drill is not None and drill.status == "closed" and drill.accounted == 3
+        assert drill.unscheduled and drill.scheduled_for is None
         by_email = {person.email: participant for participant, person in db.exec(
             select(DrillParticipant, Person).join(Person, col(Person.id) == DrillParticipant.person_id)
             .where(DrillParticipant.drill_id == drill.id))}
@@ -187,7 +188,8 @@ def test_everyone_accounted_closes_early_meets_the_target_and_raises_no_findings
     monkeypatch.setenv("OPS_DRILL_POLL_SECONDS", "0.2")
     get_settings.cache_clear()
     org = _building(occupants=2, rto_minutes=5)
-    params = DrillParameters(facility=org["facility"], window_minutes=5)
+    # As the scheduler starts a programme's drill: for its occasion.
+    params = DrillParameters(facility=org["facility"], window_minutes=5, occasion="2026-09-01T09:00:00+00:00")
     thread, outcome = in_background(lambda: emergency_drill(params))
     emails = [org["manager"], *org["people"], *org["wardens"]]
     smtp.wait_for(len(emails))
@@ -203,6 +205,11 @@ def test_everyone_accounted_closes_early_meets_the_target_and_raises_no_findings
     report = _until("after-action mail", lambda: [
         m for m in smtp.messages(to=org["owner"]) if m.subject.startswith("After-action report")])
     assert "met" in report[0].text and "None: everyone was accounted for in time." in report[0].text
+    with session() as db:
+        drill = db.get(Drill, result.drill_id)
+        assert drill is not None and not drill.unscheduled
+        assert drill.scheduled_for is not None and drill.scheduled_for.isoformat() == "2026-09-01T09:00:00+00:00"
+    assert "drill scheduled for 01 Sep 2026" in Path(result.report).read_text(encoding="utf-8")
 
 
 def test_an_unknown_facility_or_an_empty_roster_is_refused_before_anything_is_sent(

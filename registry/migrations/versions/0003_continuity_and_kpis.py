@@ -140,6 +140,7 @@ def upgrade() -> None:
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('unscheduled', sa.Boolean(), nullable=False),
+    sa.Column('scheduled_for', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('status', sa.Enum('running', 'closed', name='drillstatus'), nullable=False),
     sa.Column('started_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('escalate_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
