@@ -108,7 +108,8 @@ def run(settings: Settings) -> None:
             f"  Inbox           {settings.gateway_url.rstrip('/')}/inbox\n"
             f"  Mail (SMTP)     {settings.smtp_host}:{settings.smtp_port}\n"
             f"  Data and logs   {settings.data_dir.resolve()}\n"
-            "Try the quarterly audit end to end: .venv/bin/ops demo (in another terminal).\n"
+            "Try the quarterly audit end to end: .venv/bin/ops demo (in another terminal);\n"
+            "a fire drill at the head office: .venv/bin/ops demo drill.\n"
             "Press Ctrl-C to stop everything.",
             flush=True,
         )
