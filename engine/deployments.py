@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,17 @@ def specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
                        schedules=list(d.get("schedules") or []))
         for d in document.get("deployments", [])
     ]
+
+
+def import_flow_modules(path: Path = PREFECT_YAML) -> list[str]:
+    """Import every module prefect.yaml names, so what they register (the forms people answer) is known here.
+
+    The gateway answers for every process without a list of them: a process's form lives in its own module.
+    """
+    modules = sorted({spec.entrypoint.split(":", 1)[0].removesuffix(".py").replace("/", ".") for spec in specs(path)})
+    for module in modules:
+        importlib.import_module(module)
+    return modules
 
 
 def runner_deployments(path: Path = PREFECT_YAML) -> list[Any]:

@@ -24,6 +24,10 @@ def register_form(name: str) -> Any:
     return _register
 
 
+def form_names() -> list[str]:
+    return sorted(_FORMS)
+
+
 def form_model(name: str) -> type[BaseModel]:
     try:
         return _FORMS[name]
@@ -79,21 +83,3 @@ class Attestation(BaseModel):
             raise ValueError("A pass needs evidence: give a link or upload a file.")
         return self
 
-
-@register_form("drill_ack")
-class DrillAcknowledgement(BaseModel):
-    status: Literal["accounted", "needs_assistance"] = Field(
-        title="Are you safe?",
-        json_schema_extra={"widget": "radio", "labels": {
-            "accounted": "I am accounted for", "needs_assistance": "I need assistance"}},
-    )
-    location: str = Field(
-        "", title="Where are you?", description="Assembly point, floor or room; needed if you need assistance.",
-        max_length=200,
-    )
-
-    @model_validator(mode="after")
-    def _assistance_needs_location(self) -> DrillAcknowledgement:
-        if self.status == "needs_assistance" and not self.location.strip():
-            raise ValueError("Please say where you are, so the wardens can reach you.")
-        return self

@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from engine import inbox, links, runs
+from engine.deployments import import_flow_modules
 from engine.forms import form_model
 from engine.human_steps import ATTACHMENT, record_answer
 from engine.settings import get_settings
@@ -256,6 +257,8 @@ async def healthz(_request: Request) -> Response:
 
 
 def create_app() -> Starlette:
+    # Each process registers its forms in its own module: load them all, or their links could not be shown.
+    import_flow_modules()
     routes = [
         Route("/s/{token}", show_step, methods=["GET", "HEAD"]),
         Route("/s/{token}", answer_step, methods=["POST"]),

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import deployment, flow_run
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
 from engine.deadlines import next_due, working_days_from_now
+from engine.forms import register_form
 from engine.human_steps import ask, expire
 from engine.reports import save_report
 from engine.settings import get_settings
@@ -63,6 +64,25 @@ class DrillParameters(BaseModel):
     occasion: str | None = Field(None, title="Occasion",
                                  description="Set by the scheduler: the programme's due time this drill is for.")
     preview: bool = Field(False, title="Preview", description="Render the alert; write and send nothing.")
+
+
+@register_form("drill_ack")
+class DrillAcknowledgement(BaseModel):
+    status: Literal["accounted", "needs_assistance"] = Field(
+        title="Are you safe?",
+        json_schema_extra={"widget": "radio", "labels": {
+            "accounted": "I am accounted for", "needs_assistance": "I need assistance"}},
+    )
+    location: str = Field(
+        "", title="Where are you?", description="Assembly point, floor or room; needed if you need assistance.",
+        max_length=200,
+    )
+
+    @model_validator(mode="after")
+    def _assistance_needs_location(self) -> DrillAcknowledgement:
+        if self.status == "needs_assistance" and not self.location.strip():
+            raise ValueError("Please say where you are, so the wardens can reach you.")
+        return self
 
 
 class DrillOutcome(BaseModel):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
+import subprocess
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,13 +20,15 @@ import pytest
 from sqlmodel import col, func, select
 
 from engine import links
-from engine.human_steps import StepRefused
+from engine.deployments import PROJECT_ROOT, import_flow_modules
+from engine.forms import form_names
+from engine.human_steps import StepRefused, ask
 from engine.settings import get_settings
 from flows.demo import answer_link
 from registry import AuditEvent, HumanStep, Person, StepStatus, session, trail
 from registry.clock import utcnow
 from tests import factories
-from tests.conftest import Gateway
+from tests.conftest import Gateway, free_port
 
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
@@ -376,3 +382,38 @@ def test_an_attachment_outside_the_data_directory_is_never_served(gateway: Gatew
     assert "Open the report" in page.text and "_attachment" not in page.text
     refused = gateway.client.get(f"{gateway.url}/s/{token}/attachment")
     assert refused.status_code == 404 and "not for you" not in refused.text
+
+
+def test_a_gateway_process_of_its_own_shows_the_form_of_every_process(registry_db: str, tmp_path: Path) -> None:
+    """`ops gateway` (and `ops up`) run the gateway in a process that never ran a flow: every form must be known."""
+    import_flow_modules()
+    tokens: dict[str, str] = {}
+    with session() as db:
+        person = factories.person(db)
+        for name in form_names():
+            step = ask(db, key=f"every-form-{name}", person_id=person.id or 0, form=name, title=f"The {name} form",
+                       subject_type="test", subject_id=1, due_at=utcnow() + timedelta(days=1))
+            tokens[name] = links.issue(db, step=step, person_id=person.id or 0)
+    assert {"approval", "attestation", "drill_ack", "plan_review"} <= set(tokens)
+    port = free_port()
+    env = {**os.environ, "OPS_GATEWAY_PORT": str(port), "OPS_GATEWAY_URL": f"http://127.0.0.1:{port}"}
+    log = (tmp_path / "gateway.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "gateway"], cwd=PROJECT_ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.get("/healthz").raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    assert process.poll() is None and time.monotonic() < deadline, \
+                        (tmp_path / "gateway.log").read_text()
+                    time.sleep(0.2)
+            shown = {name: client.get(f"/s/{token}") for name, token in tokens.items()}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert {name: page.status_code for name, page in shown.items()} == dict.fromkeys(tokens, 200)
+    assert all(f"The {name} form" in page.text and "<form" in page.text for name, page in shown.items())
