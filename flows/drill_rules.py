@@ -22,6 +22,15 @@ class Acknowledgement:
 
 
 @dataclass(frozen=True)
+class RecoveryReport:
+    """What the exercise lead reported of a continuity exercise: when the service was back, what was lost."""
+
+    restored_after_minutes: float | None  # None: not restored within the exercise
+    data_loss_minutes: float | None = None
+    reported_by: str = ""
+
+
+@dataclass(frozen=True)
 class DrillFigures:
     accounted: int
     total: int
@@ -31,6 +40,11 @@ class DrillFigures:
     rto_minutes: int | None
     missing: list[Acknowledgement] = field(default_factory=list)
     needs_assistance: list[Acknowledgement] = field(default_factory=list)
+    measure: str = "headcount"  # "headcount": recovery is everyone accounted for; "recovery": as reported
+    reported: bool = False
+    data_loss_minutes: float | None = None
+    rpo_minutes: int | None = None
+    reported_by: str = ""
 
     @property
     def headcount_percent(self) -> float:
@@ -42,6 +56,13 @@ class DrillFigures:
         if self.rto_minutes is None:
             return None
         return self.recovery_minutes is not None and self.recovery_minutes <= self.rto_minutes
+
+    @property
+    def rpo_met(self) -> bool | None:
+        """Whether the data lost stayed within the plan's recovery-point objective; None when not measured."""
+        if self.measure != "recovery" or self.rpo_minutes is None or self.data_loss_minutes is None:
+            return None
+        return self.data_loss_minutes <= self.rpo_minutes
 
 
 @dataclass(frozen=True)
@@ -63,21 +84,31 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def figures(acks: Sequence[Acknowledgement], rto_minutes: int | None) -> DrillFigures:
+def figures(acks: Sequence[Acknowledgement], rto_minutes: int | None, *, measure: str = "headcount",
+            report: RecoveryReport | None = None, rpo_minutes: int | None = None) -> DrillFigures:
     """Headcount and timing once the window has closed.
 
-    Someone who asked for assistance is accounted for (the wardens know where they are). The achieved recovery
-    time is the time until the last person was accounted for, and there is none while anyone is still missing.
+    Someone who asked for assistance is accounted for (the wardens know where they are). In an evacuation
+    (`headcount`) the achieved recovery time is the time until the last person was accounted for, and there is
+    none while anyone is still missing. In a continuity exercise (`recovery`) it is what the exercise lead
+    reported: the time until the service was restored, and the data lost against the plan's RPO; none without
+    a report.
     """
     answered = [a for a in acks if a.status != "missing"]
     times = [a.seconds for a in answered if a.seconds is not None]
     missing = [a for a in acks if a.status == "missing"]
-    recovery = (max(times) / 60.0 if times else 0.0) if not missing else None
+    if measure == "recovery":
+        recovery = report.restored_after_minutes if report is not None else None
+    else:
+        recovery = (max(times) / 60.0 if times else 0.0) if not missing else None
     return DrillFigures(
         accounted=len(answered), total=len(acks), median_seconds=percentile(times, 50),
         p90_seconds=percentile(times, 90), recovery_minutes=recovery, rto_minutes=rto_minutes,
         missing=sorted(missing, key=lambda a: (a.area, a.name)),
         needs_assistance=sorted((a for a in acks if a.status == "needs_assistance"), key=lambda a: a.name),
+        measure=measure, reported=report is not None, rpo_minutes=rpo_minutes,
+        data_loss_minutes=report.data_loss_minutes if report is not None else None,
+        reported_by=report.reported_by if report is not None else "",
     )
 
 
@@ -104,12 +135,30 @@ def findings(result: DrillFigures, *, kind_title: str) -> list[DrillFinding]:
             description=f"{_people(len(result.needs_assistance))} needed assistance: {names}.",
             action="Review the personal evacuation or support plan of each person who needed assistance.",
             owner="warden"))
-    if result.rto_met is False:
-        achieved = ("not achieved: people were still missing" if result.recovery_minutes is None
-                    else f"{result.recovery_minutes:.1f} minutes")
+    if result.measure == "recovery" and not result.reported:
+        found.append(DrillFinding(
+            key="unreported", severity=Criticality.medium,
+            description=f"Nobody reported when the service was restored in the {kind_title}: the recovery time "
+                        "could not be measured.",
+            action="Name an exercise lead for the plan and record the recovery times of the exercise.",
+            owner="plan_owner"))
+    if result.rto_met is False and (result.measure != "recovery" or result.reported):
+        if result.recovery_minutes is not None:
+            achieved = f"{result.recovery_minutes:.1f} minutes"
+        elif result.measure == "recovery":
+            achieved = "not achieved: the service was not restored within the exercise"
+        else:
+            achieved = "not achieved: people were still missing"
         found.append(DrillFinding(
             key="rto", severity=Criticality.high,
             description=f"Recovery time {achieved}, against a target of {result.rto_minutes} minutes.",
             action="Revise the continuity plan's procedure, or its recovery-time objective, so the target is met.",
+            owner="plan_owner"))
+    if result.rpo_met is False:
+        found.append(DrillFinding(
+            key="rpo", severity=Criticality.high,
+            description=f"{result.data_loss_minutes:g} minutes of data or work were lost, against a recovery-point "
+                        f"objective of {result.rpo_minutes} minutes.",
+            action="Back up or replicate more often, or revise the plan's recovery-point objective.",
             owner="plan_owner"))
     return found

@@ -21,12 +21,20 @@ from engine.human_steps import ask, expire
 from engine.reports import save_report
 from engine.settings import get_settings
 from engine.sweep import SweepReport, escalate_overdue
-from flows.drill_rules import ACTION_WORKING_DAYS, Acknowledgement, DrillFigures, figures, findings
+from flows.drill_rules import (
+    ACTION_WORKING_DAYS,
+    Acknowledgement,
+    DrillFigures,
+    RecoveryReport,
+    figures,
+    findings,
+)
 from registry import (
     AckStatus,
     ContinuityPlan,
     CorrectiveAction,
     Drill,
+    DrillMeasure,
     DrillParticipant,
     DrillProgram,
     DrillStatus,
@@ -41,7 +49,7 @@ from registry import (
     trail,
 )
 from registry.clock import as_utc, utcnow
-from registry.people import person_with_role
+from registry.people import get_person, person_with_role
 
 ACTOR = "emergency-drill"
 
@@ -61,6 +69,10 @@ class DrillParameters(BaseModel):
         None, gt=0, le=24 * 60, title="Escalate after (minutes)",
         description="When the still missing are escalated to their warden and manager. Empty: the programme's "
                     "(5 without one).")
+    measure: Literal["headcount", "recovery"] | None = Field(
+        None, title="What recovery means",
+        description="headcount: everyone accounted for (an evacuation); recovery: the service restored, as the "
+                    "plan's owner reports it (a continuity exercise). Empty: the programme's (headcount without one).")
     occasion: str | None = Field(None, title="Occasion",
                                  description="Set by the scheduler: the programme's due time this drill is for.")
     preview: bool = Field(False, title="Preview", description="Render the alert; write and send nothing.")
@@ -85,6 +97,27 @@ class DrillAcknowledgement(BaseModel):
         return self
 
 
+@register_form("drill_recovery")
+class DrillRecovery(BaseModel):
+    """The exercise lead's report of a continuity exercise: when the service was back, and what was lost."""
+
+    restored_after_minutes: float | None = Field(
+        None, title="Service restored after (minutes)",
+        description="From the start of the exercise. Empty if it was not restored within the exercise.")
+    data_loss_minutes: float = Field(
+        title="Data or work lost (minutes)",
+        description="How far back the restored data went: the minutes of work before the outage that were lost.")
+    note: str = Field("", title="What happened", max_length=4000, json_schema_extra={"widget": "textarea"})
+
+    @model_validator(mode="after")
+    def _not_negative(self) -> DrillRecovery:
+        if self.restored_after_minutes is not None and self.restored_after_minutes <= 0:
+            raise ValueError("The time to restore must be a positive number of minutes, or empty if it was not.")
+        if self.data_loss_minutes < 0:
+            raise ValueError("The data lost cannot be negative: give 0 if nothing was lost.")
+        return self
+
+
 class DrillOutcome(BaseModel):
     drill_id: int | None
     facility: str
@@ -95,6 +128,7 @@ class DrillOutcome(BaseModel):
     median_seconds: float | None = None
     p90_seconds: float | None = None
     recovery_minutes: float | None = None
+    data_loss_minutes: float | None = None
     findings: int = 0
     report: str = ""
     detail: str = ""
@@ -128,7 +162,8 @@ def _drill_context(db: Session, drill: Drill) -> dict[str, Any]:
                       "escalate_at": drill.escalate_at, "closes_at": drill.closes_at,
                       "unscheduled": drill.unscheduled, "scheduled_for": drill.scheduled_for},
             "facility": {"code": facility.code, "name": facility.name, "address": facility.address},
-            "plan": {"code": plan.code, "name": plan.name, "rto_minutes": plan.rto_minutes} if plan else None}
+            "plan": {"code": plan.code, "name": plan.name, "rto_minutes": plan.rto_minutes,
+                     "rpo_minutes": plan.rpo_minutes} if plan else None}
 
 
 def _title(kind: str, program: DrillProgram | None) -> str:
@@ -238,10 +273,11 @@ def open_drill(params: DrillParameters) -> int:
             raise ValueError(f"facility {facility.code} has no active people on its roster: nobody to drill")
         window, escalate = _windows(params, program)
         now = utcnow()
+        measure = DrillMeasure(params.measure or (program.measure if program else DrillMeasure.headcount))
         drill = Drill(key=key, program_id=program.id if program else None, facility_id=facility.id or 0,
                       plan_id=program.plan_id if program else None, kind=params.kind,
                       title=_title(params.kind, program), unscheduled=params.occasion is None,
-                      scheduled_for=_occasion_time(params.occasion), started_at=now,
+                      scheduled_for=_occasion_time(params.occasion), measure=measure, started_at=now,
                       escalate_at=now + escalate, closes_at=now + window, flow_run_id=run_id)
         db.add(drill)
         db.flush()
@@ -257,9 +293,19 @@ def open_drill(params: DrillParameters) -> int:
             db.add(step)
             db.add(DrillParticipant(drill_id=drill.id or 0, person_id=person.id or 0, role=entry.role,
                                     area=entry.area, step_id=step.id))
+        db.flush()
+        if measure == DrillMeasure.recovery:
+            lead = _responsible(db, drill, "plan_owner")
+            report = ask(db, key=f"drill-{drill.id}-recovery", person_id=lead, form="drill_recovery",
+                         title=f"{drill.title} at {facility.name}: when was the service restored?",
+                         subject_type="drill", subject_id=drill.id or 0, due_at=drill.closes_at, actor=ACTOR,
+                         details={"facility": facility.name, "drill": drill.title})
+            drill.recovery_step_id = report.id
+            db.add(drill)
         trail.record(db, actor=ACTOR, action="drill.started", entity_type="drill", entity_id=drill.id or 0,
                      data={"facility": facility.code, "kind": drill.kind, "participants": len(roster),
-                           "unscheduled": drill.unscheduled, "closes_at": drill.closes_at.isoformat()})
+                           "unscheduled": drill.unscheduled, "measure": measure.value,
+                           "closes_at": drill.closes_at.isoformat()})
         return drill.id or 0
 
 
@@ -278,6 +324,14 @@ def alert_participants(drill_id: int) -> int:
                                   template="drill_started",
                                   context={**context, "recipient": notify.recipient(person),
                                            "step_id": participant.step_id, "area": participant.area})
+            ids += [row.id for row in rows if row.id is not None]
+        if drill.recovery_step_id is not None:
+            step = db.get(HumanStep, drill.recovery_step_id)
+            assert step is not None
+            lead = get_person(db, step.person_id)
+            rows = notify.enqueue(db, key=f"drill-{drill_id}-recovery-request", recipient_id=step.person_id,
+                                  template="drill_recovery_request",
+                                  context={**context, "recipient": notify.recipient(lead), "step_id": step.id})
             ids += [row.id for row in rows if row.id is not None]
     return len(notify.deliver_due(ids=ids).sent)
 
@@ -323,8 +377,8 @@ def _alert_wardens(db: Session, drill: Drill, needing: list[DrillParticipant]) -
 @task
 def watch(drill_id: int) -> dict[str, int]:
     """Keep the drill while its window is open: take answers as they come, alert the wardens at once to anyone
-    needing assistance, escalate the still missing at the set time. Ends when everyone has answered or the
-    window closes."""
+    needing assistance, escalate the still missing at the set time. Ends when everyone has answered (and, in a
+    continuity exercise, the recovery is reported) or the window closes."""
     poll = get_settings().drill_poll_seconds
     alerted = escalated = 0
     while True:
@@ -339,9 +393,11 @@ def watch(drill_id: int) -> dict[str, int]:
             missing = [(p.id, p.step_id) for p in db.exec(select(DrillParticipant).where(
                 DrillParticipant.drill_id == drill_id, DrillParticipant.status == AckStatus.missing))]
             escalate_at, closes_at = as_utc(drill.escalate_at), as_utc(drill.closes_at)
+            report_step = db.get(HumanStep, drill.recovery_step_id) if drill.recovery_step_id else None
+            awaiting_report = report_step is not None and report_step.status == StepStatus.pending
         notify.deliver_due(ids=ids)
         alerted += len(needing)
-        if not missing or now >= closes_at:
+        if (not missing and not awaiting_report) or now >= closes_at:
             break
         if now >= escalate_at:
             report = SweepReport()
@@ -369,7 +425,19 @@ def _figures(db: Session, drill: Drill) -> DrillFigures:
     plan = db.get(ContinuityPlan, drill.plan_id) if drill.plan_id else None
     acks = [Acknowledgement(name=person.name, area=p.area, status=p.status.value, seconds=p.seconds_to_account,
                             location=p.location) for p, person in _acknowledgements(db, drill.id or 0)]
-    return figures(acks, plan.rto_minutes if plan else None)
+    return figures(acks, plan.rto_minutes if plan else None, measure=drill.measure.value,
+                   report=_recovery_report(db, drill), rpo_minutes=plan.rpo_minutes if plan else None)
+
+
+def _recovery_report(db: Session, drill: Drill) -> RecoveryReport | None:
+    """The exercise lead's answer, if a continuity exercise's recovery was reported in time."""
+    step = db.get(HumanStep, drill.recovery_step_id) if drill.recovery_step_id else None
+    if step is None or step.status != StepStatus.answered or not step.answer:
+        return None
+    answer = DrillRecovery.model_validate(step.answer)
+    by = db.get(Person, step.answered_by_id) if step.answered_by_id else None
+    return RecoveryReport(restored_after_minutes=answer.restored_after_minutes,
+                          data_loss_minutes=answer.data_loss_minutes, reported_by=by.name if by else "")
 
 
 def _responsible(db: Session, drill: Drill, owner: str) -> int:
@@ -409,7 +477,8 @@ def close_drill(drill_id: int) -> int:
         claimed = db.execute(update(Drill).where(col(Drill.id) == drill_id, col(Drill.status) == DrillStatus.running)
                              .values(status=DrillStatus.closed, closed_at=now, accounted=result.accounted,
                                      total=result.total, median_seconds=result.median_seconds,
-                                     p90_seconds=result.p90_seconds, recovery_minutes=result.recovery_minutes)
+                                     p90_seconds=result.p90_seconds, recovery_minutes=result.recovery_minutes,
+                                     data_loss_minutes=result.data_loss_minutes)
                              .execution_options(synchronize_session=False))
         ids: list[int] = []
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
@@ -424,6 +493,8 @@ def close_drill(drill_id: int) -> int:
                          data={"accounted": result.accounted, "total": result.total,
                                "median_seconds": result.median_seconds, "p90_seconds": result.p90_seconds,
                                "recovery_minutes": result.recovery_minutes, "rto_met": result.rto_met,
+                               "measure": result.measure, "data_loss_minutes": result.data_loss_minutes,
+                               "rpo_met": result.rpo_met, "recovery_reported_by": result.reported_by or None,
                                "missing": [a.name for a in result.missing]})
     notify.deliver_due(ids=ids)
     return drill_id
@@ -469,7 +540,9 @@ def _report_context(db: Session, drill: Drill) -> dict[str, Any]:
     summary = {"accounted": result.accounted, "total": result.total, "percent": result.headcount_percent,
                "median_seconds": result.median_seconds, "p90_seconds": result.p90_seconds,
                "recovery_minutes": result.recovery_minutes, "rto_minutes": result.rto_minutes,
-               "rto_met": result.rto_met,
+               "rto_met": result.rto_met, "measure": result.measure, "reported": result.reported,
+               "reported_by": result.reported_by, "data_loss_minutes": result.data_loss_minutes,
+               "rpo_minutes": result.rpo_minutes, "rpo_met": result.rpo_met,
                "missing": [{"name": a.name, "area": a.area} for a in result.missing],
                "needs_assistance": [{"name": a.name, "location": a.location} for a in result.needs_assistance]}
     return {**_drill_context(db, drill), "summary": summary, "rows": rows, "findings": found,
@@ -508,7 +581,8 @@ def build_after_action(drill_id: int) -> DrillOutcome:
         outcome = DrillOutcome(drill_id=drill_id, facility=facility.code, kind=drill.kind, status=drill.status.value,
                                accounted=result.accounted, total=result.total, median_seconds=result.median_seconds,
                                p90_seconds=result.p90_seconds, recovery_minutes=result.recovery_minutes,
-                               findings=len(context["findings"]), report=str(report.path))
+                               data_loss_minutes=result.data_loss_minutes, findings=len(context["findings"]),
+                               report=str(report.path))
         rows = context["rows"]
     notify.deliver_due(ids=ids)
     create_table_artifact([{**row, "seconds": round(row["seconds"], 1) if row["seconds"] is not None else None}
@@ -523,14 +597,20 @@ def _summary_markdown(outcome: DrillOutcome, result: DrillFigures, title: str, f
     def _s(value: float | None) -> str:
         return "—" if value is None else f"{value:.0f} s"
 
-    recovery = "not achieved" if result.recovery_minutes is None else f"{result.recovery_minutes:.1f} min"
+    unmeasured = "not reported" if result.measure == "recovery" and not result.reported else "not achieved"
+    recovery = unmeasured if result.recovery_minutes is None else f"{result.recovery_minutes:.1f} min"
     target = f" (target {result.rto_minutes} min)" if result.rto_minutes is not None else ""
     missing = ", ".join(a.name for a in result.missing) or "nobody"
+    lost = ""
+    if result.measure == "recovery":
+        shown = "not reported" if result.data_loss_minutes is None else f"{result.data_loss_minutes:g} min"
+        lost = f"| Data lost | {shown}" + (f" (target {result.rpo_minutes} min)" if result.rpo_minutes is not None
+                                           else "") + " |\n"
     return (f"## {title} at {facility}\n\n| Figure | Value |\n|---|---|\n"
             f"| Headcount | {result.accounted} / {result.total} ({result.headcount_percent:.0f} %) |\n"
             f"| Median time to account | {_s(result.median_seconds)} |\n"
             f"| 90th percentile | {_s(result.p90_seconds)} |\n"
-            f"| Recovery time | {recovery}{target} |\n"
+            f"| Recovery time | {recovery}{target} |\n{lost}"
             f"| Missing | {missing} |\n| Findings | {outcome.findings} |\n\nReport: `{outcome.report}`\n")
 
 

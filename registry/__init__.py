@@ -17,6 +17,7 @@ from registry.continuity import (
     AckStatus,
     ContinuityPlan,
     Drill,
+    DrillMeasure,
     DrillParticipant,
     DrillProgram,
     DrillStatus,
@@ -51,6 +52,6 @@ __all__ = [
     "RegistryValidationError", "StepLink", "StepStatus", "Team", "TestResult", "get_engine", "reset_engines",
     "session", "ContractNotice", "Delivery", "InventoryItem", "PurchaseRequest", "PurchaseRequestLine",
     "RequestStatus", "Standing", "Vendor", "VendorScorecard", "AckStatus", "ContinuityPlan", "Drill",
-    "DrillParticipant", "DrillProgram", "DrillStatus", "Facility", "RosterEntry", "RosterRole", "Direction",
-    "KpiDefinition", "KpiMeasurement", "OperationsReport",
+    "DrillMeasure", "DrillParticipant", "DrillProgram", "DrillStatus", "Facility", "RosterEntry", "RosterRole",
+    "Direction", "KpiDefinition", "KpiMeasurement", "OperationsReport",
 ]

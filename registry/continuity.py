@@ -21,6 +21,14 @@ class DrillStatus(StrEnum):
     closed = "closed"
 
 
+class DrillMeasure(StrEnum):
+    """What a drill's recovery time is: everyone accounted for (an evacuation), or the service restored as its
+    exercise lead reports (a continuity exercise, such as an IT-outage tabletop)."""
+
+    headcount = "headcount"
+    recovery = "recovery"
+
+
 class AckStatus(StrEnum):
     missing = "missing"
     accounted = "accounted"
@@ -80,6 +88,7 @@ class DrillProgram(SQLModel, table=True):
     plan_id: int | None = Field(default=None, foreign_key="continuity_plan.id")
     window_minutes: int = Field(20, ge=1, description="How long participants have to acknowledge.")
     escalate_after_minutes: int = Field(5, ge=1, description="When the still missing are escalated.")
+    measure: DrillMeasure = DrillMeasure.headcount
     last_run_at: datetime | None = None
     active: bool = True
 
@@ -95,6 +104,9 @@ class Drill(SQLModel, table=True):
     unscheduled: bool = False
     scheduled_for: datetime | None = Field(default=None, description="The programme's occurrence this drill is for; "
                                                                      "None for an unscheduled drill.")
+    measure: DrillMeasure = DrillMeasure.headcount
+    recovery_step_id: int | None = Field(default=None, foreign_key="human_step.id",
+                                         description="The exercise lead's recovery report, in a continuity exercise.")
     status: DrillStatus = Field(default=DrillStatus.running, index=True)
     started_at: datetime = Field(default_factory=utcnow)
     escalate_at: datetime
@@ -106,6 +118,8 @@ class Drill(SQLModel, table=True):
     p90_seconds: float | None = None
     recovery_minutes: float | None = Field(default=None, description="Achieved: minutes until the last person was "
                                                              "accounted for; None when someone never was.")
+    data_loss_minutes: float | None = Field(default=None, description="Achieved recovery point: minutes of data or "
+                                                                      "work lost, as reported.")
     report_path: str | None = None
     report_sha256: str | None = None
     flow_run_id: str | None = None

@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from registry.clock import utcnow
 from registry.compliance import Control, Criticality, Framework
-from registry.continuity import ContinuityPlan, DrillProgram, Facility, RosterEntry, RosterRole
+from registry.continuity import ContinuityPlan, DrillMeasure, DrillProgram, Facility, RosterEntry, RosterRole
 from registry.people import Person, Team
 
 DEMO_FRAMEWORK = "Information Security"
@@ -46,10 +46,10 @@ _PLANS = [
 ]
 
 _PROGRAMS = [
-    # facility code, kind, title, cadence, plan code, window, escalate after (minutes)
-    ("HQ", "fire_evacuation", "Fire evacuation", "0 10 15 3,9 *", "BCP-EVAC-HQ", 20, 5),
-    ("HQ", "it_outage_tabletop", "IT outage tabletop", "0 10 1 6 *", "BCP-IT", 120, 30),
-    ("WH1", "fire_evacuation", "Fire evacuation", "0 10 20 4,10 *", "BCP-EVAC-WH1", 20, 5),
+    # facility code, kind, title, cadence, plan code, window, escalate after (minutes), what recovery means
+    ("HQ", "fire_evacuation", "Fire evacuation", "0 10 15 3,9 *", "BCP-EVAC-HQ", 20, 5, DrillMeasure.headcount),
+    ("HQ", "it_outage_tabletop", "IT outage tabletop", "0 10 1 6 *", "BCP-IT", 120, 30, DrillMeasure.recovery),
+    ("WH1", "fire_evacuation", "Fire evacuation", "0 10 20 4,10 *", "BCP-EVAC-WH1", 20, 5, DrillMeasure.headcount),
 ]
 
 _CONTROLS = [
@@ -121,7 +121,8 @@ def _seed_continuity(db: Session, by_key: dict[str, Person]) -> None:
                                      last_reviewed_at=utcnow() - timedelta(days=days_ago))
         db.add(plans[code])
     db.flush()
-    for at, kind, title, cadence, plan, window, escalate in _PROGRAMS:
+    for at, kind, title, cadence, plan, window, escalate, measure in _PROGRAMS:
         db.add(DrillProgram(facility_id=facilities[at].id or 0, kind=kind, title=title, cadence=cadence,
-                            plan_id=plans[plan].id, window_minutes=window, escalate_after_minutes=escalate))
+                            plan_id=plans[plan].id, window_minutes=window, escalate_after_minutes=escalate,
+                            measure=measure))
     db.flush()

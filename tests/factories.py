@@ -17,6 +17,7 @@ from registry import (
     Control,
     Criticality,
     Delivery,
+    DrillMeasure,
     DrillProgram,
     Facility,
     Framework,
@@ -140,10 +141,10 @@ def continuity_plan(db: Session, *, owner: Person, at: Facility | None = None, r
 
 def drill_program(db: Session, at: Facility, *, kind: str = "fire_evacuation", cadence: str = "0 10 1 3,9 *",
                   plan: ContinuityPlan | None = None, window_minutes: int = 20,
-                  escalate_after_minutes: int = 5) -> DrillProgram:
+                  escalate_after_minutes: int = 5, measure: DrillMeasure = DrillMeasure.headcount) -> DrillProgram:
     row = DrillProgram(facility_id=at.id or 0, kind=kind, title=kind.replace("_", " ").capitalize(),
                        cadence=cadence, plan_id=plan.id if plan else None, window_minutes=window_minutes,
-                       escalate_after_minutes=escalate_after_minutes)
+                       escalate_after_minutes=escalate_after_minutes, measure=measure)
     db.add(row)
     db.flush()
     return row

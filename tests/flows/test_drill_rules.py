@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.drill_rules import Acknowledgement, figures, findings, percentile
+from flows.drill_rules import Acknowledgement, RecoveryReport, figures, findings, percentile
 from registry import Criticality
 
 
@@ -66,3 +66,28 @@ def test_an_empty_roster_counts_as_complete_rather_than_dividing_by_zero() -> No
     result = figures([], rto_minutes=5)
     assert (result.accounted, result.total, result.headcount_percent) == (0, 0, 100.0)
     assert result.median_seconds is None and result.recovery_minutes == 0.0
+
+
+@pytest.mark.parametrize(("report", "expected_findings", "recovery", "rto_met", "rpo_met"), [
+    (RecoveryReport(restored_after_minutes=90, data_loss_minutes=30, reported_by="Ivan"), set(), 90, True, True),
+    (RecoveryReport(restored_after_minutes=300, data_loss_minutes=30), {"rto"}, 300, False, True),
+    (RecoveryReport(restored_after_minutes=90, data_loss_minutes=75), {"rpo"}, 90, True, False),
+    (RecoveryReport(restored_after_minutes=None, data_loss_minutes=0), {"rto"}, None, False, True),
+    (None, {"unreported"}, None, False, None),
+])
+def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
+        report: RecoveryReport | None, expected_findings: set[str], recovery: float | None, rto_met: bool,
+        rpo_met: bool | None) -> None:
+    # Everyone took part; what counts is when the service was back and how much data was lost.
+    acks = [_ack("A", seconds=30), _ack("B", seconds=600)]
+    result = figures(acks, rto_minutes=240, measure="recovery", report=report, rpo_minutes=60)
+    assert (result.accounted, result.recovery_minutes, result.rto_met, result.rpo_met) == (2, recovery, rto_met,
+                                                                                          rpo_met)
+    found = {f.key: f for f in findings(result, kind_title="IT outage tabletop")}
+    assert set(found) == expected_findings
+    if "rpo" in found:
+        assert found["rpo"].description == ("75 minutes of data or work were lost, against a recovery-point "
+                                            "objective of 60 minutes.")
+    if "rto" in found and recovery is None:
+        assert "the service was not restored within the exercise" in found["rto"].description
+    assert all(f.owner == "plan_owner" for f in found.values())

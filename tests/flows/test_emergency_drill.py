@@ -17,6 +17,7 @@ from registry import (
     ContinuityPlan,
     CorrectiveAction,
     Drill,
+    DrillMeasure,
     DrillParticipant,
     DrillProgram,
     Finding,
@@ -29,7 +30,7 @@ from registry.clock import utcnow
 from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
-from tests.flows.background import in_background
+from tests.flows.background import finished, in_background
 
 T = TypeVar("T")
 
@@ -247,3 +248,47 @@ def test_the_scheduler_starts_a_programme_only_when_its_cadence_comes_round(regi
     [started] = emergency_drill(DrillParameters())
     assert started.startswith(f"{org['facility']} fire_evacuation due ")
     assert emergency_drill(DrillParameters()) == [], "started once per occasion"
+
+
+def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
+        smtp: Mailbox, gateway: Gateway, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_DRILL_POLL_SECONDS", "0.2")
+    get_settings.cache_clear()
+    with session() as db:
+        occupant, warden, lead = (factories.person(db, name) for name in ("Iris IT", "Wes Warden", "Lee Lead"))
+        building = factories.facility(db, occupants=[occupant], wardens=[warden])
+        plan = factories.continuity_plan(db, owner=lead, at=building, rto_minutes=240, rpo_minutes=60)
+        factories.drill_program(db, building, kind="it_outage_tabletop", plan=plan, measure=DrillMeasure.recovery)
+        code, emails, lead_email = building.code, [occupant.email, warden.email], lead.email
+    params = DrillParameters(facility=code, kind="it_outage_tabletop", window_minutes=5)
+    thread, outcome = in_background(lambda: emergency_drill(params))
+    [request] = [m for m in smtp.wait_for(3) if m.to == lead_email]
+    assert request.subject.startswith("Exercise lead: report the recovery")
+    assert "recovery within 240 minutes, data lost no more than 60 minutes" in request.text
+    for email in emails:
+        answer_link(gateway.client, _alert_link(smtp, email), {"status": "accounted", "location": "War room"})
+    # Everyone has acknowledged, but the exercise waits for its lead's report.
+    time.sleep(1)
+    assert thread.is_alive()
+    [url] = links_in(request.html)
+    refused = answer_link(gateway.client, url, {"restored_after_minutes": "-5", "data_loss_minutes": "90"})
+    assert refused.status_code == 422 and "positive number of minutes" in refused.text
+    answered = answer_link(gateway.client, url, {"restored_after_minutes": "45", "data_loss_minutes": "90",
+                                                 "note": "Restored from the nightly backup."})
+    assert answered.status_code == 200
+    result = finished(thread, outcome, "the exercise")
+    assert (result.accounted, result.total, result.recovery_minutes, result.data_loss_minutes) == (2, 2, 45, 90)
+    with session() as db:
+        drill = db.get(Drill, result.drill_id)
+        assert drill is not None and drill.measure == DrillMeasure.recovery and drill.data_loss_minutes == 90
+        [(finding, action)] = db.exec(select(Finding, CorrectiveAction).join(
+            CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id).where(Finding.drill_id == drill.id))
+        assert finding.description == ("90 minutes of data or work were lost, against a recovery-point objective "
+                                       "of 60 minutes.")
+        assert action.owner_id == plan.owner_id
+    report = Path(result.report).read_text(encoding="utf-8")
+    assert "45.0 min" in report and "reported by Lee Lead" in report and "Data lost" in report
+    mail = _until("after-action mail", lambda: [
+        m for m in smtp.messages(to=lead_email) if m.subject.startswith("After-action report")])
+    assert "45.0 min (reported by Lee Lead) against a target of 240 min (met)" in mail[0].text
+    assert "90 min against a target of 60 min (missed)" in mail[0].text

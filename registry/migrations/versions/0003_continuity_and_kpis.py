@@ -106,6 +106,7 @@ def upgrade() -> None:
     sa.Column('plan_id', sa.Integer(), nullable=True),
     sa.Column('window_minutes', sa.Integer(), nullable=False),
     sa.Column('escalate_after_minutes', sa.Integer(), nullable=False),
+    sa.Column('measure', sa.Enum('headcount', 'recovery', name='drillmeasure'), nullable=False),
     sa.Column('last_run_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['facility_id'], ['facility.id'], ),
@@ -141,6 +142,8 @@ def upgrade() -> None:
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('unscheduled', sa.Boolean(), nullable=False),
     sa.Column('scheduled_for', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('measure', sa.Enum('headcount', 'recovery', name='drillmeasure'), nullable=False),
+    sa.Column('recovery_step_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.Enum('running', 'closed', name='drillstatus'), nullable=False),
     sa.Column('started_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('escalate_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
@@ -151,12 +154,14 @@ def upgrade() -> None:
     sa.Column('median_seconds', sa.Float(), nullable=True),
     sa.Column('p90_seconds', sa.Float(), nullable=True),
     sa.Column('recovery_minutes', sa.Float(), nullable=True),
+    sa.Column('data_loss_minutes', sa.Float(), nullable=True),
     sa.Column('report_path', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('report_sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('flow_run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.ForeignKeyConstraint(['facility_id'], ['facility.id'], ),
     sa.ForeignKeyConstraint(['plan_id'], ['continuity_plan.id'], ),
     sa.ForeignKeyConstraint(['program_id'], ['drill_program.id'], ),
+    sa.ForeignKeyConstraint(['recovery_step_id'], ['human_step.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('drill', schema=None) as batch_op:
@@ -268,6 +273,6 @@ def downgrade() -> None:
 
     op.drop_table('facility')
     # PostgreSQL keeps enum types after their tables are dropped.
-    for name in ("ackstatus", "direction", "drillstatus", "rosterrole"):
+    for name in ("ackstatus", "direction", "drillmeasure", "drillstatus", "rosterrole"):
         sa.Enum(name=name).drop(op.get_bind(), checkfirst=True)
     # ### end Alembic commands ###
