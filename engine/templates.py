@@ -38,7 +38,14 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _format_when
+    env.filters["in_sentence"] = in_sentence
     return env
+
+
+def in_sentence(title: str) -> str:
+    """A title as it reads inside a sentence: "Fire evacuation" → "fire evacuation", but "IT outage" stays."""
+    first = title.split(" ", 1)[0]
+    return title if len(first) > 1 and first.isupper() else title[:1].lower() + title[1:]
 
 
 @pass_context

@@ -28,6 +28,7 @@ class RecoveryReport:
     restored_after_minutes: float | None  # None: not restored within the exercise
     data_loss_minutes: float | None = None
     reported_by: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class DrillFigures:
     data_loss_minutes: float | None = None
     rpo_minutes: int | None = None
     reported_by: str = ""
+    recovery_note: str = ""
 
     @property
     def headcount_percent(self) -> float:
@@ -109,6 +111,7 @@ def figures(acks: Sequence[Acknowledgement], rto_minutes: int | None, *, measure
         measure=measure, reported=report is not None, rpo_minutes=rpo_minutes,
         data_loss_minutes=report.data_loss_minutes if report is not None else None,
         reported_by=report.reported_by if report is not None else "",
+        recovery_note=report.note if report is not None else "",
     )
 
 

@@ -21,6 +21,7 @@ from engine.human_steps import ask, expire
 from engine.reports import save_report
 from engine.settings import get_settings
 from engine.sweep import SweepReport, escalate_overdue
+from engine.templates import in_sentence
 from flows.drill_rules import (
     ACTION_WORKING_DAYS,
     Acknowledgement,
@@ -437,7 +438,8 @@ def _recovery_report(db: Session, drill: Drill) -> RecoveryReport | None:
     answer = DrillRecovery.model_validate(step.answer)
     by = db.get(Person, step.answered_by_id) if step.answered_by_id else None
     return RecoveryReport(restored_after_minutes=answer.restored_after_minutes,
-                          data_loss_minutes=answer.data_loss_minutes, reported_by=by.name if by else "")
+                          data_loss_minutes=answer.data_loss_minutes, reported_by=by.name if by else "",
+                          note=answer.note)
 
 
 def _responsible(db: Session, drill: Drill, owner: str) -> int:
@@ -502,7 +504,7 @@ def close_drill(drill_id: int) -> int:
 
 def _record_findings(db: Session, drill: Drill, result: DrillFigures) -> list[int]:
     actions: dict[int, list[dict[str, Any]]] = {}
-    for found in findings(result, kind_title=drill.title.lower()):
+    for found in findings(result, kind_title=in_sentence(drill.title)):
         finding = Finding(drill_id=drill.id, severity=found.severity, description=found.description)
         db.add(finding)
         db.flush()
@@ -541,7 +543,8 @@ def _report_context(db: Session, drill: Drill) -> dict[str, Any]:
                "median_seconds": result.median_seconds, "p90_seconds": result.p90_seconds,
                "recovery_minutes": result.recovery_minutes, "rto_minutes": result.rto_minutes,
                "rto_met": result.rto_met, "measure": result.measure, "reported": result.reported,
-               "reported_by": result.reported_by, "data_loss_minutes": result.data_loss_minutes,
+               "reported_by": result.reported_by, "recovery_note": result.recovery_note,
+               "data_loss_minutes": result.data_loss_minutes,
                "rpo_minutes": result.rpo_minutes, "rpo_met": result.rpo_met,
                "missing": [{"name": a.name, "area": a.area} for a in result.missing],
                "needs_assistance": [{"name": a.name, "location": a.location} for a in result.needs_assistance]}

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.templates import TemplateProblem, render_message, render_page
+from engine.templates import TemplateProblem, in_sentence, render_message, render_page
 
 
 def _link(step_id: int) -> str:
@@ -40,3 +40,11 @@ def test_a_missing_value_names_the_template_instead_of_rendering_blank() -> None
 def test_pages_escape_what_people_typed() -> None:
     html = render_page("pages/refused.html", {"title": "<b>x</b>", "detail": "<script>alert(1)</script>"})
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+@pytest.mark.parametrize(("title", "expected"), [
+    ("Fire evacuation", "fire evacuation"), ("IT outage tabletop", "IT outage tabletop"),
+    ("A", "a"), ("", ""), ("ERP", "ERP"),
+])
+def test_a_title_reads_inside_a_sentence_without_losing_its_acronyms(title: str, expected: str) -> None:
+    assert in_sentence(title) == expected

@@ -288,6 +288,7 @@ def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
         assert action.owner_id == plan.owner_id
     report = Path(result.report).read_text(encoding="utf-8")
     assert "45.0 min" in report and "reported by Lee Lead" in report and "Data lost" in report
+    assert "Restored from the nightly backup." in report
     mail = _until("after-action mail", lambda: [
         m for m in smtp.messages(to=lead_email) if m.subject.startswith("After-action report")])
     assert "45.0 min (reported by Lee Lead) against a target of 240 min (met)" in mail[0].text
