@@ -45,6 +45,10 @@ class ImportRefused(ValueError):
         super().__init__(f"{path.name}: {len(problems)} problem(s), nothing imported:\n  {shown}{more}")
 
 
+# Resolves the columns that name other rows (a code, an e-mail) into ids; unresolvable ones are row problems.
+References = Callable[[Session, list[tuple[int, BaseModel]]], tuple[dict[int, dict[str, Any]], list[RowProblem]]]
+
+
 @dataclass(frozen=True)
 class ImportKind:
     """How one kind of CSV maps onto one table."""
@@ -54,7 +58,7 @@ class ImportKind:
     table: Table
     natural_key: tuple[str, ...]
     to_record: Callable[[BaseModel, dict[str, Any]], dict[str, Any]]
-    references: Callable[[Session, list[tuple[int, BaseModel]]], tuple[dict[int, dict[str, Any]], list[RowProblem]]]
+    references: References
     description: str = ""
 
 
@@ -75,6 +79,27 @@ def row_without(*columns: str) -> Callable[[BaseModel, dict[str, Any]], dict[str
         return {**row.model_dump(exclude=dropped), **refs}
 
     return to_record
+
+
+def reference_by_code(field: str, code: Any, key: Any, *, into: str, missing: str) -> References:
+    """A `references` for a column naming another row by its code (`field`): each code resolved to that row's
+    `key` as `into`, in one query; an unknown code is a problem of its row, saying `missing`."""
+
+    def resolve(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, dict[str, Any]],
+                                                                          list[RowProblem]]:
+        codes = {getattr(row, field) for _, row in rows}
+        known = {found: ref for found, ref in db.execute(select(code, key).where(code.in_(codes)))} if codes else {}
+        resolved: dict[int, dict[str, Any]] = {}
+        problems: list[RowProblem] = []
+        for number, row in rows:
+            value = getattr(row, field)
+            if value in known:
+                resolved[number] = {into: known[value]}
+            else:
+                problems.append(RowProblem(number, field, value, missing))
+        return resolved, problems
+
+    return resolve
 
 
 def register_kind(kind: ImportKind) -> ImportKind:

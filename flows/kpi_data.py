@@ -6,11 +6,11 @@ from datetime import date
 from typing import Any, cast
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from engine.importer import ImportKind, RowProblem, register_kind, row_without, table_of
-from registry import Direction, KpiDefinition, KpiMeasurement, Person
+from engine.importer import ImportKind, RowProblem, reference_by_code, register_kind, row_without, table_of
+from registry import Direction, KpiDefinition, KpiMeasurement
+from registry.people import ids_by_email
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -43,17 +43,10 @@ class KpiMeasurementRow(BaseModel):
         return self.kpi_code
 
 
-def _people(db: Session, emails: set[str]) -> dict[str, int]:
-    if not emails:
-        return {}
-    found = db.exec(select(func.lower(Person.email), Person.id).where(func.lower(Person.email).in_(emails)))
-    return {email: person_id for email, person_id in found if person_id is not None}
-
-
 def _kpi_owners(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, dict[str, Any]],
                                                                        list[RowProblem]]:
     kpis = [(n, cast(KpiRow, r)) for n, r in rows]
-    known = _people(db, {r.owner_email.lower() for _, r in kpis if r.owner_email})
+    known = ids_by_email(db, (r.owner_email for _, r in kpis if r.owner_email))
     resolved: dict[int, dict[str, Any]] = {}
     problems = []
     for number, row in kpis:
@@ -65,27 +58,13 @@ def _kpi_owners(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[in
     return resolved, problems
 
 
-def _kpi_ids(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, dict[str, Any]],
-                                                                     list[RowProblem]]:
-    codes = {cast(KpiMeasurementRow, row).kpi_code for _, row in rows}
-    known = {code: kpi_id for code, kpi_id in db.exec(
-        select(KpiDefinition.code, KpiDefinition.id).where(col(KpiDefinition.code).in_(codes)))} if codes else {}
-    resolved: dict[int, dict[str, Any]] = {}
-    problems = []
-    for number, row in rows:
-        code = cast(KpiMeasurementRow, row).kpi_code
-        if code in known:
-            resolved[number] = {"kpi_id": known[code]}
-        else:
-            problems.append(RowProblem(number, "kpi_code", code, "no such KPI; import the KPI definitions first"))
-    return resolved, problems
-
-
 KPIS = register_kind(ImportKind(
     name="kpis", row_model=KpiRow, table=table_of(KpiDefinition), natural_key=("code",),
     to_record=row_without("owner_email"), references=_kpi_owners,
     description="code,name,unit,target,direction,owner_email,description,active"))
 KPI_MEASUREMENTS = register_kind(ImportKind(
     name="kpi-measurements", row_model=KpiMeasurementRow, table=table_of(KpiMeasurement),
-    natural_key=("kpi_id", "measured_on"), to_record=row_without("kpi_code"), references=_kpi_ids,
+    natural_key=("kpi_id", "measured_on"), to_record=row_without("kpi_code"), references=reference_by_code(
+        "kpi_code", col(KpiDefinition.code), col(KpiDefinition.id), into="kpi_id",
+        missing="no such KPI; import the KPI definitions first"),
     description="kpi_code,measured_on,value,note"))

@@ -37,7 +37,6 @@ from registry import (
     KpiDefinition,
     KpiMeasurement,
     OperationsReport,
-    Person,
     PurchaseRequest,
     PurchaseRequestLine,
     StepStatus,
@@ -47,7 +46,7 @@ from registry import (
     trail,
 )
 from registry.clock import as_utc, utcnow
-from registry.people import people_with_role
+from registry.people import names_by_id, people_with_role
 from registry.supply import OPEN_REQUEST_STATUSES
 
 DISTRIBUTION_ROLE = "operations_report"
@@ -106,13 +105,6 @@ def _bounds(period: rules.Period, tz: str) -> tuple[datetime, datetime]:
     return as_utc(start), as_utc(datetime(after.year, after.month, after.day, tzinfo=zone))
 
 
-def _names(db: Any, ids: set[int | None]) -> dict[int, str]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {pid: name for pid, name in db.exec(select(Person.id, Person.name).where(col(Person.id).in_(wanted)))}
-
-
 @task
 def kpi_section(period: rules.Period) -> list[rules.KpiRow]:
     """Every active KPI with its measurements over the chart window, in two queries."""
@@ -120,7 +112,7 @@ def kpi_section(period: rules.Period) -> list[rules.KpiRow]:
     with session() as db:
         kpis = list(db.exec(select(KpiDefinition).where(col(KpiDefinition.active).is_(True))
                             .order_by(col(KpiDefinition.code))))
-        owners = _names(db, {k.owner_id for k in kpis})
+        owners = names_by_id(db, {k.owner_id for k in kpis})
         points: dict[int, list[tuple[date, float]]] = {k.id or 0: [] for k in kpis}
         measured = select(col(KpiMeasurement.kpi_id), col(KpiMeasurement.measured_on), col(KpiMeasurement.value))
         rows = db.exec(measured.where(col(KpiMeasurement.kpi_id).in_(list(points)),
@@ -146,7 +138,7 @@ def findings_section(now: datetime) -> tuple[list[rules.AgeRow], list[rules.Open
                                .where(col(CorrectiveAction.status).not_in(CLOSED))))
         owner_ids: set[int | None] = {a.owner_id for a, _ in actions}
         owner_ids |= {a.owner_id for _, a in findings if a is not None}
-        owners = _names(db, owner_ids)
+        owners = names_by_id(db, owner_ids)
     items = [rules.OpenItem("finding", f.description, f.severity.value, owners.get(a.owner_id, "") if a else "",
                             rules.age_days(f.created_at, now)) for f, a in findings]
     items += [rules.OpenItem("corrective action", a.description, f.severity.value, owners.get(a.owner_id, ""),
@@ -174,7 +166,7 @@ def vendor_section() -> list[rules.VendorLine]:
     """Active vendors, their standing and their latest score."""
     with session() as db:
         vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True)).order_by(col(Vendor.code))))
-        owners = _names(db, {v.owner_id for v in vendors})
+        owners = names_by_id(db, {v.owner_id for v in vendors})
         latest: dict[int, tuple[str, float | None]] = {}
         for vendor_id, period, score in db.exec(select(VendorScorecard.vendor_id, VendorScorecard.period,
                                                        VendorScorecard.score)
@@ -231,7 +223,7 @@ def obligations_section(now: datetime, tz: str) -> list[rules.Obligation]:
                               .where(col(DrillProgram.active).is_(True))))
         actions = list(db.exec(select(CorrectiveAction).where(col(CorrectiveAction.status).not_in(CLOSED),
                                                               col(CorrectiveAction.due_at) < horizon)))
-        owners = _names(db, {c.owner_id for c in controls} | {v.owner_id for v in vendors}
+        owners = names_by_id(db, {c.owner_id for c in controls} | {v.owner_id for v in vendors}
                         | {p.owner_id for p in plans} | {a.owner_id for a in actions})
     for c in controls:
         due = c.next_due_at or rules.cadence_due(c.cadence, c.last_tested_at, now, tz)

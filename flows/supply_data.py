@@ -7,11 +7,11 @@ from decimal import Decimal
 from typing import Any, cast
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from engine.importer import ImportKind, RowProblem, register_kind, row_without, table_of
+from engine.importer import ImportKind, RowProblem, reference_by_code, register_kind, row_without, table_of
 from registry import Delivery, InventoryItem, Person, Standing, Vendor
+from registry.people import ids_by_email
 from registry.validation import check_cron
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -71,34 +71,15 @@ class InventoryRow(BaseModel):
     vendor_code: str = Field(min_length=1)
 
 
-def _vendor_ids(db: Session, codes: set[str]) -> dict[str, int]:
-    if not codes:
-        return {}
-    found = db.exec(select(Vendor.code, Vendor.id).where(col(Vendor.code).in_(codes)))
-    return {code: vendor_id for code, vendor_id in found if vendor_id is not None}
-
-
-def _by_vendor_code(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, dict[str, Any]],
-                                                                          list[RowProblem]]:
-    codes = {cast(Any, row).vendor_code for _, row in rows}
-    known = _vendor_ids(db, codes)
-    resolved, problems = {}, []
-    for number, row in rows:
-        code = cast(Any, row).vendor_code
-        if code in known:
-            resolved[number] = {"vendor_id": known[code]}
-        else:
-            problems.append(RowProblem(number, "vendor_code", code, "no such vendor; import vendors first"))
-    return resolved, problems
+_BY_VENDOR_CODE = reference_by_code("vendor_code", col(Vendor.code), col(Vendor.id), into="vendor_id",
+                                   missing="no such vendor; import vendors first")
 
 
 def _vendor_people(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[int, dict[str, Any]],
                                                                          list[RowProblem]]:
     vendors = [(n, cast(VendorRow, r)) for n, r in rows]
-    emails = {r.owner_email.lower() for _, r in vendors} | {r.contact_email.lower() for _, r in vendors
-                                                             if r.contact_email}
-    people = {email: pid for email, pid in db.exec(
-        select(func.lower(Person.email), Person.id).where(func.lower(Person.email).in_(emails)))} if emails else {}
+    people = ids_by_email(db, [r.owner_email for _, r in vendors] + [r.contact_email for _, r in vendors
+                                                                      if r.contact_email])
     resolved, problems = {}, []
     for number, row in vendors:
         owner = people.get(row.owner_email.lower())
@@ -111,7 +92,7 @@ def _vendor_people(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict
             person = Person(name=row.contact_name or f"{row.name} orders", email=row.contact_email)
             db.add(person)
             db.flush()
-            contact = people[row.contact_email.lower()] = person.id
+            contact = people[row.contact_email.lower()] = person.id or 0
         resolved[number] = {"owner_id": owner, "contact_id": contact}
     return resolved, problems
 
@@ -128,10 +109,10 @@ VENDORS = register_kind(ImportKind(
     description="code,name,owner_email,contact_email,contact_name,standing,review_cadence,contract_end"))
 DELIVERIES = register_kind(ImportKind(
     name="deliveries", row_model=DeliveryRow, table=table_of(Delivery), natural_key=("po_number", "line"),
-    to_record=row_without("vendor_code"), references=_by_vendor_code,
+    to_record=row_without("vendor_code"), references=_BY_VENDOR_CODE,
     description="po_number,line,vendor_code,sku,promised_date,delivered_date,qty_ordered,qty_received,"
                 "qty_rejected,unit_price,contracted_price"))
 INVENTORY = register_kind(ImportKind(
     name="inventory", row_model=InventoryRow, table=table_of(InventoryItem), natural_key=("sku", "location"),
-    to_record=row_without("vendor_code"), references=_by_vendor_code,
+    to_record=row_without("vendor_code"), references=_BY_VENDOR_CODE,
     description="sku,location,description,on_hand,reorder_point,reorder_qty,lead_time_days,unit_cost,vendor_code"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, String, cast
+from collections.abc import Iterable
+
+from sqlalchemy import JSON, Column, String, cast, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 
@@ -51,3 +53,21 @@ def get_person(db: Session, person_id: int) -> Person:
     found = db.get(Person, person_id)
     assert found is not None, f"person {person_id} is referenced but missing"
     return found
+
+
+def names_by_id(db: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    """Each referenced person's name, in one query (a report names hundreds of owners)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {pid: name for pid, name in db.exec(select(Person.id, Person.name).where(col(Person.id).in_(wanted)))
+            if pid is not None}
+
+
+def ids_by_email(db: Session, emails: Iterable[str]) -> dict[str, int]:
+    """Lower-cased e-mail → person id for those of `emails` that are people, in one query."""
+    wanted = {email.lower() for email in emails}
+    if not wanted:
+        return {}
+    found = db.exec(select(func.lower(Person.email), Person.id).where(func.lower(Person.email).in_(wanted)))
+    return {email: pid for email, pid in found if pid is not None}
