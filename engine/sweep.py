@@ -14,6 +14,7 @@ from engine.human_steps import expire
 from engine.settings import get_settings
 from registry import HumanStep, Person, StepStatus, session, trail
 from registry.clock import utcnow
+from registry.people import get_person
 
 
 @dataclass
@@ -22,6 +23,7 @@ class SweepReport:
     escalated: list[int] = field(default_factory=list)
     expired: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)  # the messages escalation queued, for whoever delivers them
     delivered: int = 0
 
 
@@ -29,15 +31,14 @@ def _pending(db: Session) -> list[HumanStep]:
     return list(db.exec(select(HumanStep).where(HumanStep.status == StepStatus.pending)))
 
 
-def _step_context(db: Session, step: HumanStep, recipient: Person) -> dict[str, object]:
-    person = db.get(Person, step.person_id)
-    return {"step": _step_summary(step, person), "recipient": notify.recipient(recipient),
-            "asked": {"name": person.name if person else "?"}}
+def _step_context(step: HumanStep, person: Person) -> dict[str, object]:
+    """What a notice to the person asked says about their step."""
+    return {"step": _step_summary(step, person), "recipient": notify.recipient(person)}
 
 
-def _step_summary(step: HumanStep, person: Person | None) -> dict[str, object]:
+def _step_summary(step: HumanStep, person: Person) -> dict[str, object]:
     return {"id": step.id, "title": step.title, "due_at": step.due_at, "expires_at": step.expires_at,
-            "asked": person.name if person else "?",
+            "asked": person.name,
             "where": str(step.details.get("area", "")) if isinstance(step.details, dict) else ""}
 
 
@@ -50,16 +51,10 @@ def remind_due(now: datetime, report: SweepReport) -> None:
             # Someone asked inside the reminder window has just been told: a reminder would be noise.
             if step.reminded_at is None and step.created_at < window_opens <= now < step.due_at:
                 notify.enqueue(db, key=f"step-{step.id}-reminder", recipient_id=step.person_id,
-                               template="step_reminder", context=_step_context(db, step, _person(db, step)))
+                               template="step_reminder", context=_step_context(step, get_person(db, step.person_id)))
                 step.reminded_at = now
                 db.add(step)
                 report.reminded.append(step.id)
-
-
-def _person(db: Session, step: HumanStep) -> Person:
-    person = db.get(Person, step.person_id)
-    assert person is not None
-    return person
 
 
 def _escalation_recipients(db: Session, step: HumanStep, person: Person) -> list[Person]:
@@ -82,37 +77,36 @@ def escalate_overdue(now: datetime, report: SweepReport, *, step_ids: list[int] 
     overdue notice of their own.
     """
     with session() as db:
-        query = select(HumanStep.id).where(HumanStep.status == StepStatus.pending, HumanStep.escalation_level == 0,
-                                           col(HumanStep.due_at) <= now, col(HumanStep.expires_at) > now)
+        claim = update(HumanStep).where(col(HumanStep.status) == StepStatus.pending,
+                                        col(HumanStep.escalation_level) == 0, col(HumanStep.due_at) <= now,
+                                        col(HumanStep.expires_at) > now)
         if step_ids is not None:
-            query = query.where(col(HumanStep.id).in_(step_ids))
-        candidates = [i for i in db.exec(query) if i is not None]
-        if not candidates:
-            return
-        claimed = db.execute(
-            update(HumanStep).where(col(HumanStep.id).in_(candidates), col(HumanStep.escalation_level) == 0,
-                                    col(HumanStep.status) == StepStatus.pending)
-            .values(escalation_level=1).returning(col(HumanStep.id)).execution_options(synchronize_session=False))
+            claim = claim.where(col(HumanStep.id).in_(step_ids))
+        claimed = db.execute(claim.values(escalation_level=1).returning(col(HumanStep.id))
+                             .execution_options(synchronize_session=False))
         ids = sorted(row[0] for row in claimed)
+        if not ids:
+            return
         by_recipient: dict[int, list[dict[str, object]]] = {}
         for step in db.exec(select(HumanStep).where(col(HumanStep.id).in_(ids)).order_by(col(HumanStep.id))):
             assert step.id is not None
-            person = _person(db, step)
+            person = get_person(db, step.person_id)
             recipients = _escalation_recipients(db, step, person)
             for recipient in recipients:
                 by_recipient.setdefault(recipient.id or 0, []).append(_step_summary(step, person))
-            notify.enqueue(db, key=f"step-{step.id}-overdue", recipient_id=person.id or 0,
-                           template="step_overdue",
-                           context={**_step_context(db, step, person),
-                                    "escalated_to": [r.name for r in recipients]})
+            notices = notify.enqueue(db, key=f"step-{step.id}-overdue", recipient_id=person.id or 0,
+                                     template="step_overdue",
+                                     context={**_step_context(step, person),
+                                              "escalated_to": [r.name for r in recipients]})
+            report.queued += [row.id for row in notices if row.id is not None]
             trail.record(db, actor="sweep", action="step.escalated", entity_type="human_step", entity_id=step.id,
                          data={"level": 1, "to": [r.email for r in recipients],
                                "why_nobody": None if recipients else "no active manager or escalation contact"})
             report.escalated.append(step.id)
         for recipient_id, steps in by_recipient.items():
             batch = hashlib.sha256(",".join(str(s["id"]) for s in steps).encode()).hexdigest()[:16]
-            notify.digest(db, key=f"escalation-{batch}", template="step_escalation", items={recipient_id: steps},
-                          context={}, items_as="steps")
+            report.queued += notify.digest(db, key=f"escalation-{batch}", template="step_escalation",
+                                           items={recipient_id: steps}, context={}, items_as="steps")
 
 
 def expire_overdue(now: datetime, report: SweepReport) -> None:
