@@ -21,7 +21,7 @@ from engine.human_steps import ask, expire
 from engine.reports import save_report
 from engine.settings import get_settings
 from engine.sweep import SweepReport, escalate_overdue
-from engine.templates import in_sentence
+from engine.templates import in_sentence, render_page
 from flows.drill_rules import (
     ACTION_WORKING_DAYS,
     Acknowledgement,
@@ -50,7 +50,7 @@ from registry import (
     trail,
 )
 from registry.clock import as_utc, utcnow
-from registry.people import get_person, person_with_role
+from registry.people import get_person, names_by_id, person_with_role
 
 ACTOR = "emergency-drill"
 
@@ -167,10 +167,6 @@ def _drill_context(db: Session, drill: Drill) -> dict[str, Any]:
                      "rpo_minutes": plan.rpo_minutes} if plan else None}
 
 
-def _title(kind: str, program: DrillProgram | None) -> str:
-    return program.title if program else kind.replace("_", " ").capitalize()
-
-
 @task
 def start_due_drills() -> list[str]:
     """Start one emergency-drill run for every programme whose cadence has come round; what was started.
@@ -182,13 +178,12 @@ def start_due_drills() -> list[str]:
     now = utcnow()
     started: list[str] = []
     with session() as db:
-        programs = list(db.exec(select(DrillProgram).where(col(DrillProgram.active).is_(True))
+        programs = list(db.exec(select(DrillProgram, Facility)
+                                .join(Facility, col(Facility.id) == DrillProgram.facility_id)
+                                .where(col(DrillProgram.active).is_(True), col(Facility.active).is_(True))
                                 .order_by(col(DrillProgram.id))))
         due: list[tuple[DrillProgram, Facility, datetime]] = []
-        for program in programs:
-            facility = db.get(Facility, program.facility_id)
-            if facility is None or not facility.active:
-                continue
+        for program, facility in programs:
             if program.last_run_at is None:
                 program.last_run_at = now
                 db.add(program)
@@ -223,14 +218,8 @@ def preview_alert(params: DrillParameters) -> int:
         facility = _facility(db, params.facility)
         program = _program(db, facility, params.kind)
         roster = _roster(db, facility)
-        now = utcnow()
-        window, escalate = _windows(params, program)
-        context = {"drill": {"id": 0, "title": _title(params.kind, program), "kind": params.kind,
-                             "started_at": now, "escalate_at": now + escalate, "closes_at": now + window,
-                             "unscheduled": params.occasion is None,
-                             "scheduled_for": _occasion_time(params.occasion)},
-                   "facility": {"code": facility.code, "name": facility.name, "address": facility.address},
-                   "plan": None, "step_id": 0}
+        context = {**_drill_context(db, _new_drill(params, facility, program, key="preview", run_id=None)),
+                   "step_id": 0}
         parts = [notify.preview_for(person, "drill_started", {**context, "area": entry.area})
                  for entry, person in roster[:5]]
     more = f"\n… and {len(roster) - 5} more participants." if len(roster) > 5 else ""
@@ -247,10 +236,19 @@ def _occasion_time(occasion: str | None) -> datetime | None:
         return None
 
 
-def _windows(params: DrillParameters, program: DrillProgram | None) -> tuple[timedelta, timedelta]:
-    window = params.window_minutes or (program.window_minutes if program else 20)
-    escalate = params.escalate_after_minutes or (program.escalate_after_minutes if program else 5)
-    return timedelta(minutes=window), timedelta(minutes=min(escalate, window))
+def _new_drill(params: DrillParameters, facility: Facility, program: DrillProgram | None, *, key: str,
+               run_id: str | None) -> Drill:
+    """The drill `params` describe, starting now, not yet saved: its windows, plan and measure from the
+    facility's programme of this kind unless the parameters say otherwise."""
+    window = timedelta(minutes=params.window_minutes or (program.window_minutes if program else 20))
+    escalate = timedelta(minutes=params.escalate_after_minutes or (program.escalate_after_minutes if program else 5))
+    measure = params.measure or (program.measure if program else DrillMeasure.headcount)
+    now = utcnow()
+    return Drill(key=key, program_id=program.id if program else None, facility_id=facility.id or 0,
+                 plan_id=program.plan_id if program else None, kind=params.kind,
+                 title=program.title if program else params.kind.replace("_", " ").capitalize(),
+                 scheduled_for=_occasion_time(params.occasion), measure=DrillMeasure(measure), started_at=now,
+                 escalate_at=now + min(escalate, window), closes_at=now + window, flow_run_id=run_id)
 
 
 @task
@@ -272,14 +270,7 @@ def open_drill(params: DrillParameters) -> int:
         roster = _roster(db, facility)
         if not roster:
             raise ValueError(f"facility {facility.code} has no active people on its roster: nobody to drill")
-        window, escalate = _windows(params, program)
-        now = utcnow()
-        measure = DrillMeasure(params.measure or (program.measure if program else DrillMeasure.headcount))
-        drill = Drill(key=key, program_id=program.id if program else None, facility_id=facility.id or 0,
-                      plan_id=program.plan_id if program else None, kind=params.kind,
-                      title=_title(params.kind, program), unscheduled=params.occasion is None,
-                      scheduled_for=_occasion_time(params.occasion), measure=measure, started_at=now,
-                      escalate_at=now + escalate, closes_at=now + window, flow_run_id=run_id)
+        drill = _new_drill(params, facility, program, key=key, run_id=run_id)
         db.add(drill)
         db.flush()
         wardens = [person.id or 0 for entry, person in roster if entry.role == RosterRole.warden]
@@ -295,7 +286,7 @@ def open_drill(params: DrillParameters) -> int:
             db.add(DrillParticipant(drill_id=drill.id or 0, person_id=person.id or 0, role=entry.role,
                                     area=entry.area, step_id=step.id))
         db.flush()
-        if measure == DrillMeasure.recovery:
+        if drill.measure == DrillMeasure.recovery:
             lead = _responsible(db, drill, "plan_owner")
             report = ask(db, key=f"drill-{drill.id}-recovery", person_id=lead, form="drill_recovery",
                          title=f"{drill.title} at {facility.name}: when was the service restored?",
@@ -305,7 +296,7 @@ def open_drill(params: DrillParameters) -> int:
             db.add(drill)
         trail.record(db, actor=ACTOR, action="drill.started", entity_type="drill", entity_id=drill.id or 0,
                      data={"facility": facility.code, "kind": drill.kind, "participants": len(roster),
-                           "unscheduled": drill.unscheduled, "measure": measure.value,
+                           "unscheduled": drill.unscheduled, "measure": drill.measure.value,
                            "closes_at": drill.closes_at.isoformat()})
         return drill.id or 0
 
@@ -318,9 +309,7 @@ def alert_participants(drill_id: int) -> int:
         assert drill is not None
         context = _drill_context(db, drill)
         ids: list[int] = []
-        for participant in db.exec(select(DrillParticipant).where(DrillParticipant.drill_id == drill_id)):
-            person = db.get(Person, participant.person_id)
-            assert person is not None
+        for participant, person in _acknowledgements(db, drill_id):
             rows = notify.enqueue(db, key=f"drill-{drill_id}-alert-{person.id}", recipient_id=person.id or 0,
                                   template="drill_started",
                                   context={**context, "recipient": notify.recipient(person),
@@ -358,6 +347,8 @@ def _take_answers(db: Session, drill: Drill) -> list[DrillParticipant]:
 
 
 def _alert_wardens(db: Session, drill: Drill, needing: list[DrillParticipant]) -> list[int]:
+    if not needing:
+        return []
     wardens = [p.person_id for p in db.exec(select(DrillParticipant).where(
         DrillParticipant.drill_id == drill.id, DrillParticipant.role == RosterRole.warden))]
     context = _drill_context(db, drill)
@@ -410,7 +401,7 @@ def watch(drill_id: int) -> dict[str, int]:
                         col(DrillParticipant.id).in_([pid for pid, _ in missing]),
                         col(DrillParticipant.escalated_at).is_(None)).values(escalated_at=now)
                         .execution_options(synchronize_session=False))
-                notify.deliver_due()
+                notify.deliver_due(ids=report.queued)
         time.sleep(max(0.05, min(poll, (closes_at - utcnow()).total_seconds())))
     return {"assistance_alerts": alerted, "escalated": escalated}
 
@@ -446,16 +437,13 @@ def _responsible(db: Session, drill: Drill, owner: str) -> int:
     """Who owns a finding's corrective action: the first warden for the people findings, the plan owner for
     the plan's; whoever of the two exists otherwise, and the Director of Operations when neither does."""
     plan = db.get(ContinuityPlan, drill.plan_id) if drill.plan_id else None
-    if owner == "warden":
-        warden = db.exec(select(DrillParticipant.person_id).where(
-            DrillParticipant.drill_id == drill.id, DrillParticipant.role == RosterRole.warden)
-            .order_by(col(DrillParticipant.id))).first()
-        if warden is not None:
-            return warden
-    if plan is not None and plan.owner_id is not None:
-        return plan.owner_id
-    if owner != "warden":
-        return _responsible(db, drill, "warden")
+    warden = db.exec(select(DrillParticipant.person_id).where(
+        DrillParticipant.drill_id == drill.id, DrillParticipant.role == RosterRole.warden)
+        .order_by(col(DrillParticipant.id))).first()
+    plan_owner = plan.owner_id if plan is not None else None
+    for candidate in (warden, plan_owner) if owner == "warden" else (plan_owner, warden):
+        if candidate is not None:
+            return candidate
     director = person_with_role(db, "director")
     if director is None:
         raise ValueError("no warden, plan owner or person with role 'director' to own the drill's findings")
@@ -522,23 +510,23 @@ def _record_findings(db: Session, drill: Drill, result: DrillFigures) -> list[in
                          context=_drill_context(db, drill), items_as="actions")
 
 
-def _report_context(db: Session, drill: Drill) -> dict[str, Any]:
+def _report_context(db: Session, drill: Drill) -> tuple[dict[str, Any], DrillFigures]:
+    """What the after-action report and its message show, and the figures behind them."""
     result = _figures(db, drill)
-    rows = []
-    for participant, person in _acknowledgements(db, drill.id or 0):
-        by = db.get(Person, participant.answered_by_id) if participant.answered_by_id else None
-        rows.append({"name": person.name, "area": participant.area, "role": participant.role.value,
-                     "status": participant.status.value, "location": participant.location,
-                     "seconds": participant.seconds_to_account,
-                     "answered_by": by.name if by is not None and by.id != person.id else "",
-                     "escalated": participant.escalated_at is not None})
-    found = []
-    for finding, action in db.exec(select(Finding, CorrectiveAction)
-                                   .join(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
-                                   .where(Finding.drill_id == drill.id).order_by(col(Finding.id))):
-        owner = db.get(Person, action.owner_id)
-        found.append({"severity": finding.severity.value, "description": finding.description,
-                      "action": action.description, "owner": owner.name if owner else "?", "due_at": action.due_at})
+    acknowledged = _acknowledgements(db, drill.id or 0)
+    actions = list(db.exec(select(Finding, CorrectiveAction)
+                           .join(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
+                           .where(Finding.drill_id == drill.id).order_by(col(Finding.id))))
+    names = names_by_id(db, [p.answered_by_id for p, _ in acknowledged] + [a.owner_id for _, a in actions])
+    rows = [{"name": person.name, "area": participant.area, "role": participant.role.value,
+             "status": participant.status.value, "location": participant.location,
+             "seconds": participant.seconds_to_account,
+             "answered_by": names.get(participant.answered_by_id or 0, "")
+             if participant.answered_by_id not in (None, person.id) else "",
+             "escalated": participant.escalated_at is not None}
+            for participant, person in acknowledged]
+    found = [{"severity": finding.severity.value, "description": finding.description, "action": action.description,
+              "owner": names.get(action.owner_id, "?"), "due_at": action.due_at} for finding, action in actions]
     summary = {"accounted": result.accounted, "total": result.total, "percent": result.headcount_percent,
                "median_seconds": result.median_seconds, "p90_seconds": result.p90_seconds,
                "recovery_minutes": result.recovery_minutes, "rto_minutes": result.rto_minutes,
@@ -549,7 +537,7 @@ def _report_context(db: Session, drill: Drill) -> dict[str, Any]:
                "missing": [{"name": a.name, "area": a.area} for a in result.missing],
                "needs_assistance": [{"name": a.name, "location": a.location} for a in result.needs_assistance]}
     return {**_drill_context(db, drill), "summary": summary, "rows": rows, "findings": found,
-            "closed_at": drill.closed_at, "generated_at": utcnow()}
+            "closed_at": drill.closed_at, "generated_at": utcnow()}, result
 
 
 @task
@@ -559,7 +547,7 @@ def build_after_action(drill_id: int) -> DrillOutcome:
         drill = db.get(Drill, drill_id)
         facility = db.get(Facility, drill.facility_id) if drill else None
         assert drill is not None and facility is not None
-        context = _report_context(db, drill)
+        context, result = _report_context(db, drill)
         report = save_report(f"drill-{drill_id}-{facility.code}-{drill.kind}.html", "reports/drill_after_action.html",
                              context)
         first_time = drill.report_sha256 is None
@@ -580,7 +568,6 @@ def build_after_action(drill_id: int) -> DrillOutcome:
                                       template="drill_after_action",
                                       context={**context, "recipient": notify.recipient(reader)})
                 ids += [row.id for row in rows if row.id is not None]
-        result = _figures(db, drill)
         outcome = DrillOutcome(drill_id=drill_id, facility=facility.code, kind=drill.kind, status=drill.status.value,
                                accounted=result.accounted, total=result.total, median_seconds=result.median_seconds,
                                p90_seconds=result.p90_seconds, recovery_minutes=result.recovery_minutes,
@@ -591,30 +578,10 @@ def build_after_action(drill_id: int) -> DrillOutcome:
     create_table_artifact([{**row, "seconds": round(row["seconds"], 1) if row["seconds"] is not None else None}
                            for row in rows], key=f"drill-{facility.code.lower()}-{drill.kind.replace('_', '-')}",
                           description=f"{drill.title} at {facility.name}: who acknowledged, and when")
-    create_markdown_artifact(_summary_markdown(outcome, result, drill.title, facility.name),
+    create_markdown_artifact(render_page("reports/drill_after_action.md", {**context, "report": outcome.report,
+                                                                           "findings_count": outcome.findings}),
                              key="drill-after-action", description=f"After-action summary, drill {drill_id}")
     return outcome
-
-
-def _summary_markdown(outcome: DrillOutcome, result: DrillFigures, title: str, facility: str) -> str:
-    def _s(value: float | None) -> str:
-        return "—" if value is None else f"{value:.0f} s"
-
-    unmeasured = "not reported" if result.measure == "recovery" and not result.reported else "not achieved"
-    recovery = unmeasured if result.recovery_minutes is None else f"{result.recovery_minutes:.1f} min"
-    target = f" (target {result.rto_minutes} min)" if result.rto_minutes is not None else ""
-    missing = ", ".join(a.name for a in result.missing) or "nobody"
-    lost = ""
-    if result.measure == "recovery":
-        shown = "not reported" if result.data_loss_minutes is None else f"{result.data_loss_minutes:g} min"
-        lost = f"| Data lost | {shown}" + (f" (target {result.rpo_minutes} min)" if result.rpo_minutes is not None
-                                           else "") + " |\n"
-    return (f"## {title} at {facility}\n\n| Figure | Value |\n|---|---|\n"
-            f"| Headcount | {result.accounted} / {result.total} ({result.headcount_percent:.0f} %) |\n"
-            f"| Median time to account | {_s(result.median_seconds)} |\n"
-            f"| 90th percentile | {_s(result.p90_seconds)} |\n"
-            f"| Recovery time | {recovery}{target} |\n{lost}"
-            f"| Missing | {missing} |\n| Findings | {outcome.findings} |\n\nReport: `{outcome.report}`\n")
 
 
 @flow(name="emergency-drill", log_prints=True)

@@ -101,7 +101,6 @@ class Drill(SQLModel, table=True):
     plan_id: int | None = Field(default=None, foreign_key="continuity_plan.id")
     kind: str
     title: str
-    unscheduled: bool = False
     scheduled_for: datetime | None = Field(default=None, description="The programme's occurrence this drill is for; "
                                                                      "None for an unscheduled drill.")
     measure: DrillMeasure = DrillMeasure.headcount
@@ -123,6 +122,10 @@ class Drill(SQLModel, table=True):
     report_path: str | None = None
     report_sha256: str | None = None
     flow_run_id: str | None = None
+
+    @property
+    def unscheduled(self) -> bool:
+        return self.scheduled_for is None
 
 
 class DrillParticipant(SQLModel, table=True):

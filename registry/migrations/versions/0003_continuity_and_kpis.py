@@ -140,7 +140,6 @@ def upgrade() -> None:
     sa.Column('plan_id', sa.Integer(), nullable=True),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('unscheduled', sa.Boolean(), nullable=False),
     sa.Column('scheduled_for', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('measure', sa.Enum('headcount', 'recovery', name='drillmeasure'), nullable=False),
     sa.Column('recovery_step_id', sa.Integer(), nullable=True),
