@@ -82,4 +82,3 @@ class Attestation(BaseModel):
         if self.result == "pass" and self.evidence_url is None and self.evidence_file is None:
             raise ValueError("A pass needs evidence: give a link or upload a file.")
         return self
-

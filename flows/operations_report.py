@@ -255,16 +255,13 @@ def _csv(rows: list[rules.Figure]) -> bytes:
 
 
 @task
-def render(period: rules.Period, sections: rules.Sections, generated_at: datetime, tz: str) -> dict[str, str]:
+def render(period: rules.Period, sections: rules.Sections, top: rules.Headline, generated_at: datetime,
+           tz: str) -> dict[str, str]:
     """Charts, the HTML report beside them, its PDF and the CSV of every figure, all in the report's folder."""
     folder = f"operations/{period.key}"
     base = report_path(f"{folder}/report.html").parent
     drawn = {"kpis": charts.kpi_trends(sections.kpis, period, base / charts.KPI_TRENDS),
              "ages": charts.findings_by_age(sections.ages, base / charts.FINDINGS_AGE)}
-    for name, chart in ((charts.KPI_TRENDS, drawn["kpis"]), (charts.FINDINGS_AGE, drawn["ages"])):
-        if chart is None:  # a rebuild with less data must not mail or show a stale chart
-            (base / name).unlink(missing_ok=True)
-    top = rules.headline(sections)
     html = save_report(f"{folder}/report.html", "reports/operations_report.html", {
         "period": period, "sections": sections, "top": top, "generated_at": generated_at,
         "person": {"timezone": tz}, "charts": {k: v.name if v else None for k, v in drawn.items()},
@@ -309,9 +306,9 @@ def _kpi_table(kpis: list[rules.KpiRow]) -> list[dict[str, Any]]:
 
 
 @task
-def publish(period: rules.Period, sections: rules.Sections, files: dict[str, str], seconds: float) -> None:
+def publish(period: rules.Period, sections: rules.Sections, top: rules.Headline, files: dict[str, str],
+            seconds: float) -> None:
     """The latest report in the Prefect UI: a markdown summary and the KPI table, under stable keys."""
-    top = rules.headline(sections)
     summary = render_page("reports/operations_report.md", {
         "period": period, "sections": sections, "top": top, "files": files, "seconds": seconds})
     create_markdown_artifact(summary, key=MARKDOWN_ARTIFACT,
@@ -320,20 +317,22 @@ def publish(period: rules.Period, sections: rules.Sections, files: dict[str, str
                           description=f"KPIs against target, {period.label} ({period.start} to {period.end})")
 
 
-def _message_context(period: rules.Period, sections: rules.Sections, files: dict[str, str]) -> dict[str, Any]:
+def _message_context(period: rules.Period, sections: rules.Sections, top: rules.Headline,
+                     files: dict[str, str]) -> dict[str, Any]:
     """What the e-mail says: the headline, the KPI table and the charts by file name (no measurement series)."""
     kpis = [{**{k: v for k, v in asdict(row).items() if k not in ("points", "spec")}, **asdict(row.spec)}
             for row in sections.kpis]
     return {"period": {"key": period.key, "label": period.label, "start": period.start, "end": period.end},
-            "top": asdict(rules.headline(sections)), "kpis": kpis,
+            "top": asdict(top), "kpis": kpis,
             "charts": {k.removeprefix("chart_"): Path(v).name for k, v in files.items() if k.startswith("chart_")}}
 
 
 @task
-def send(period: rules.Period, sections: rules.Sections, files: dict[str, str]) -> tuple[int, int]:
+def send(period: rules.Period, sections: rules.Sections, top: rules.Headline,
+         files: dict[str, str]) -> tuple[int, int]:
     """One message per person on the distribution list, the PDF attached and the charts inline; once per period."""
     attachments = [Path(files["pdf"])] + [Path(v) for k, v in files.items() if k.startswith("chart_")]
-    context = _message_context(period, sections, files)
+    context = _message_context(period, sections, top, files)
     with session() as db:
         people = people_with_role(db, DISTRIBUTION_ROLE)
         ids = [row.id for person in people
@@ -370,12 +369,12 @@ def operations_report(params: ReportParameters = ReportParameters()) -> ReportOu
     sections = rules.Sections(kpis=kpi_section(period), ages=ages, oldest=oldest,
                               latency=latency_section(period, tz), vendors=vendor_section(), inventory=health,
                               shortages=shortages, obligations=obligations_section(now, tz))
-    files = render(period, sections, now, tz)
+    top = rules.headline(sections)
+    files = render(period, sections, top, now, tz)
     record(period, files, now)
     built = time.perf_counter() - began
-    publish(period, sections, files, built)
-    recipients, sent = send(period, sections, files) if params.send else (0, 0)
-    top = rules.headline(sections)
+    publish(period, sections, top, files, built)
+    recipients, sent = send(period, sections, top, files) if params.send else (0, 0)
     logger.info("Operations report %s built in %.2f s: %s of %s KPIs met; sent to %s of %s on the list",
                 period.key, built, top.kpis_met, top.kpis, sent, recipients)
     return ReportOutcome(key=period.key, period=period.label, first_day=period.start, last_day=period.end,

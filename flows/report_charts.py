@@ -41,18 +41,24 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
+def _nothing_at(path: Path) -> None:
+    # A rebuild with less data must not mail or show the chart an earlier build left there.
+    path.unlink(missing_ok=True)
+
+
 def _number(value: float) -> str:
     return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def kpi_trends(kpis: Sequence[KpiRow], period: Period, path: Path) -> Path | None:
     """One small chart per KPI with measurements: a year of them, the target dashed, the period shaded and its
-    mean drawn across it in the status colour. None when no KPI has a measurement to draw."""
+    mean drawn across it in the status colour. None (and no file at `path`) when no KPI has a measurement."""
     import matplotlib
     from matplotlib.dates import AutoDateLocator, DateFormatter
 
     drawn = [k for k in kpis if k.points]
     if not drawn:
+        _nothing_at(path)
         return None
     columns = 2 if len(drawn) > 1 else 1
     rows = math.ceil(len(drawn) / columns)
@@ -86,10 +92,12 @@ def kpi_trends(kpis: Sequence[KpiRow], period: Period, path: Path) -> Path | Non
 
 
 def findings_by_age(ages: Sequence[AgeRow], path: Path) -> Path | None:
-    """Open findings, open corrective actions and the overdue among them, per age bucket; None when none is open."""
+    """Open findings, open corrective actions and the overdue among them, per age bucket; None (and no file at
+    `path`) when none is open."""
     import matplotlib
 
     if not any(a.findings or a.actions for a in ages):
+        _nothing_at(path)
         return None
     series = (("Open findings", [a.findings for a in ages], "#e8590c"),
               ("Open corrective actions", [a.actions for a in ages], _LINE),

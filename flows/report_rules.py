@@ -14,6 +14,7 @@ from typing import Literal
 from engine.deadlines import next_due
 from registry.clock import as_utc
 from registry.kpis import Direction
+from registry.supply import Standing
 
 ACTOR = "operations-report"
 OBLIGATION_HORIZON_DAYS = 30
@@ -382,7 +383,7 @@ class Sections:
     obligations: list[Obligation] = field(default_factory=list)
 
 
-STANDINGS = ("preferred", "approved", "probation", "disqualified")
+STANDINGS = tuple(standing.value for standing in Standing)
 
 
 @dataclass(frozen=True)
@@ -401,7 +402,7 @@ class Headline:
     obligations_overdue: int
     vendors: int
     vendors_at_risk: int
-    items: int
+    stock_items: int
     items_at_or_below: int
     standings: dict[str, int]
 
@@ -428,7 +429,7 @@ def headline(sections: Sections) -> Headline:
         request_median_hours=_pooled_median(sections.latency, "form"),
         obligations=len(sections.obligations), obligations_overdue=sum(o.overdue for o in sections.obligations),
         vendors=len(sections.vendors), vendors_at_risk=standings["probation"] + standings["disqualified"],
-        items=health.items if health else 0, items_at_or_below=health.at_or_below if health else 0,
+        stock_items=health.items if health else 0, items_at_or_below=health.at_or_below if health else 0,
         standings=standings)
 
 

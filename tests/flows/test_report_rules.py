@@ -193,7 +193,8 @@ def test_due_soon_keeps_the_overdue_and_the_next_30_days_soonest_first() -> None
 def test_every_figure_of_an_empty_report_is_zero_or_blank() -> None:
     period = parse_period("2026-11", TODAY)
     top = headline(Sections())
-    assert (top.kpis, top.open_findings, top.approval_median_hours, top.items, top.obligations) == (0, 0, None, 0, 0)
+    assert (top.kpis, top.open_findings, top.approval_median_hours, top.stock_items, top.obligations) == \
+        (0, 0, None, 0, 0)
     rows = figures(period, Sections(), top)
     assert {r[0] for r in rows} == {"period", "summary", "vendors"}  # vendor standings count zero each
 
