@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 
 from engine import links
 from engine.human_steps import ask
@@ -30,6 +32,7 @@ from registry import (
     Vendor,
 )
 from registry.clock import utcnow
+from registry.db import session as registry_session
 
 _counter = itertools.count(1)
 
@@ -148,3 +151,18 @@ def drill_program(db: Session, at: Facility, *, kind: str = "fire_evacuation", c
     db.add(row)
     db.flush()
     return row
+
+
+def csv_file(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
+    """A CSV file as a spreadsheet exports it: a header row, then `rows`."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def count(model: type) -> int:
+    """How many rows the registry holds of `model`."""
+    with registry_session() as db:
+        return int(db.exec(select(func.count()).select_from(model)).one())

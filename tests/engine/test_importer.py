@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import select
 from typer.testing import CliRunner
 
 import flows.supply_data  # noqa: F401  (registers the import kinds)
@@ -26,16 +25,7 @@ def _owners() -> None:
 
 
 def _write(path: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def _count(model: type) -> int:
-    with session() as db:
-        return int(db.exec(select(func.count()).select_from(model)).one())
+    return factories.csv_file(path, header, rows)
 
 
 def test_importing_the_same_files_twice_changes_nothing(any_db: str) -> None:
@@ -43,12 +33,12 @@ def test_importing_the_same_files_twice_changes_nothing(any_db: str) -> None:
     first = [import_csv(kind, DEMO / f"{name}.csv") for kind, name in
              (("vendors", "vendors"), ("deliveries", "deliveries"), ("inventory", "inventory"))]
     assert [r.inserted for r in first] == [6, 51, 33]
-    events = _count(AuditEvent)
+    events = factories.count(AuditEvent)
     again = [import_csv(kind, DEMO / f"{name}.csv") for kind, name in
              (("vendors", "vendors"), ("deliveries", "deliveries"), ("inventory", "inventory"))]
     assert [(r.inserted, r.updated, r.unchanged) for r in again] == [(0, 0, 6), (0, 0, 51), (0, 0, 33)]
-    assert _count(AuditEvent) == events, "an import that changes nothing leaves no trail entry"
-    assert (_count(Vendor), _count(Delivery), _count(InventoryItem)) == (6, 51, 33)
+    assert factories.count(AuditEvent) == events, "an import that changes nothing leaves no trail entry"
+    assert (factories.count(Vendor), factories.count(Delivery), factories.count(InventoryItem)) == (6, 51, 33)
     with session() as db:
         contact = db.exec(select(Person).where(Person.email == "orders@acme.example")).one()
         acme = db.exec(select(Vendor).where(Vendor.code == "ACME")).one()
@@ -80,12 +70,12 @@ def test_a_bad_file_is_refused_whole_with_every_problem_listed(any_db: str) -> N
         (6, "qty_rejected", "60"), (7, "po_number, line", "PO50001 / 1"), (8, "unit_price", "four"),
     }
     assert all(p.why for p in refused.value.problems)
-    assert _count(Delivery) == 0, "the good rows of a refused file are not imported either"
+    assert factories.count(Delivery) == 0, "the good rows of a refused file are not imported either"
 
 
 def test_a_refused_vendor_file_creates_no_contact_people(registry_db: str, tmp_path: Path) -> None:
     _owners()
-    people = _count(Person)
+    people = factories.count(Person)
     header = ["code", "name", "owner_email", "contact_email", "review_cadence"]
     rows = [["A1", "Alpha", "paula.procurement@demo.example", "new.contact@alpha.example", "0 7 1 * *"],
             ["B1", "Beta", "nobody@demo.example", "", "0 7 1 * *"],
@@ -93,7 +83,7 @@ def test_a_refused_vendor_file_creates_no_contact_people(registry_db: str, tmp_p
     with pytest.raises(ImportRefused) as refused:
         import_csv("vendors", _write(tmp_path / "v.csv", rows, header))
     assert {(p.line, p.column) for p in refused.value.problems} == {(3, "owner_email"), (4, "review_cadence")}
-    assert _count(Person) == people and _count(Vendor) == 0
+    assert factories.count(Person) == people and factories.count(Vendor) == 0
 
 
 def test_missing_and_unknown_columns_are_named(registry_db: str, tmp_path: Path) -> None:
@@ -125,4 +115,4 @@ def test_a_large_file_imports_in_one_transaction(registry_db: str, tmp_path: Pat
     rows: list[list[object]] = [[f"S{i}", "MAIN", i % 50, 20, 40, "1.25", code] for i in range(20_000)]
     result = CliRunner().invoke(app, ["import", "inventory", str(_write(tmp_path / "big.csv", rows, header))])
     assert result.exit_code == 0, result.output
-    assert _count(InventoryItem) == 20_000
+    assert factories.count(InventoryItem) == 20_000

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import csv
 import os
 from datetime import date
 from pathlib import Path
@@ -16,21 +15,9 @@ from engine.settings import get_settings
 from engine.stack import local_environment
 from registry import Direction, KpiDefinition, KpiMeasurement, Person, Vendor, session
 from registry.demo import seed
+from tests.factories import count, csv_file
 
 DEMO = Path(__file__).resolve().parents[2] / "demo"
-
-
-def _write(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def _count(model: type) -> int:
-    with session() as db:
-        return int(db.exec(select(func.count()).select_from(model)).one())
 
 
 def _demo_people() -> None:
@@ -59,10 +46,10 @@ def test_the_demo_kpis_import_with_owners_and_a_year_of_weekly_measurements(regi
 
 def test_a_corrected_measurement_replaces_the_old_value(registry_db: str, tmp_path: Path) -> None:
     header = ["code", "name", "unit", "target", "direction"]
-    import_csv("kpis", _write(tmp_path / "k.csv", header, [["IRT", "Incident response", "h", 4, "Lower"]]))
+    import_csv("kpis", csv_file(tmp_path / "k.csv", header, [["IRT", "Incident response", "h", 4, "Lower"]]))
     path = tmp_path / "m.csv"
-    import_csv("kpi-measurements", _write(path, ["kpi_code", "measured_on", "value"], [["IRT", "2026-11-22", 5.3]]))
-    report = import_csv("kpi-measurements", _write(path, ["kpi_code", "measured_on", "value", "note"],
+    import_csv("kpi-measurements", csv_file(path, ["kpi_code", "measured_on", "value"], [["IRT", "2026-11-22", 5.3]]))
+    report = import_csv("kpi-measurements", csv_file(path, ["kpi_code", "measured_on", "value", "note"],
                                                    [["IRT", "2026-11-22", 4.1, "recounted"]]))
     assert (report.inserted, report.updated) == (0, 1)
     with session() as db:
@@ -76,25 +63,25 @@ def test_bad_rows_refuse_the_whole_file_each_named(registry_db: str, tmp_path: P
     _demo_people()
     header = ["code", "name", "unit", "target", "direction", "owner_email"]
     with pytest.raises(ImportRefused) as refused:
-        import_csv("kpis", _write(tmp_path / "k.csv", header, [
+        import_csv("kpis", csv_file(tmp_path / "k.csv", header, [
             ["OK", "Fine", "%", 90, "higher", "dora.director@demo.example"],
             ["DIR", "Sideways", "%", 90, "sideways", ""],
             ["OWN", "Nobody's", "%", 90, "higher", "nobody@demo.example"],
             ["TGT", "No target", "%", "ninety", "higher", ""]]))
     assert {(p.line, p.column) for p in refused.value.problems} == {(3, "direction"), (4, "owner_email"),
                                                                     (5, "target")}
-    assert _count(KpiDefinition) == 0
+    assert count(KpiDefinition) == 0
 
     import_csv("kpis", DEMO / "kpis.csv")
     with pytest.raises(ImportRefused) as refused:
-        import_csv("kpi-measurements", _write(tmp_path / "m.csv", ["kpi_code", "measured_on", "value"], [
+        import_csv("kpi-measurements", csv_file(tmp_path / "m.csv", ["kpi_code", "measured_on", "value"], [
             ["OTD", "2026-11-29", 95.5], ["NOPE", "2026-11-29", 1], ["OTD", "2026-11-31", 95],
             ["OTD", "2026-11-29", 96]]))
     problems = {(p.line, p.column): p.why for p in refused.value.problems}
     assert set(problems) == {(3, "kpi_code"), (4, "measured_on"), (5, "kpi_id, measured_on")}
     assert "import the KPI definitions first" in problems[(3, "kpi_code")]
     assert "same key as line 2" in problems[(5, "kpi_id, measured_on")]
-    assert _count(KpiMeasurement) == 0
+    assert count(KpiMeasurement) == 0
 
 
 def _keep_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +99,7 @@ def test_ops_init_imports_the_demo_kpis_once_and_ops_import_takes_kpi_files(
     first = runner.invoke(app, ["init"])
     assert first.exit_code == 0, first.output
     assert "demo kpis: 7 imported" in first.output and "demo kpi-measurements: 364 imported" in first.output
-    assert (_count(Vendor), _count(KpiDefinition), _count(KpiMeasurement)) == (6, 7, 364)
+    assert (count(Vendor), count(KpiDefinition), count(KpiMeasurement)) == (6, 7, 364)
     with session() as db:  # staff retire a KPI; a later start must not bring it back
         retired = db.exec(select(KpiDefinition).where(KpiDefinition.code == "SAFE")).one()
         retired.active = False
@@ -124,6 +111,6 @@ def test_ops_init_imports_the_demo_kpis_once_and_ops_import_takes_kpi_files(
         assert db.exec(select(func.count()).select_from(KpiMeasurement)
                        .where(col(KpiMeasurement.value) >= 0)).one() == 364
 
-    path = _write(tmp_path / "m.csv", ["kpi_code", "measured_on", "value"], [["OTD", "2026-11-29", 95.5]])
+    path = csv_file(tmp_path / "m.csv", ["kpi_code", "measured_on", "value"], [["OTD", "2026-11-29", 95.5]])
     imported = runner.invoke(app, ["import", "kpi-measurements", str(path)])
     assert imported.exit_code == 0 and "1 new, 0 updated, 0 unchanged" in imported.output
