@@ -260,11 +260,12 @@ def _missed(db: Session, plan: ContinuityPlan, step: HumanStep, occasion: str) -
     if any(event.data.get("step_id") == step.id for event in recorded):
         return []
     owner = get_person(db, plan.owner_id or 0)
+    asked = get_person(db, step.person_id)
     manager = db.get(Person, owner.manager_id) if owner.manager_id else None
     told = manager if manager is not None and manager.active and step.status == StepStatus.expired else None
     trail.record(db, actor=ACTOR, action=MISSED, entity_type=SUBJECT, entity_id=plan.id or 0,
                  data={"step_id": step.id, "occasion": occasion, "outcome": step.status.value,
-                       "asked": get_person(db, step.person_id).email, "owner": owner.email,
+                       "asked": asked.email, "owner": owner.email,
                        "manager_told": told.email if told else None})
     if told is None:
         return []
@@ -272,7 +273,7 @@ def _missed(db: Session, plan: ContinuityPlan, step: HumanStep, occasion: str) -
                      review_due=datetime.fromisoformat(str(step.details[_REVIEW_DUE])))
     rows = notify.enqueue(db, key=f"{step.key}-missed", recipient_id=told.id or 0, template="plan_review_missed",
                           context={**_plan_context(db, plan, target), "recipient": notify.recipient(told),
-                                   "asked": {"name": get_person(db, step.person_id).name},
+                                   "asked": {"name": asked.name},
                                    "expired_at": step.expires_at})
     return [r.id for r in rows if r.id is not None]
 
