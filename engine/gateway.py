@@ -214,6 +214,9 @@ def _errors(error: ValidationError) -> dict[str, str]:
     return found
 
 
+RESUME_TRIES = (0.0, 0.5, 1.0, 2.0, 4.0)  # seconds before each try to resume the waiting run
+
+
 def _record(token: str, form: FormData, uploads: dict[str, _Upload], meta: tuple[str | None, str | None]) -> Response:
     try:
         step_id = int(str(form.get("step_id", "")))
@@ -247,8 +250,9 @@ def _record(token: str, form: FormData, uploads: dict[str, _Upload], meta: tuple
             return _refused(links.Refusal.decided)
         title = step.title
     response = _page("answered.html", {"title": title, "answer": answer})
-    if not runs.hand_back(step_id):
-        response.background = BackgroundTask(runs.hand_back_soon, step_id)
+    # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
+    # Right after the page is sent, then a few more tries (a run can still be suspending), then the sweep.
+    response.background = BackgroundTask(runs.hand_back_soon, step_id, RESUME_TRIES)
     return response
 
 
