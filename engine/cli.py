@@ -146,27 +146,39 @@ def demo(
 def outbox(
     status: Annotated[str | None, typer.Option(help="pending, sent, failed or preview.")] = None,
     deliver: Annotated[bool, typer.Option(help="Deliver what is due first.")] = False,
+    requeue: Annotated[bool, typer.Option(help="Send every failed message again (before --deliver).")] = False,
     limit: int = 50,
 ) -> None:
-    """List queued and sent messages (channel secrets masked)."""
+    """List queued and sent messages: what waits and why (channel secrets masked)."""
     _prepare()
-    from sqlmodel import col, select
+    from sqlmodel import col, func, select
 
     from engine import notify
-    from registry import Notification, Person, session
+    from registry import DeliveryStatus, Notification, Person, session
 
+    if requeue:
+        typer.echo(f"requeued {len(notify.requeue_failed())} failed message(s)")
     if deliver:
         report = notify.deliver_due()
-        typer.echo(f"delivered {len(report.sent)}, retrying {len(report.retrying)}, failed {len(report.failed)}")
+        typer.echo(f"delivered {len(report.sent)}, retrying {len(report.retrying)}, failed {len(report.failed)}"
+                   + (f"; {len(report.alerted)} reported as not getting through" if report.alerted else ""))
     with session() as db:
+        counts = dict(db.exec(select(Notification.status, func.count()).group_by(col(Notification.status))).all())
+        typer.echo(f"waiting {counts.get(DeliveryStatus.pending, 0)}, failed {counts.get(DeliveryStatus.failed, 0)}"
+                   f", sent {counts.get(DeliveryStatus.sent, 0)}"
+                   + ("  (ops outbox --requeue sends the failed ones again)" if counts.get(DeliveryStatus.failed)
+                      else ""))
         query = select(Notification).order_by(col(Notification.id).desc()).limit(limit)
         if status:
             query = query.where(Notification.status == status)
         for note in db.exec(query):
             person = db.get(Person, note.recipient_id)
             email = person.email if person else "?"
+            waits = (f"  next {note.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+                     + (f", retried until {note.give_up_at:%Y-%m-%d %H:%M} UTC" if note.give_up_at else "")
+                     if note.status == DeliveryStatus.pending and note.attempts else "")
             typer.echo(f"{note.id:>5} {note.status.value:<8} {note.attempts} try  {email:<32} {note.subject}"
-                       + (f"  [{note.last_error}]" if note.last_error else ""))
+                       + waits + (f"  [{note.last_error}]" if note.last_error else ""))
 
 
 _IMPORT_MODULES = ("flows.supply_data", "flows.kpi_data")
@@ -232,15 +244,22 @@ def import_(
 
 @app.command("verify-trail")
 def verify_trail() -> None:
-    """Recompute the audit trail's hash chain; exit 1 if any row was edited or deleted."""
+    """Recompute the trail's keyed chain and check it against its checkpoints; exit 1 on any tampering.
+
+    A trail that verifies is sealed: its head is appended to the checkpoint file, so rows deleted later are found.
+    """
     _prepare()
     from registry import session
-    from registry.trail import verify
+    from registry.trail import checkpoint, verify
 
     with session() as db:
         report = verify(db)
+        if report.ok:
+            checkpoint(db)
     if report.ok:
-        typer.echo(f"trail intact: {report.events} events, head {report.head}")
+        against = (f"; {report.checkpoints} checkpoint(s) held, the latest at event {report.latest.event_id} "
+                   f"({report.latest.at})" if report.latest else "; no checkpoint before this one")
+        typer.echo(f"trail intact: {report.events} events, head {report.head}{against}")
         return
     for problem in report.problems:
         typer.echo(f"TAMPERED: {problem}", err=True)

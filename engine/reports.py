@@ -29,7 +29,16 @@ def save_report(filename: str, template: str, context: dict[str, Any]) -> SavedR
     html = render_page(template, context)
     path = report_path(filename)
     path.write_text(html, encoding="utf-8")
+    _seal_trail()
     return SavedReport(path=path, sha256=hashlib.sha256(html.encode()).hexdigest())
+
+
+def _seal_trail() -> None:
+    """Every report checkpoints the trail's head outside the registry: rows deleted after it are then found."""
+    from registry import session, trail
+
+    with session() as db:
+        trail.checkpoint(db)
 
 
 def save_pdf(filename: str, html: str, *, base_dir: Path | None = None) -> SavedReport:

@@ -54,11 +54,23 @@ class Settings(BaseSettings):
     resume_poll_seconds: float = Field(
         0.5, description="How often the serving process polls for resumed and scheduled runs (fractions allowed)."
     )
+    trail_key: SecretStr | None = Field(
+        None, description="Key of the audit trail's HMAC chain, kept outside the registry (a vault, the service's "
+        "environment). Required in production; in development a random key is kept in data_dir/trail.key (0600).",
+    )
+    trail_checkpoint_path: Path | None = Field(
+        None, description="Append-only file of signed trail heads that `ops verify-trail` checks the registry "
+        "against; default data_dir/trail-checkpoints.jsonl. At scale: another machine or WORM storage.",
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:
         if self.mode == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
             raise ValueError("OPS_SECRET_KEY must be set in production mode (the embedded default is public).")
+        if self.mode == "production" and len(self.trail_key.get_secret_value() if self.trail_key else "") < 32:
+            raise ValueError("OPS_TRAIL_KEY must be set in production mode, at least 32 characters (e.g. from "
+                             "`python -c 'import secrets; print(secrets.token_hex(32))'`), kept outside the "
+                             "registry: whoever holds it can re-sign the audit trail.")
         return self
 
     @property
@@ -72,6 +84,14 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.data_dir / "prefect"
+
+    @property
+    def trail_key_file(self) -> Path:
+        return self.data_dir / "trail.key"
+
+    @property
+    def trail_checkpoints(self) -> Path:
+        return self.trail_checkpoint_path or self.data_dir / "trail-checkpoints.jsonl"
 
 
 @lru_cache

@@ -12,6 +12,12 @@ def test_production_refuses_the_embedded_secret(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ValidationError, match="OPS_SECRET_KEY must be set"):
         Settings()
     monkeypatch.setenv("OPS_SECRET_KEY", "a-real-secret-from-the-vault")
+    with pytest.raises(ValidationError, match="OPS_TRAIL_KEY must be set"):
+        Settings()
+    monkeypatch.setenv("OPS_TRAIL_KEY", "too-short")
+    with pytest.raises(ValidationError, match="OPS_TRAIL_KEY must be set"):
+        Settings()
+    monkeypatch.setenv("OPS_TRAIL_KEY", "a-trail-key-from-the-vault-of-64-characters-0123456789abcdef0123")
     assert Settings().mode == "production"
 
 
