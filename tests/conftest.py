@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # Prefect reads these only when first imported.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ops-test-prefect-")
@@ -27,10 +27,12 @@ os.environ.pop("PREFECT_API_URL", None)
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
+from jinja2 import Template  # noqa: E402
 from sqlalchemy.engine import URL, make_url  # noqa: E402
 
 from engine import inbox, mailcatcher  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
+from engine.templates import environment  # noqa: E402
 from registry import reset_engines  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 from tests import browser  # noqa: E402
@@ -50,6 +52,31 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Browser tests need Chromium: checked before their fixtures start servers they would not use."""
     if item.get_closest_marker("browser") and (reason := browser.missing()):
         _unavailable(reason)
+
+
+TEMPLATES_USED: set[str] = set()
+WALK_TEST = "test_every_template_file_is_rendered_by_some_test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_templates_used() -> Iterator[None]:
+    """Every template a test loads in this process (includes and layouts too), for tests/test_every_template.py."""
+    env = environment()
+    load = env.get_template
+
+    def recording(name: Any, *args: Any, **kwargs: Any) -> Template:
+        template = load(name, *args, **kwargs)
+        TEMPLATES_USED.add(str(template.name))
+        return template
+
+    env.get_template = recording  # type: ignore[method-assign]
+    yield
+    del env.get_template
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The template walk runs last, when every other test has rendered what it renders."""
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) == WALK_TEST)
 
 
 def free_port() -> int:
