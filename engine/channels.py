@@ -4,11 +4,18 @@ E-mail is the mass channel (a drill alerts a whole building at once). Apprise op
 new TLS context for every message, about 25 ms each, so messages bound for the same mail server share one session
 here: Apprise still parses the URL, builds each MIME message and drives the SMTP conversation; only the session is
 kept open across the batch. Every other channel is one Apprise notify per message.
+
+Each outcome is reported the moment it is known (`deliver` is a generator), so the caller can record a message as
+sent as soon as its server accepts it: a crash mid-batch then repeats at most the message in flight. An outcome
+says whether a copy may have left: an e-mail whose data reached the server but whose reply never came may be in
+the reader's inbox, and so may a chat message Apprise reports as failed (it cannot tell a refused connection from
+a lost reply); the links in such a copy must stay valid.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 import smtplib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +43,22 @@ class Outgoing:
     attachments: Sequence[Path] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """None as error is accepted by the server; otherwise why not, and whether a copy may still have left."""
+
+    error: str | None = None
+    may_have_left: bool = False
+
+    @property
+    def sent(self) -> bool:
+        return self.error is None
+
+
+def _failed(error: str, *, may_have_left: bool = False) -> Outcome:
+    return Outcome(error[-500:], may_have_left)
+
+
 def targets(person: Person) -> list[str]:
     """The person's Apprise URLs; with none, e-mail through the configured mail server."""
     if person.channels:
@@ -61,19 +84,26 @@ def send(url: str, message: Message, attachments: Sequence[Path] = ()) -> str | 
 def send_all(batch: Sequence[Outgoing]) -> list[str | None]:
     """Deliver every message; for each, in order, the error text (secrets masked) or None on success."""
     outcomes: list[str | None] = [None] * len(batch)
+    for index, outcome in deliver(batch):
+        outcomes[index] = outcome.error
+    return outcomes
+
+
+def deliver(batch: Sequence[Outgoing]) -> Iterator[tuple[int, Outcome]]:
+    """Deliver every message, yielding (index in `batch`, outcome) as each outcome becomes known."""
     by_server: dict[tuple[Any, ...], list[tuple[int, NotifyEmail]]] = {}
     for index, item in enumerate(batch):
         plugin = apprise.Apprise.instantiate(item.url, suppress_exceptions=True)
         if plugin is None:
-            outcomes[index] = f"unusable channel URL {redacted(item.url)}"
+            yield index, _failed(f"unusable channel URL {redacted(item.url)}")
         elif isinstance(plugin, NotifyEmail) and type(plugin).send is NotifyEmail.send:
             by_server.setdefault(_server_of(plugin), []).append((index, plugin))
         else:
-            outcomes[index] = _notify(plugin, item)
+            error = _notify(plugin, item)
+            yield index, Outcome() if error is None else _failed(error, may_have_left=True)
     for group in by_server.values():
         for index, outcome in _send_emails([(batch[i], plugin) for i, plugin in group]):
-            outcomes[group[index][0]] = outcome
-    return outcomes
+            yield group[index][0], outcome
 
 
 def _notify(plugin: Any, item: Outgoing) -> str | None:
@@ -126,43 +156,95 @@ def _prepared(plugin: NotifyEmail, item: Outgoing) -> list[Any]:
     ))
 
 
-def _send_emails(group: list[tuple[Outgoing, NotifyEmail]]) -> Iterator[tuple[int, str | None]]:
-    """Send a group bound for one server over one SMTP session, reconnecting once if the server drops it."""
+class _Uncertain(Exception):
+    """The data reached the server but its reply did not: the message may have been stored."""
+
+
+def _send_emails(group: list[tuple[Outgoing, NotifyEmail]]) -> Iterator[tuple[int, Outcome]]:
+    """Send a group bound for one server over one SMTP session, reconnecting when the server drops it.
+
+    A message whose reply was lost is not sent again here (the caller retries it later, keeping its links):
+    re-sending it on the new session would put a second copy in an inbox that most likely has one. A session
+    that delivered something before it dropped is reopened for the rest; one that delivered nothing, once.
+    """
     pending = list(enumerate(group))
-    reconnected = False
+    server = f"mail server {group[0][1].smtp_host}:{group[0][1].port}"
+    fruitless = 0
     while pending:
+        delivered = False
         try:
             with _session(group[0][1]) as smtp:
                 while pending:
                     index, (item, plugin) = pending[0]
-                    yield index, _send_one(smtp, item, plugin)
+                    try:
+                        outcome = _send_one(smtp, item, plugin)
+                    except _Uncertain as lost:
+                        pending.pop(0)
+                        yield index, _failed(f"{server}: no reply after the message was sent ({lost}); it may "
+                                             "have been delivered", may_have_left=True)
+                        raise smtplib.SMTPServerDisconnected(str(lost)) from None
                     pending.pop(0)
+                    delivered = delivered or outcome.sent
+                    yield index, outcome
         except _SMTP_ERRORS as error:
-            if reconnected or not pending:
-                reason = f"mail server {group[0][1].smtp_host}:{group[0][1].port}: {error}"[-500:]
+            fruitless = 0 if delivered else fruitless + 1
+            if fruitless >= 2 or not pending:
                 for index, _ in pending:
-                    yield index, reason
+                    yield index, _failed(f"{server}: {error}")
                 return
-            reconnected = True
 
 
-def _send_one(smtp: AppriseSMTPController, item: Outgoing, plugin: NotifyEmail) -> str | None:
-    with apprise.LogCapture(level=apprise.logging.WARNING) as log:
-        try:
-            messages = _prepared(plugin, item)
-        except Exception as error:  # an unreadable attachment or an unusable address: this message only
-            return f"could not prepare the e-mail to {plugin.url(privacy=True)}: {error}"[-500:]
-        refused = [m.recipient for m in messages if not smtp.sendmail(plugin.from_addr[1], m.to_addrs, m.body)]
-        captured = log.getvalue() if hasattr(log, "getvalue") else ""
-    if not refused:
-        return None
-    if smtp._socket is None or not _alive(smtp):
-        raise smtplib.SMTPServerDisconnected(captured.strip() or "connection lost")
-    return (captured.strip() or f"the mail server refused {', '.join(map(str, refused))}")[-500:]
-
-
-def _alive(smtp: AppriseSMTPController) -> bool:
+def _send_one(smtp: AppriseSMTPController, item: Outgoing, plugin: NotifyEmail) -> Outcome:
     try:
-        return bool(smtp._socket is not None and smtp._socket.noop()[0] == 250)
-    except _SMTP_ERRORS:
-        return False
+        messages = _prepared(plugin, item)
+    except Exception as error:  # an unreadable attachment or an unusable address: this message only
+        return _failed(f"could not prepare the e-mail to {plugin.url(privacy=True)}: {error}")
+    assert smtp._socket is not None
+    refused: list[str] = []
+    left = False
+    for message in messages:
+        refusal = _transmit(smtp._socket, plugin.from_addr[1], message.to_addrs, message.body)
+        if refusal is None:
+            left = True
+        else:
+            refused.append(f"{message.recipient}: {refusal}")
+    if not refused:
+        return Outcome()
+    return _failed(f"the mail server refused {'; '.join(refused)}", may_have_left=left)
+
+
+_CRLF_ENDINGS = re.compile(r"(?:\r\n|\n|\r(?!\n))")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _transmit(conn: smtplib.SMTP, sender: str, recipients: Sequence[str], body: str) -> str | None:
+    """smtplib's sendmail, telling a refusal (the reason, returned) from a reply lost after the data went.
+
+    Any error before the final dot was sent means the server cannot have stored the message: it is raised as
+    the SMTP error it is. After it, a lost connection raises _Uncertain.
+    """
+    conn.ehlo_or_helo_if_needed()
+    options = ["SMTPUTF8", "BODY=8BITMIME"] if not body.isascii() and conn.has_extn("smtputf8") else []
+    code, reply = conn.mail(sender, options)
+    if code != 250:
+        conn.rset()
+        return f"{code} {reply.decode(errors='replace')}"
+    accepted = [r for r in recipients if conn.rcpt(r)[0] in (250, 251)]
+    if not accepted:
+        conn.rset()
+        return "every recipient refused"
+    code, reply = conn.docmd("data")
+    if code != 354:
+        conn.rset()
+        return f"{code} {reply.decode(errors='replace')}"
+    data = _LEADING_DOT.sub(b"..", _CRLF_ENDINGS.sub("\r\n", body).encode("utf-8"))
+    conn.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    try:
+        code, reply = conn.getreply()
+    except (OSError, smtplib.SMTPServerDisconnected) as lost:
+        raise _Uncertain(str(lost) or type(lost).__name__) from lost
+    if code != 250:
+        return f"{code} {reply.decode(errors='replace')}"
+    if len(accepted) < len(recipients):
+        return f"refused {', '.join(r for r in recipients if r not in accepted)}"
+    return None

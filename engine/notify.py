@@ -3,10 +3,18 @@
 A queued row keeps the template and its context, never a live link: link tokens are minted at delivery, so the
 registry holds only their hashes. The stored subject and bodies are the record of what was said, with a
 placeholder where each link went.
+
+Delivery is at least once per message, never per batch: each message is marked sent in its own short transaction
+the moment its server accepts it, so a crash repeats at most the message in flight. A failed message is retried
+with capped back-off for as long as it is useful (until the steps it links to expire, or a long horizon), and a
+person is told once about every message that is not getting through. Only the links of a copy that certainly did
+not leave are deleted: one whose server stored it but never replied keeps its links, and its retry mints more.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,16 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import delete, update
+from sqlalchemy import and_, delete, or_, update
 from sqlmodel import Session, col, select
 
 from engine import channels, links
 from engine.settings import get_settings
 from engine.templates import Message, TemplateProblem, render_message
 from registry import DeliveryStatus, HumanStep, Notification, Person, StepLink, session
-from registry.clock import utcnow
+from registry.clock import as_utc, utcnow
+from registry.people import person_with_role
 
 _LEASE = timedelta(minutes=5)
+ALERT_TEMPLATE = "delivery_alert"
+_log = logging.getLogger("opsdirector.delivery")
 
 
 def _placeholder(step_id: int) -> str:
@@ -125,6 +136,7 @@ class DeliveryReport:
     sent: list[int] = field(default_factory=list)
     retrying: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    alerted: list[int] = field(default_factory=list)  # messages a person has just been told are not getting through
 
 
 _BATCH = 200
@@ -134,7 +146,8 @@ def deliver_due(*, ids: list[int] | None = None, now: datetime | None = None, li
     """Send every pending message that is due (or just `ids`); safe to run from several processes at once.
 
     Messages go out in batches: claimed together, rendered with their links minted in one transaction, then
-    handed to the channels together (e-mails to one server share an SMTP session).
+    handed to the channels together (e-mails to one server share an SMTP session), each outcome recorded as it
+    comes. Then whoever watches delivery is told of messages that are not getting through.
     """
     now = now or utcnow()
     with session() as db:
@@ -146,8 +159,25 @@ def deliver_due(*, ids: list[int] | None = None, now: datetime | None = None, li
         due = [i for i in db.exec(query.order_by(col(Notification.id)).limit(limit)) if i is not None]
     report = DeliveryReport()
     for start in range(0, len(due), _BATCH):
-        _deliver_batch(_claim(due[start:start + _BATCH], now), report)
+        _deliver_batch(_claim(due[start:start + _BATCH], now), report, now)
+    alerts = _alert_stuck(now, report)
+    if alerts:
+        _deliver_batch(_claim(alerts, now), report, now)
     return report
+
+
+def requeue_failed(*, ids: list[int] | None = None, now: datetime | None = None) -> list[int]:
+    """Send failed messages again (all, or just `ids`): retried afresh for delivery_give_up_hours from now."""
+    now = now or utcnow()
+    with session() as db:
+        query = update(Notification).where(col(Notification.status) == DeliveryStatus.failed)
+        if ids is not None:
+            query = query.where(col(Notification.id).in_(ids))
+        requeued = db.execute(
+            query.values(status=DeliveryStatus.pending, attempts=0, next_attempt_at=now, alerted_at=None,
+                         give_up_at=now + timedelta(hours=get_settings().delivery_give_up_hours))
+            .returning(col(Notification.id)).execution_options(synchronize_session=False))
+        return sorted(row[0] for row in requeued)
 
 
 def _claim(notification_ids: list[int], now: datetime) -> list[int]:
@@ -170,36 +200,114 @@ class _Prepared:
     outgoing: channels.Outgoing | None = None
     error: str | None = None
     minted: list[str] = field(default_factory=list)
+    expires: list[datetime] = field(default_factory=list)  # of the steps the message links to
 
 
-def _deliver_batch(claimed: list[int], report: DeliveryReport) -> None:
+def _deliver_batch(claimed: list[int], report: DeliveryReport, now: datetime) -> None:
     if not claimed:
         return
     with session() as db:
         prepared = [_prepare(db, notification_id) for notification_id in claimed]
     ready = [p for p in prepared if p.outgoing is not None]
-    for item, error in zip(ready, channels.send_all([p.outgoing for p in ready if p.outgoing]), strict=True):
-        item.error = error
-    settings = get_settings()
     with session() as db:
-        rows = {row.id: row for row in db.exec(select(Notification).where(col(Notification.id).in_(claimed)))}
-        dead_links = [token for p in prepared if p.error is not None for token in p.minted]
-        if dead_links:
-            db.execute(delete(StepLink).where(col(StepLink.token_hash).in_(dead_links)))
+        to_tell = _alert_recipient(db) is not None
         for item in prepared:
-            row = rows[item.notification_id]
-            if item.error is None:
-                row.status, row.sent_at, row.last_error = DeliveryStatus.sent, utcnow(), None
+            if item.outgoing is None:
+                _record_failure(db, item, channels.Outcome(item.error), now, report, can_give_up=to_tell)
+        db.commit()
+        # One short transaction per outcome, committed before the next message goes: what the server accepted
+        # is recorded as sent even if this process dies on the next one.
+        for index, outcome in channels.deliver([p.outgoing for p in ready if p.outgoing]):
+            item = ready[index]
+            if outcome.sent:
+                _record_sent(db, item.notification_id)
                 report.sent.append(item.notification_id)
-            elif row.attempts >= settings.delivery_max_attempts:
-                row.status, row.last_error = DeliveryStatus.failed, item.error
-                report.failed.append(item.notification_id)
             else:
-                row.last_error = item.error
-                row.next_attempt_at = utcnow() + timedelta(
-                    seconds=settings.delivery_backoff_seconds * 2 ** (row.attempts - 1))
-                report.retrying.append(item.notification_id)
-            db.add(row)
+                _record_failure(db, item, outcome, now, report, can_give_up=to_tell)
+            db.commit()
+
+
+def _record_sent(db: Session, notification_id: int) -> None:
+    db.execute(update(Notification)
+               .where(col(Notification.id) == notification_id, col(Notification.status) == DeliveryStatus.pending)
+               .values(status=DeliveryStatus.sent, sent_at=utcnow(), last_error=None)
+               .execution_options(synchronize_session=False))
+
+
+def _record_failure(db: Session, item: _Prepared, outcome: channels.Outcome, now: datetime,
+                    report: DeliveryReport, *, can_give_up: bool) -> None:
+    """Retry with capped back-off until the message's useful life ends; then fail it, if someone will be told."""
+    if item.minted and not outcome.may_have_left:
+        db.execute(delete(StepLink).where(col(StepLink.token_hash).in_(item.minted)))
+    row = db.get(Notification, item.notification_id)
+    if row is None or row.status != DeliveryStatus.pending:
+        return
+    settings = get_settings()
+    row.last_error = outcome.error
+    if row.give_up_at is None:
+        row.give_up_at = max(item.expires) if item.expires else (
+            as_utc(row.created_at) + timedelta(hours=settings.delivery_give_up_hours))
+    give_up_at = as_utc(row.give_up_at)
+    if now >= give_up_at and can_give_up and row.template != ALERT_TEMPLATE:
+        row.status = DeliveryStatus.failed
+        report.failed.append(item.notification_id)
+    else:
+        delay = timedelta(seconds=min(settings.delivery_backoff_seconds * 2 ** max(row.attempts - 1, 0),
+                                      settings.delivery_max_backoff_seconds))
+        # The last try falls on the moment the message stops being useful, not a back-off step after it.
+        row.next_attempt_at = min(now + delay, give_up_at) if give_up_at > now else now + delay
+        report.retrying.append(item.notification_id)
+    db.add(row)
+
+
+def _alert_recipient(db: Session) -> Person | None:
+    wanted = get_settings().delivery_alert_email
+    if wanted:
+        return db.exec(select(Person).where(col(Person.email) == wanted)).first()
+    return person_with_role(db, "director")
+
+
+def _alert_stuck(now: datetime, report: DeliveryReport) -> list[int]:
+    """Tell one person, once, of every message given up or still undelivered after the alert threshold.
+
+    Each message is claimed for the alert with one conditional UPDATE, so concurrent deliveries tell once. The
+    notice goes to the person's own channels: a chat channel reaches them while the mail server is down; with
+    e-mail only, it waits in the outbox like the rest and goes when the server is back.
+    """
+    threshold = now - timedelta(minutes=get_settings().delivery_alert_after_minutes)
+    with session() as db:
+        told = _alert_recipient(db)
+        if told is None:
+            stuck = db.exec(select(Notification.id).where(
+                col(Notification.status) == DeliveryStatus.pending, col(Notification.last_error).is_not(None),
+                col(Notification.created_at) <= threshold).limit(1)).first()
+            if stuck is not None:
+                _log.error("messages are not getting through and nobody is named to be told: set "
+                           "OPS_DELIVERY_ALERT_EMAIL or give a person the role \"director\"; see `ops outbox`")
+            return []
+        claimed = db.execute(
+            update(Notification)
+            .where(col(Notification.alerted_at).is_(None), col(Notification.template) != ALERT_TEMPLATE,
+                   col(Notification.last_error).is_not(None),
+                   or_(col(Notification.status) == DeliveryStatus.failed,
+                       and_(col(Notification.status) == DeliveryStatus.pending,
+                            col(Notification.created_at) <= threshold)))
+            .values(alerted_at=now).returning(col(Notification.id)).execution_options(synchronize_session=False))
+        ids = sorted(row[0] for row in claimed)
+        if not ids:
+            return []
+        rows = list(db.exec(select(Notification).where(col(Notification.id).in_(ids)).order_by(col(Notification.id))))
+        names = {p.id: p for p in db.exec(select(Person).where(col(Person.id).in_({r.recipient_id for r in rows})))}
+        messages = [{"id": row.id, "to": names[row.recipient_id].name, "email": names[row.recipient_id].email,
+                     "subject": row.subject, "status": row.status.value, "attempts": row.attempts,
+                     "last_error": row.last_error, "created_at": row.created_at,
+                     "next_attempt_at": row.next_attempt_at, "give_up_at": row.give_up_at} for row in rows]
+        key = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+        queued = enqueue(db, key=f"delivery-alert-{key}", recipient_id=told.id or 0, template=ALERT_TEMPLATE,
+                         context={"recipient": recipient(told), "messages": messages,
+                                  "failed": sum(1 for m in messages if m["status"] == "failed")})
+        report.alerted += ids
+        return [row.id for row in queued if row.id is not None]
 
 
 def _prepare(db: Session, notification_id: int) -> _Prepared:
@@ -221,6 +329,7 @@ def _prepare(db: Session, notification_id: int) -> _Prepared:
             db.add(link)
             added.append(link)
             prepared.minted.append(link.token_hash)
+            prepared.expires.append(as_utc(step.expires_at))
             issued[step_id] = links.url_for(token)
         return issued[step_id]
 
@@ -237,6 +346,7 @@ def _prepare(db: Session, notification_id: int) -> _Prepared:
         for link in added:
             db.expunge(link)
         prepared.minted.clear()
+        prepared.expires.clear()
         prepared.error = str(problem)
         return prepared
     prepared.outgoing = channels.Outgoing(url, message, tuple(files))

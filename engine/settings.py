@@ -33,10 +33,13 @@ class Settings(BaseSettings):
     prefect_port: int = Field(4200, description="Port of the local Prefect server started by `ops up`.")
     mail_url: SecretStr = Field(
         SecretStr("mailto://127.0.0.1:1025?from=opsdirector%40localhost&mode=insecure"),
-        description="Apprise mailto URL of the mail server (may hold credentials); `to=` is added per person.",
+        description="Apprise mailto URL of the mail server (may hold credentials); `to=` is added per person. "
+                    "Unset, it is the plain SMTP server at smtp_host:smtp_port.",
     )
-    smtp_host: str = Field("127.0.0.1", description="Address of the local mail catcher started by `ops up`.")
-    smtp_port: int = Field(1025, description="Port of the local mail catcher started by `ops up`.")
+    smtp_host: str = Field("127.0.0.1", description="Address of the local mail catcher started by `ops up` (and "
+                                                     "of the mail server when OPS_MAIL_URL is unset).")
+    smtp_port: int = Field(1025, description="Port of the local mail catcher started by `ops up` (and of the "
+                                              "mail server when OPS_MAIL_URL is unset).")
     mail_catcher: bool = Field(True, description="Serve the caught-mail inbox page at /inbox on the gateway.")
     timezone: str = Field("Europe/London", description="Organisation time zone for schedules and deadlines.")
     holidays: list[str] = Field(
@@ -46,8 +49,24 @@ class Settings(BaseSettings):
     escalation_grace_days: int = Field(
         2, description="Working days after the due date before an escalated step expires for good."
     )
-    delivery_max_attempts: int = Field(6, description="Delivery attempts per message before it is marked failed.")
     delivery_backoff_seconds: float = Field(30.0, description="First retry delay; doubles on each attempt.")
+    delivery_max_backoff_seconds: float = Field(
+        900.0, description="The longest wait between two delivery attempts (a server back after an outage is "
+                           "tried again within this)."
+    )
+    delivery_give_up_hours: float = Field(
+        72.0, description="How long a message without links is retried; one with links is retried until its "
+                          "steps expire. Then it is failed (`ops outbox --requeue` sends it again)."
+    )
+    delivery_alert_after_minutes: float = Field(
+        15.0, description="A message still not delivered this long after it was queued (or given up) is reported "
+                          "once to the person named by delivery_alert_email."
+    )
+    delivery_alert_email: str | None = Field(
+        None, description="E-mail of the person told about messages that are not getting through (their own "
+                          "channels are used, so a chat channel reaches them while mail is down); default: the "
+                          "person with the role \"director\"."
+    )
     drill_poll_seconds: float = Field(
         1.0, gt=0, description="How often a running drill looks for new answers (assistance alerts wait at most this)."
     )
@@ -62,6 +81,14 @@ class Settings(BaseSettings):
         None, description="Append-only file of signed trail heads that `ops verify-trail` checks the registry "
         "against; default data_dir/trail-checkpoints.jsonl. At scale: another machine or WORM storage.",
     )
+
+    @model_validator(mode="after")
+    def _mail_server_from_smtp_host_and_port(self) -> Settings:
+        # Every command that delivers must reach the stack's mail server, wherever OPS_SMTP_PORT put it.
+        if "mail_url" not in self.model_fields_set:
+            self.mail_url = SecretStr(
+                f"mailto://{self.smtp_host}:{self.smtp_port}?from=opsdirector%40localhost&mode=insecure")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

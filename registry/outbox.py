@@ -40,9 +40,9 @@ class Notification(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     give_up_at: datetime | None = Field(
-        None, description="Set at the first failed attempt: retries stop here (the linked steps' expiry, or a "
+        default=None, description="Set at the first failed attempt: retries stop here (the linked steps' expiry, or a "
                           "long horizon); the message is then failed and a person has been told.",
     )
     alerted_at: datetime | None = Field(
-        None, description="When a person was told this message is not getting through (once per episode).",
+        default=None, description="When a person was told this message is not getting through (once per episode).",
     )

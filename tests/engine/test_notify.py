@@ -91,16 +91,19 @@ def test_html_is_escaped_in_messages(smtp: Mailbox) -> None:
     assert "<script>" not in mail.html and "&lt;script&gt;" in mail.html
 
 
-def test_an_unreachable_server_is_retried_with_back_off_and_links_are_not_left_live(
+def test_an_unreachable_server_is_retried_with_capped_back_off_until_the_step_expires_and_links_are_not_left_live(
         registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.settings import get_settings
 
     dead_port = free_port()
     monkeypatch.setenv("OPS_MAIL_URL", f"mailto://127.0.0.1:{dead_port}?from=ops%40test.example&mode=insecure")
     get_settings.cache_clear()
+    expires = utcnow() + timedelta(days=2)
     with session() as db:
+        director = factories.person(db, "Dana Director")
+        director.roles = ["director"]
         owner = factories.person(db)
-        step = factories.step(db, owner, kind="form")
+        step = factories.step(db, owner, kind="form", expires=expires)
         notify.enqueue(db, key="retry", recipient_id=owner.id or 0, template="evidence_request",
                        context=_evidence_context(owner.name, [step.id or 0]))
     first = notify.deliver_due()
@@ -109,15 +112,39 @@ def test_an_unreachable_server_is_retried_with_back_off_and_links_are_not_left_l
         row = db.exec(select(Notification)).one()
         assert row.status == DeliveryStatus.pending and row.attempts == 1 and row.last_error
         assert row.next_attempt_at > utcnow() + timedelta(seconds=20)
-        assert db.exec(select(StepLink)).all() == []
+        assert row.give_up_at is not None and abs(row.give_up_at - expires) < timedelta(seconds=1)
+        assert db.exec(select(StepLink)).all() == [], "a copy that never left leaves no live link"
     assert notify.deliver_due().retrying == [], "not due again before its back-off"
-    later = utcnow() + timedelta(days=1)
-    for _ in range(10):
-        notify.deliver_due(now=later)
-        later += timedelta(days=1)
+    later = utcnow()
+    for _ in range(12):
+        later += timedelta(minutes=16)
+        assert len(notify.deliver_due(now=later).retrying) >= 1, "each try comes within the capped back-off"
     with session() as db:
-        row = db.exec(select(Notification)).one()
-    assert row.status == DeliveryStatus.failed and row.attempts == get_settings().delivery_max_attempts
+        retried = db.get(Notification, row.id)
+        assert retried is not None and retried.status == DeliveryStatus.pending and retried.attempts == 13
+    notify.deliver_due(now=expires + timedelta(minutes=1))
+    with session() as db:
+        given_up = db.get(Notification, row.id)
+        alert = db.exec(select(Notification).where(Notification.recipient_id == director.id)).one()
+    assert given_up is not None and given_up.status == DeliveryStatus.failed, "given up once its step expired"
+    assert alert.template == "delivery_alert" and alert.status == DeliveryStatus.pending, \
+        "the director is told (by the same dead server here: it waits in the outbox)"
+    assert row.id is not None and notify.requeue_failed() == [row.id]
+
+
+def test_with_nobody_to_tell_a_message_is_never_given_up(registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.settings import get_settings
+
+    monkeypatch.setenv("OPS_MAIL_URL", f"mailto://127.0.0.1:{free_port()}?from=ops%40test.example&mode=insecure")
+    get_settings.cache_clear()
+    with session() as db:
+        owner = factories.person(db)
+        step = factories.step(db, owner, kind="form", expires=utcnow() + timedelta(hours=1))
+        notify.enqueue(db, key="alone", recipient_id=owner.id or 0, template="evidence_request",
+                       context=_evidence_context(owner.name, [step.id or 0]))
+    notify.deliver_due()
+    report = notify.deliver_due(now=utcnow() + timedelta(days=5))
+    assert report.failed == [] and len(report.retrying) == 1
 
 
 def test_a_webhook_channel_gets_the_text_message(registry_db: str, http_listener: Listener) -> None:
