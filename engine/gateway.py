@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
 import typing
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from python_multipart.multipart import parse_options_header
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData, MutableHeaders, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import inbox, links, runs
 from engine.deployments import import_flow_modules
@@ -29,6 +39,9 @@ from registry import HumanStep, Person, session
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 1024 * 1024  # one file at the cap, and the form's fields around it
+MAX_FIELDS = 50
+MAX_FILES = 4
 
 _REFUSAL_TEXT = {
     links.Refusal.unknown: ("This link is not valid",
@@ -62,6 +75,36 @@ def _page(name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse
 def _refused(refusal: links.Refusal) -> HTMLResponse:
     title, detail = _REFUSAL_TEXT[refusal]
     return _page("refused.html", {"title": title, "detail": detail}, status=refusal.status)
+
+
+def _problem(problem: str, status: int, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    """A fixed page for what went wrong (templates/pages/problem.html); the detail goes to the log only."""
+    response = _page("problem.html", {"problem": problem, "max_upload_mb": MAX_UPLOAD_BYTES // (1024 * 1024)},
+                     status=status)
+    response.headers.update(headers or {})
+    return response
+
+
+class _SecurityHeaders:
+    """Adds the security headers to every response that does not set its own: errors, health and inbox too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def _send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers.append(name, value)
+            await send(message)
+
+        await self.app(scope, receive, _send)
 
 
 @dataclass
@@ -109,18 +152,44 @@ class _Upload:
     filename: str
     content: bytes
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
 
-    def store(self) -> str:
-        path = get_settings().evidence_dir / self.sha256[:2] / self.sha256
+    @property
+    def path(self) -> Path:
+        """Where the file is kept, named by its content: known before it is written."""
+        return get_settings().evidence_dir / self.sha256[:2] / self.sha256
+
+    def store(self) -> bool:
+        """Write the file durably at `path`; False if the same content is kept there already."""
+        path = self.path
+        if path.exists():
+            return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(self.content)
-            tmp.replace(path)
-        return str(path)
+        # A name of its own: two answers carrying the same file never write into one another's copy.
+        handle, part = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(self.content)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(part, path)
+        except BaseException:
+            Path(part).unlink(missing_ok=True)
+            raise
+        return True
+
+
+class _NotStored(Exception):
+    """An answer's file could not be written: the answer is rolled back with it."""
+
+
+class _TooLarge(MultiPartException):
+    """The body passed MAX_BODY_BYTES; a MultiPartException, so the parser closes the files it opened."""
+
+    def __init__(self) -> None:
+        super().__init__("body too large")
 
 
 def _show(step: HumanStep, person: Person, token: str, values: dict[str, str], errors: dict[str, str],
@@ -171,19 +240,63 @@ async def show_step(request: Request) -> Response:
     return await run_in_threadpool(_view, request.path_params["token"])
 
 
+def _refusal_of(token: str) -> links.Refusal | None:
+    with session() as db:
+        return links.check(db, token).refusal
+
+
+async def _counted(stream: AsyncIterator[bytes], cap: int) -> AsyncGenerator[bytes, None]:
+    """The body as it arrives, refused once it passes `cap` (a chunked upload says no length up front)."""
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > cap:
+            raise _TooLarge
+        yield chunk
+
+
+async def _read_form(request: Request) -> FormData:
+    content_type, _ = parse_options_header(request.headers.get("content-type"))
+    async with aclosing(_counted(request.stream(), MAX_BODY_BYTES)) as body:
+        if content_type == b"multipart/form-data":
+            return await MultiPartParser(request.headers, body, max_files=MAX_FILES, max_fields=MAX_FIELDS,
+                                         max_part_size=MAX_UPLOAD_BYTES).parse()
+        if content_type == b"application/x-www-form-urlencoded":
+            return await FormParser(request.headers, body, max_fields=MAX_FIELDS,
+                                    max_part_size=MAX_UPLOAD_BYTES).parse()
+    return FormData()
+
+
+def _declared_too_large(request: Request) -> bool:
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) > MAX_BODY_BYTES
+
+
 async def answer_step(request: Request) -> Response:
     token = request.path_params["token"]
+    # Nothing of the body is read until the link is known to be usable: a forged link costs the server nothing.
+    if _declared_too_large(request):
+        return _problem("too_large", 413)
+    refusal = await run_in_threadpool(_refusal_of, token)
+    if refusal is not None:
+        return _refused(refusal)
     try:
-        form = await request.form(max_files=4, max_fields=50, max_part_size=MAX_UPLOAD_BYTES)
-    except Exception as error:
-        return PlainTextResponse(f"The form could not be read: {error}", status_code=400)
-    uploads: dict[str, _Upload] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile) and value.filename:
-            content = await value.read(MAX_UPLOAD_BYTES + 1)
-            if len(content) > MAX_UPLOAD_BYTES:
-                return PlainTextResponse("The file is larger than 20 MB.", status_code=413)
-            uploads[key] = _Upload(filename=Path(value.filename).name, content=content)
+        form = await _read_form(request)
+    except _TooLarge:
+        return _problem("too_large", 413)
+    except Exception as error:  # whatever the parser says, the page says only that the form was unreadable
+        log.warning("a form posted to a step link could not be read: %r", error)
+        return _problem("unreadable", 400)
+    try:
+        uploads: dict[str, _Upload] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile) and value.filename:
+                content = await value.read(MAX_UPLOAD_BYTES + 1)
+                if len(content) > MAX_UPLOAD_BYTES:
+                    return _problem("too_large", 413)
+                uploads[key] = _Upload(filename=Path(value.filename).name, content=content)
+    finally:
+        await form.close()
     meta = (request.client.host if request.client else None, request.headers.get("user-agent"))
     return await run_in_threadpool(_record, token, form, uploads, meta)
 
@@ -200,7 +313,7 @@ def _validate(model: type[BaseModel], values: dict[str, str], uploads: dict[str,
             upload = uploads.get(name)
             if upload is not None:
                 data[name] = {"filename": upload.filename, "sha256": upload.sha256, "size": len(upload.content),
-                              "stored_path": "(stored on record)"}
+                              "stored_path": str(upload.path)}
         elif values.get(name, "") != "" or info.annotation is str:
             data[name] = values.get(name, "")
     return model.model_validate(data)
@@ -222,6 +335,21 @@ def _record(token: str, form: FormData, uploads: dict[str, _Upload], meta: tuple
         step_id = int(str(form.get("step_id", "")))
     except ValueError:
         step_id = -1
+    written: list[Path] = []
+    try:
+        return _record_answer(token, step_id, form, uploads, meta, written)
+    except BaseException as error:
+        # The answer was rolled back: a file written for it alone would be evidence of nothing.
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(error, _NotStored):
+            log.error("an answer's file could not be stored, the answer was not recorded: %r", error.__cause__)
+            return _problem("not_stored", 500)
+        raise
+
+
+def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, _Upload],
+                   meta: tuple[str | None, str | None], written: list[Path]) -> Response:
     with session() as db:
         check = links.check(db, token, for_step_id=step_id)
         if check.refusal is links.Refusal.unknown:
@@ -242,12 +370,18 @@ def _record(token: str, form: FormData, uploads: dict[str, _Upload], meta: tuple
         except ValidationError as error:
             return _show(step, person, token, values, _errors(error), status=422)
         answer = parsed.model_dump(mode="json")
-        for name, upload in uploads.items():
-            if isinstance(answer.get(name), dict):
-                answer[name]["stored_path"] = upload.store()
         if not record_answer(db, step=step, person=person, answer=answer, ip=meta[0], user_agent=meta[1]):
             db.rollback()
             return _refused(links.Refusal.decided)
+        # Written only once this answer has won, before it commits: a losing answer leaves no file behind, and
+        # a file that cannot be written takes its answer back with it.
+        for name, upload in uploads.items():
+            if isinstance(answer.get(name), dict):
+                try:
+                    if upload.store():
+                        written.append(upload.path)
+                except OSError as error:
+                    raise _NotStored from error
         title = step.title
     response = _page("answered.html", {"title": title, "answer": answer})
     # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
@@ -260,6 +394,19 @@ async def healthz(_request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+_HTTP_PROBLEMS = {404: "not_found", 405: "method"}
+
+
+async def _http_problem(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return _problem(_HTTP_PROBLEMS.get(error.status_code, "unreadable"), error.status_code, error.headers)
+
+
+async def _server_problem(_request: Request, _error: Exception) -> Response:
+    # Starlette logs the exception with its traceback after this page is sent; the page shows none of it.
+    return _problem("server_error", 500)
+
+
 def create_app() -> Starlette:
     # Each process registers its forms in its own module: load them all, or their links could not be shown.
     import_flow_modules()
@@ -269,6 +416,7 @@ def create_app() -> Starlette:
         Route("/s/{token}/attachment", show_attachment, methods=["GET", "HEAD"]),
         Route("/healthz", healthz),
     ]
-    if get_settings().mail_catcher:
+    if get_settings().catches_mail:
         routes += inbox.routes(_page)
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)],
+                     exception_handlers={HTTPException: _http_problem, Exception: _server_problem})

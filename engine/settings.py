@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def catches_mail(self) -> bool:
+        """Whether to run the mail catcher and serve /inbox: never in production, where the inbox would hand
+        whoever loads it every caught message and its live links."""
+        return self.mail_catcher and self.mode != "production"
+
+    @property
     def mailbox_dir(self) -> Path:
         return self.data_dir / "mailbox"
 

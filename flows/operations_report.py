@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import time
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
@@ -20,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import col, select
 
 from engine import notify
+from engine.exports import csv_bytes
 from engine.reports import report_path, save_pdf, save_report
 from engine.settings import get_settings
 from engine.templates import render_page
@@ -247,11 +246,8 @@ def obligations_section(now: datetime, tz: str) -> list[rules.Obligation]:
 
 
 def _csv(rows: list[rules.Figure]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(rules.FIGURE_COLUMNS)
-    writer.writerows(["" if v is None else v for v in row] for row in rows)
-    return buffer.getvalue().encode()
+    # Names and units come from imports and forms: a "=2+3" among them must not run in the reader's spreadsheet.
+    return csv_bytes(rules.FIGURE_COLUMNS, rows)
 
 
 @task
