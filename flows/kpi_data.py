@@ -60,11 +60,11 @@ def _kpi_owners(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict[in
 
 KPIS = register_kind(ImportKind(
     name="kpis", row_model=KpiRow, table=table_of(KpiDefinition), natural_key=("code",),
-    to_record=row_without("owner_email"), references=_kpi_owners,
+    to_record=row_without("owner_email"), references=_kpi_owners, multiline=frozenset({"description"}),
     description="code,name,unit,target,direction,owner_email,description,active"))
 KPI_MEASUREMENTS = register_kind(ImportKind(
     name="kpi-measurements", row_model=KpiMeasurementRow, table=table_of(KpiMeasurement),
     natural_key=("kpi_id", "measured_on"), to_record=row_without("kpi_code"), references=reference_by_code(
         "kpi_code", col(KpiDefinition.code), col(KpiDefinition.id), into="kpi_id",
-        missing="no such KPI; import the KPI definitions first"),
+        missing="no such KPI; import the KPI definitions first"), multiline=frozenset({"note"}),
     description="kpi_code,measured_on,value,note"))

@@ -106,6 +106,9 @@ def _vendor_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
 VENDORS = register_kind(ImportKind(
     name="vendors", row_model=VendorRow, table=table_of(Vendor), natural_key=("code",),
     to_record=_vendor_record, references=_vendor_people,
+    # vendor-review changes a standing only once the procurement manager approves it (flows/vendor_standing.py).
+    approval_only={"standing": "a standing changes only through vendor-review, once the procurement manager "
+                               "approves the change it proposes (ops run vendor-review)"},
     description="code,name,owner_email,contact_email,contact_name,standing,review_cadence,contract_end"))
 DELIVERIES = register_kind(ImportKind(
     name="deliveries", row_model=DeliveryRow, table=table_of(Delivery), natural_key=("po_number", "line"),
@@ -114,5 +117,5 @@ DELIVERIES = register_kind(ImportKind(
                 "qty_rejected,unit_price,contracted_price"))
 INVENTORY = register_kind(ImportKind(
     name="inventory", row_model=InventoryRow, table=table_of(InventoryItem), natural_key=("sku", "location"),
-    to_record=row_without("vendor_code"), references=_BY_VENDOR_CODE,
+    to_record=row_without("vendor_code"), references=_BY_VENDOR_CODE, multiline=frozenset({"description"}),
     description="sku,location,description,on_hand,reorder_point,reorder_qty,lead_time_days,unit_cost,vendor_code"))
