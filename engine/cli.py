@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 
+from engine.deployments import DeploymentSpec
 from engine.settings import get_settings
 
 app = typer.Typer(help="opsdirector: operational processes that run themselves.", no_args_is_help=True,
@@ -115,17 +117,55 @@ def run(
     if spec is None:
         typer.echo(f"no process {process!r}; known: {', '.join(s.name for s in specs())}", err=True)
         raise typer.Exit(2)
-    values = {}
-    for item in param or []:
-        key, _, value = item.partition("=")
-        try:
-            values[key] = json.loads(value)
-        except json.JSONDecodeError:
-            values[key] = value
+    values = _checked_parameters(spec, param or [])
     flow_name = spec.entrypoint.rsplit(":", 1)[1].replace("_", "-")
     parameters = {"params": values} if values else {}
     flow_run = runs.start(f"{flow_name}/{spec.name}", parameters)
     typer.echo(f"started flow run {flow_run.name} ({flow_run.id})")
+
+
+def _parameters_model(entrypoint: str) -> type[BaseModel] | None:
+    """The pydantic model a flow takes as `params` (each flow takes one), read from its entrypoint."""
+    import typing
+
+    module, _, name = entrypoint.partition(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+    annotation = typing.get_type_hints(flow.fn).get("params")
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _checked_parameters(spec: DeploymentSpec, items: list[str]) -> dict[str, object]:
+    """`-p key=value` checked against the flow's parameters model before any run exists: an unknown name or a
+    value that does not validate exits 2 naming it. Values go on as the model reads them (`-p limit=5` an int)."""
+    from pydantic import ValidationError
+
+    given: dict[str, object] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:  # JSON only for what a plain string cannot say: nested models, lists
+            given[key.strip()] = json.loads(value) if value.lstrip().startswith(("{", "[")) else value
+        except json.JSONDecodeError:
+            given[key.strip()] = value
+    model = _parameters_model(spec.entrypoint)
+    known = sorted(model.model_fields) if model else []
+    unknown = [key for key in given if key not in known]
+    if unknown:
+        takes = f"known: {', '.join(known)}" if known else "it takes no parameters"
+        typer.echo(f"unknown parameter {unknown[0]!r} for {spec.name}; {takes}", err=True)
+        raise typer.Exit(2)
+    if model is None:
+        return given
+    try:
+        checked = model.model_validate({**spec.parameters.get("params", {}), **given}).model_dump(mode="json")
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "(all)"
+            typer.echo(f"invalid parameter {where!r} for {spec.name}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from None
+    return {key: checked[key] for key in given}
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import deployment, flow_run
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
@@ -46,6 +46,7 @@ _RUNNER_PREFETCH_SECONDS = 30
 
 
 class AuditParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     framework: str = Field("Information Security", title="Framework", description="Name of the control framework.")
     period: str | None = Field(
         None, title="Period", description="Quarter to audit, like 2026-Q4. Empty: the current quarter.",

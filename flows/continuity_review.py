@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import deployment, flow_run
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
@@ -35,6 +35,7 @@ _REVIEW_DUE = "_review_due"
 
 
 class ReviewParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     plan: str | None = Field(
         None, title="Plan code",
         description="Review only this plan, when it is due. Empty: every active plan due for review.")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import deployment, flow_run
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -56,6 +56,7 @@ ACTOR = "emergency-drill"
 
 
 class DrillParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     facility: str | None = Field(
         None, title="Facility", description="Facility code, for a drill now. Empty: start every drill that is due "
                                             "by its programme's cadence.")

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import deployment
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col, select
 
 from engine import runs
@@ -41,6 +41,7 @@ DIRECTOR_ROLE = "director"
 
 
 class ReorderParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     requester: str | None = Field(
         None, title="Requester (e-mail)",
         description=f"Who the purchase requests are raised for; their manager approves. Empty: the person with the "

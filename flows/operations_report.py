@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
 
 from engine import notify
@@ -59,6 +59,7 @@ _PERIOD_PATTERN = (r"^\s*(last-week|this-week|last-month|this-month|\d{4}-\d{2}|
 
 
 class ReportParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     period: str = Field(
         "last-month", title="Period", pattern=_PERIOD_PATTERN,
         description="last-week, this-week, last-month or this-month (counted from the run's scheduled day), or a "

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -35,6 +35,7 @@ ORDER_NOT_SENT = "purchase_request.order_not_sent"
 
 
 class ApprovalParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     request_id: int = Field(ge=1, title="Purchase request", description="Id of the purchase request to approve.")
     approval_days: int = Field(2, ge=1, le=30, title="Approval window (working days)",
                                description="How long each approver has before the request is escalated.")

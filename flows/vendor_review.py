@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import and_, case, func
 from sqlalchemy import select as sa_select  # sqlmodel's select is typed for at most four columns
 from sqlmodel import Session, col, select
@@ -26,6 +26,7 @@ from registry.clock import as_utc, utcnow
 
 
 class ReviewParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     vendor_code: str | None = Field(
         None, title="Vendor code",
         description="Review only this vendor, whatever its cadence. Empty: every active vendor due by its review "

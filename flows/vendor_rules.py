@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from registry.supply import Standing
 
@@ -21,6 +21,8 @@ CONTRACT_NOTICE_DAYS = (60, 30)
 
 class Weights(BaseModel):
     """Relative weights of the score's components; they need not add up to 1."""
+
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
 
     on_time: float = Field(0.35, ge=0, title="On-time delivery", description="Weight of the on-time rate.")
     fill: float = Field(0.30, ge=0, title="Fill rate", description="Weight of the share of ordered goods received.")
@@ -36,6 +38,8 @@ class Weights(BaseModel):
 
 class Thresholds(BaseModel):
     """The lowest score for each standing; below `probation` a vendor is disqualified."""
+
+    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
 
     preferred: float = Field(90, ge=0, le=100, title="Preferred from", description="Lowest score for preferred.")
     approved: float = Field(75, ge=0, le=100, title="Approved from", description="Lowest score for approved.")
