@@ -122,7 +122,7 @@ def peer() -> Iterator[_Peer]:
 
 
 def test_a_mail_server_down_past_every_retry_loses_nothing_and_tells_the_director(
-        registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        any_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     _mail_to(port, monkeypatch)
     people = _people_with_requests(4)
@@ -155,7 +155,7 @@ def test_a_mail_server_down_past_every_retry_loses_nothing_and_tells_the_directo
 
 
 def test_a_copy_the_server_stored_before_dropping_the_connection_keeps_a_working_link(
-        gateway: Gateway, peer: _Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+        any_db: str, gateway: Gateway, peer: _Peer, monkeypatch: pytest.MonkeyPatch) -> None:
     peer.drop_on = {2}
     _mail_to(peer.port, monkeypatch)
     people = _people_with_requests(4, director=False)
@@ -185,7 +185,7 @@ notify.deliver_due()
 
 
 def test_kill_9_mid_batch_sends_again_at_most_the_message_in_flight(
-        registry_db: str, peer: _Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+        any_db: str, peer: _Peer, monkeypatch: pytest.MonkeyPatch) -> None:
     accepted = 3
     peer.hold_on = {accepted + 1}
     _mail_to(peer.port, monkeypatch)
