@@ -173,18 +173,20 @@ def _broken_quote(line: int, error: csv.Error) -> RowProblem:
     return RowProblem(line, "(row)", "", why)
 
 
-def _records(reader: csv.DictReader[str], problems: list[RowProblem]) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    """Each record with the lines it starts and ends on: a quoted value may hold line breaks."""
+def _records(reader: Iterator[list[str]], line: Callable[[], int], names: list[str],
+             problems: list[RowProblem]) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """Each record with the lines it starts and ends on: a quoted value may hold line breaks, a blank line none."""
     while True:
-        start = reader.line_num + 1
+        start = line() + 1
         try:
-            raw = next(reader)
+            values = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
             problems.append(_broken_quote(start, error))
             return
-        yield start, reader.line_num, raw
+        if values:
+            yield start, line(), dict(zip(names, values, strict=False))
 
 
 def _parse(kind: ImportKind, path: Path, text: str,
@@ -193,11 +195,12 @@ def _parse(kind: ImportKind, path: Path, text: str,
     problems: list[RowProblem] = []
     expected = set(kind.row_model.model_fields)
     seen: dict[tuple[Any, ...], int] = {}
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = set(reader.fieldnames or [])
+        names = next(reader, [])
     except csv.Error as error:
         return [], [_broken_quote(1, error)]
+    header = set(names)
     missing = sorted(name for name, f in kind.row_model.model_fields.items()
                      if f.is_required() and name not in header)
     if missing:
@@ -205,7 +208,7 @@ def _parse(kind: ImportKind, path: Path, text: str,
     unknown = sorted(header - expected)
     if unknown:
         problems.append(RowProblem(1, ", ".join(unknown), "", f"unknown column; expected {sorted(expected)}"))
-    for number, last, raw in _records(reader, problems):
+    for number, last, raw in _records(reader, lambda: reader.line_num, names, problems):
         progress.advance(1)
         values = {k: (v.strip() if isinstance(v, str) else v) for k, v in raw.items() if k in expected}
         values = {k: v for k, v in values.items() if v not in ("", None)}

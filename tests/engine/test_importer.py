@@ -268,3 +268,13 @@ def test_a_utf8_file_with_a_byte_order_mark_and_quoted_line_breaks_imports(regis
     assert import_csv("inventory", path).inserted == 1
     with session() as db:
         assert db.exec(select(InventoryItem)).one().description == "Café filters,\r\nbox of 10"
+
+
+def test_a_problem_after_a_blank_line_names_its_own_line(registry_db: str, tmp_path: Path) -> None:
+    with session() as db:
+        code = factories.vendor(db, owner=factories.person(db)).code
+    lines = _delivery_lines(code)
+    lines[3] = lines[3].replace("2026-08-01", "2026-13-01")
+    path = tmp_path / "gap.csv"
+    path.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n", encoding="utf-8")
+    assert "line 5, column 'promised_date', value '2026-13-01'" in _refusal(path)
