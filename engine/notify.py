@@ -290,8 +290,13 @@ def _record_failure(db: Session, item: _Prepared, outcome: channels.Outcome, now
     else:
         delay = timedelta(seconds=min(settings.delivery_backoff_seconds * 2 ** max(row.attempts - 1, 0),
                                       settings.delivery_max_backoff_seconds))
-        # The last try falls on the moment the message stops being useful, not a back-off step after it.
-        row.next_attempt_at = min(now + delay, give_up_at) if give_up_at > now else now + delay
+        if give_up_at > now:
+            # A message useful for minutes (a drill alert) gets several tries after its server comes back, and
+            # the last falls on the moment it stops being useful, not a back-off step after it.
+            delay = min(delay, max((give_up_at - now) / 3, timedelta(seconds=settings.delivery_backoff_seconds)))
+            row.next_attempt_at = min(now + delay, give_up_at)
+        else:
+            row.next_attempt_at = now + delay
         report.retrying.append(item.notification_id)
     db.add(row)
 

@@ -132,6 +132,29 @@ def test_an_unreachable_server_is_retried_with_capped_back_off_until_the_step_ex
     assert row.id is not None and notify.requeue_failed() == [row.id]
 
 
+def test_a_message_useful_for_minutes_is_tried_often_enough_to_catch_a_server_coming_back(
+        registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.settings import get_settings
+
+    monkeypatch.setenv("OPS_MAIL_URL", f"mailto://127.0.0.1:{free_port()}?from=ops%40test.example&mode=insecure")
+    get_settings.cache_clear()
+    now = utcnow()
+    expires = now + timedelta(minutes=20)
+    with session() as db:
+        owner = factories.person(db)
+        step = factories.step(db, owner, kind="form", expires=expires)
+        notify.enqueue(db, key="drill-like", recipient_id=owner.id or 0, template="evidence_request",
+                       context=_evidence_context(owner.name, [step.id or 0]))
+    tries = 0
+    while now < expires:
+        tries += len(notify.deliver_due(now=now).retrying)
+        with session() as db:
+            row = db.exec(select(Notification)).one()
+        assert row.next_attempt_at - now <= max((expires - now) / 3, timedelta(seconds=30)) + timedelta(seconds=1)
+        now = max(row.next_attempt_at, now + timedelta(seconds=1))
+    assert tries >= 8, "tried again and again within its twenty minutes, not once in eight"
+
+
 def test_with_nobody_to_tell_a_message_is_never_given_up(registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.settings import get_settings
 
