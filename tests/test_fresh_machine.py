@@ -63,7 +63,8 @@ def test_the_postgresql_cases_run_on_a_throwaway_server_that_is_gone_afterwards(
     # A session killed with SIGKILL leaves its server running (nothing of it can clean up).
     killed = subprocess.run([sys.executable, "-c", _KILLED_SESSION], env=env, capture_output=True, text=True,
                             timeout=60)
-    leftover = int(killed.stdout.strip())
+    assert killed.stdout.strip().isdigit(), killed.stderr[-3000:]
+    leftover = int(killed.stdout)
     assert _alive(leftover), killed.stderr
 
     try:
