@@ -95,4 +95,5 @@ def test_every_template_file_is_rendered_by_some_test(request: pytest.FixtureReq
         pytest.skip("the template walk needs the whole suite (`make test`): other tests render the templates")
     files = sorted(str(p.relative_to(TEMPLATES_DIR)) for p in TEMPLATES_DIR.rglob("*") if p.is_file())
     assert files
-    assert [name for name in files if name not in TEMPLATES_USED] == []
+    unrendered = [name for name in files if name not in TEMPLATES_USED]
+    assert unrendered == [], f"no test renders {', '.join(unrendered)}: render each where its flow builds it"
