@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine.forms import form_model
+from engine.once import insert_once
 from registry import HumanStep, Person, StepStatus, trail
 from registry.clock import as_utc, utcnow
 
@@ -59,9 +60,13 @@ def ask(
     details: dict[str, Any] | None = None,
     actor: str = "system",
 ) -> HumanStep:
-    """Create the step named `key`, or return it unchanged if it already exists (re-runs ask once)."""
-    existing_step = session.exec(select(HumanStep).where(HumanStep.key == key)).first()
-    if existing_step is not None:
+    """Create the step named `key`, or return it unchanged if it already exists (re-runs ask once, and of two
+    runs asking at the same moment one creates it and the other gets that step)."""
+
+    def existing() -> HumanStep | None:
+        return session.exec(select(HumanStep).where(HumanStep.key == key)).first()
+
+    if (existing_step := existing()) is not None:
         return existing_step
     form_model(form)
     person = _answerer(session, person_id)
@@ -73,8 +78,9 @@ def ask(
         details=details or {}, person_id=person.id or 0, requested_by_id=requested_by_id,
         flow_run_id=flow_run_id, due_at=due, expires_at=as_utc(expires_at) if expires_at else due,
     )
-    session.add(step)
-    session.flush()
+    step, created = insert_once(session, step, existing)
+    if not created:
+        return step
     trail.record(session, actor=actor, action="step.requested", entity_type="human_step", entity_id=step.id or 0,
                  data={"key": key, "person": person.email, "form": form, "subject": f"{subject_type}:{subject_id}",
                        "due_at": step.due_at.isoformat(), "flow_run_id": flow_run_id})

@@ -1,0 +1,41 @@
+"""Open once: a row that two runs may create at the same moment (a step, an audit, a drill) is created by one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, SQLModel
+
+Row = TypeVar("Row", bound=SQLModel)
+
+
+class LostRaceWithoutWinner(RuntimeError):
+    pass
+
+
+def insert_once(session: Session, row: Row, winner: Callable[[], Row | None]) -> tuple[Row, bool]:
+    """Insert `row` unless a unique key says it exists; the stored row (`winner()`), and whether this call
+    inserted it.
+
+    The caller looked for the row first and found none; a concurrent writer can still get there between that
+    look and this insert. `INSERT … ON CONFLICT DO NOTHING` waits for that writer's transaction and then does
+    nothing, so the loser carries on with the winner's row instead of failing on the constraint, inside its own
+    transaction (a SAVEPOINT would commit early on SQLite, where the driver opens transactions lazily).
+    """
+    table: Table = row.__table__  # type: ignore[attr-defined]
+    values: dict[str, Any] = {column.name: getattr(row, column.name) for column in table.columns
+                              if getattr(row, column.name, None) is not None}
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    session.flush()
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
+    inserted = session.execute(insert(table).values(**values).on_conflict_do_nothing()
+                               .returning(*table.primary_key.columns)).first()
+    found = winner()
+    if found is None:
+        raise LostRaceWithoutWinner(f"{table.name}: the row was neither inserted nor found")
+    return found, inserted is not None
