@@ -22,6 +22,18 @@ from registry import HumanStep, session
 
 log = logging.getLogger(__name__)
 
+ORIGIN_TAG = "takeover-of:"  # on a take-over run: the run whose occasion it carries on
+GENERATION_TAG = "takeover-generation:"  # how many runs of this lineage have died before this one
+TAKEN_OVER_TAG = "taken-over"  # on a dead run once a new one carries it on
+
+
+class StepHeldElsewhere(RuntimeError):
+    """Another live run already waits for this step: this one is a duplicate and must not steal it."""
+
+    def __init__(self, step_id: int, holder: str) -> None:
+        super().__init__(f"step {step_id} is already awaited by flow run {holder}")
+        self.step_id, self.holder = step_id, holder
+
 
 def resume(flow_run_id: str, outcome: StepOutcome) -> bool:
     """Resume a paused or suspended run with `outcome` as its input.
@@ -86,23 +98,90 @@ def current_run_id() -> str | None:
     return str(run_id) if run_id else None
 
 
+def origin_of(tags: list[str], run_id: str) -> str:
+    return next((tag.removeprefix(ORIGIN_TAG) for tag in tags if tag.startswith(ORIGIN_TAG)), run_id)
+
+
+def generation_of(tags: list[str]) -> int:
+    return next((int(tag.removeprefix(GENERATION_TAG)) for tag in tags
+                 if tag.startswith(GENERATION_TAG) and tag.removeprefix(GENERATION_TAG).isdigit()), 0)
+
+
+def origin_run_id() -> str | None:
+    """The run this run's occasion belongs to: the first of its lineage when it took over a dead run, else
+    itself. A process keyed by the run that started it keys by this, so a take-over continues the same occasion."""
+    run_id = current_run_id()
+    return origin_of(list(flow_run.get_tags()), run_id) if run_id else None
+
+
+def _holder_alive(flow_run_id: str) -> str | None:
+    """The holder's name when it is a live run (waiting, running or about to); None when it is final,
+    crashed, unknown, or cannot be asked (the take-over decides about those, not a duplicate run)."""
+    try:
+        with get_client(sync_client=True) as client:
+            holder = client.read_flow_run(UUID(flow_run_id))
+    except ObjectNotFound:
+        return None
+    if holder.state is None or holder.state.is_final() or TAKEN_OVER_TAG in holder.tags:
+        return None
+    if holder.state.is_running():
+        from engine.takeover import is_silent  # the take-over's own test of a dead process, not a second one
+
+        if is_silent(holder):
+            return None
+    return f"{holder.name} ({holder.id})"
+
+
+def _hold(step_id: int, run_id: str | None) -> None:
+    """Make this run the one the step's answer resumes, unless a live run already holds it.
+
+    The holder is replaced with one conditional UPDATE on the holder this run saw, so of two runs taking a
+    step over from a dead holder at once, only one gets it.
+    """
+    if run_id is None:
+        return
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        assert step is not None
+        holder = step.flow_run_id
+    if holder == run_id:
+        return
+    if holder is not None and (alive := _holder_alive(holder)) is not None:
+        raise StepHeldElsewhere(step_id, alive)
+    with session() as db:
+        held_by = col(HumanStep.flow_run_id).is_(None) if holder is None else col(HumanStep.flow_run_id) == holder
+        taken = db.execute(update(HumanStep).where(col(HumanStep.id) == step_id, held_by)
+                           .values(flow_run_id=run_id).execution_options(synchronize_session=False))
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            db.rollback()
+            step = db.get(HumanStep, step_id)
+            assert step is not None
+            raise StepHeldElsewhere(step_id, step.flow_run_id or "?")
+
+
 def wait_for_step(step_id: int) -> StepOutcome:
     """Inside a flow: the step's outcome, suspending the run until it is decided.
 
     Under a deployment the run is suspended (the process exits; Prefect re-runs the flow after the resume);
     otherwise it is paused in place. Either way the registry row, not the run input, is what we return.
+    A run that finds a live run already waiting for the step raises StepHeldElsewhere instead of waiting:
+    the answer resumes the run that holds the step. It takes the step over only from a holder that is final,
+    crashed or gone (a take-over after a crash).
     """
     with session() as db:
         step = db.get(HumanStep, step_id)
         assert step is not None
         decided = outcome_of(step)
         timeout = seconds_until(step.expires_at)
-        if decided is None:
-            # A re-run after a crash waits in a new flow run: the answer must resume this one.
-            step.flow_run_id = current_run_id()
-            db.add(step)
     if decided is not None:
         return decided
+    _hold(step_id, current_run_id())
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        assert step is not None
+        # Answered while the previous holder still held it: its resume went nowhere, so do not wait for one.
+        if (decided := outcome_of(step)) is not None:
+            return decided
     if deployment.get_id():
         given = suspend_flow_run(wait_for_input=StepOutcome, timeout=timeout, key=f"step-{step_id}")
     else:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from engine import notify, runs
+from engine import notify, runs, takeover
 from engine.human_steps import expire
 from engine.settings import get_settings
 from registry import HumanStep, Person, StepStatus, session, trail
 from registry.clock import utcnow
 from registry.people import get_person
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +27,7 @@ class SweepReport:
     expired: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)  # the messages escalation queued, for whoever delivers them
+    taken_over: list[str] = field(default_factory=list)  # dead flow runs a new run now carries on
     delivered: int = 0
 
 
@@ -125,9 +129,18 @@ def resume_waiting(report: SweepReport) -> None:
     report.resumed.extend(step_id for step_id in owed if runs.hand_back(step_id))
 
 
+def take_over_dead(report: SweepReport) -> None:
+    """Start a new run for every run whose process died; the Prefect API being down must not stop the sweep."""
+    try:
+        report.taken_over.extend(t.dead for t in takeover.take_over_dead_runs() if t.new is not None)
+    except Exception as error:  # the next minute's sweep tries again
+        log.warning("could not look for dead flow runs: %s", error)
+
+
 def sweep(now: datetime | None = None) -> SweepReport:
     now = now or utcnow()
     report = SweepReport()
+    take_over_dead(report)
     remind_due(now, report)
     escalate_overdue(now, report)
     expire_overdue(now, report)

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from engine import notify, runs
 from engine.deadlines import answer_window, due_within, next_due, quarter_bounds, quarter_of, working_days_from_now
 from engine.human_steps import ATTACHMENT, ask, expire
+from engine.once import insert_once
 from engine.reports import save_report
 from engine.settings import get_settings
 from flows.compliance_rules import (
@@ -144,10 +145,12 @@ def open_audit(params: AuditParameters, period: str) -> int:
             due = now + timedelta(minutes=params.evidence_window_minutes)
         else:
             due = working_days_from_now(params.evidence_window_days, start=now)
-        audit = Audit(framework_id=framework.id or 0, period=period, period_start=start, period_end=end,
-                      evidence_due_at=due)
-        db.add(audit)
-        db.flush()
+        audit, created = insert_once(
+            db, Audit(framework_id=framework.id or 0, period=period, period_start=start, period_end=end,
+                      evidence_due_at=due),
+            lambda: db.exec(select(Audit).where(Audit.framework_id == framework.id, Audit.period == period)).first())
+        if not created:  # another run opened it at the same moment
+            return audit.id or 0
         controls = _due_controls(db, framework, period, settings.timezone)
         for control in controls:
             db.add(ControlTest(audit_id=audit.id or 0, control_id=control.id or 0, owner_id=control.owner_id or 0))
@@ -422,7 +425,13 @@ def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcom
         audit = db.get(Audit, audit_id)
         assert audit is not None and audit.signoff_step_id is not None
         step_id = audit.signoff_step_id
-    outcome = runs.wait_for_step(step_id)
+    try:
+        outcome = runs.wait_for_step(step_id)
+    except runs.StepHeldElsewhere as held:
+        detail = f"the sign-off is already awaited by flow run {held.holder}"
+        logger.warning("Nothing to do: %s", detail)
+        return AuditOutcome(audit_id=audit_id, period=period, status=AuditStatus.awaiting_signoff.value,
+                            controls=controls, detail=detail)
     logger.info("Sign-off step %s: %s", step_id, outcome.outcome)
     final = apply_signoff(audit_id, step_id)
     with session() as db:

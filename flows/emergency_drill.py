@@ -18,6 +18,7 @@ from engine import notify, runs
 from engine.deadlines import next_due, working_days_from_now
 from engine.forms import register_form
 from engine.human_steps import ask, expire
+from engine.once import insert_once
 from engine.reports import save_report
 from engine.settings import get_settings
 from engine.sweep import SweepReport, escalate_overdue
@@ -256,24 +257,27 @@ def _new_drill(params: DrillParameters, facility: Facility, program: DrillProgra
 def open_drill(params: DrillParameters) -> int:
     """The drill for this occasion, created once with one acknowledgement step per person on the roster.
 
-    A scheduled drill is keyed by its occasion, an unscheduled one by the run that started it, so a re-run of
-    either carries on with the same drill.
+    A scheduled drill is keyed by its occasion, an unscheduled one by the run that started it (a take-over run
+    carries its origin), so a re-run or a take-over of either carries on with the same drill.
     """
     assert params.facility is not None
     run_id = runs.current_run_id()
-    key = f"{params.facility}-{params.kind}-{params.occasion or run_id or utcnow().isoformat()}"
+    key = f"{params.facility}-{params.kind}-{params.occasion or runs.origin_run_id() or utcnow().isoformat()}"
     with session() as db:
-        existing = db.exec(select(Drill).where(Drill.key == key)).first()
-        if existing is not None:
-            return existing.id or 0
+
+        def existing() -> Drill | None:
+            return db.exec(select(Drill).where(Drill.key == key)).first()
+
+        if (found := existing()) is not None:
+            return found.id or 0
         facility = _facility(db, params.facility)
         program = _program(db, facility, params.kind)
         roster = _roster(db, facility)
         if not roster:
             raise ValueError(f"facility {facility.code} has no active people on its roster: nobody to drill")
-        drill = _new_drill(params, facility, program, key=key, run_id=run_id)
-        db.add(drill)
-        db.flush()
+        drill, created = insert_once(db, _new_drill(params, facility, program, key=key, run_id=run_id), existing)
+        if not created:  # another run opened it at the same moment
+            return drill.id or 0
         wardens = [person.id or 0 for entry, person in roster if entry.role == RosterRole.warden]
         for entry, person in roster:
             step = ask(db, key=f"drill-{drill.id}-person-{person.id}", person_id=person.id or 0, form="drill_ack",

@@ -184,6 +184,13 @@ def test_a_run_killed_after_sending_and_run_again_sends_nothing_twice(prefect_ap
     with session() as db:
         step_id = db.exec(select(Audit.signoff_step_id)).one()
         killed_run = db.get(HumanStep, step_id).flow_run_id  # type: ignore[union-attr]
+    # What a runner reports when the process of its run dies (this run had no runner to notice): only then may
+    # a re-run take the waiting step over; a live holder keeps it (see the duplicate-run test below).
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(killed_run or "", Crashed(message="killed"), force=True)
     params = AuditParameters(framework=org["framework"], period="2026-Q4")
     thread, outcome = in_background(lambda: compliance_audit(params))
     deadline = time.monotonic() + 30
@@ -216,3 +223,111 @@ def test_an_unknown_framework_is_named_in_the_error(prefect_api: str, registry_d
     _organisation()
     with pytest.raises(ValueError, match="'Nope' does not exist"):
         compliance_audit(AuditParameters(framework="Nope"))
+
+
+def _audit_past_its_evidence_window(org: dict[str, Any]) -> dict[str, Any]:
+    """The organisation's audit for this quarter, opened with its evidence deadline already passed."""
+    from engine.deadlines import quarter_bounds, quarter_of
+    from engine.settings import get_settings
+    from registry import Control
+
+    tz = get_settings().timezone
+    period = quarter_of(utcnow(), tz)
+    start, end = quarter_bounds(period, tz)
+    with session() as db:
+        framework = db.exec(select(Framework).where(Framework.name == org["framework"])).one()
+        audit = Audit(framework_id=framework.id or 0, period=period, period_start=start, period_end=end,
+                      evidence_due_at=utcnow() - timedelta(minutes=5))
+        db.add(audit)
+        db.flush()
+        for control in db.exec(select(Control).where(Control.framework_id == framework.id)):
+            db.add(ControlTest(audit_id=audit.id or 0, control_id=control.id or 0, owner_id=control.owner_id or 0))
+        return {"audit_id": audit.id, "params": {"params": {"framework": framework.name, "period": period}}}
+
+
+def _state_of(run_id: object, *wanted: str, seconds: float = 90) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(UUID(str(run_id))).state
+            name = state.type.value if state else "?"
+            if name in wanted:
+                return name
+            assert name not in {"FAILED", "CRASHED", "CANCELLED"} - set(wanted), f"flow run {run_id} ended {name}"
+            assert time.monotonic() < deadline, f"flow run {run_id} still {name} after {seconds:.0f} s"
+            time.sleep(0.2)
+
+
+def _logged(run_id: object) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(str(run_id))])))
+    return "\n".join(log.message for log in logs)
+
+
+def test_a_second_audit_run_while_the_sign_off_waits_ends_cleanly_and_the_approval_resumes_the_waiting_run(
+        served: Any, gateway: Gateway, smtp: Mailbox) -> None:
+    from engine import runs
+    from tests.flows.conftest import AUDIT_DEPLOYMENT
+
+    org = _organisation()
+    audit = _audit_past_its_evidence_window(org)
+    waiting = runs.start(AUDIT_DEPLOYMENT, audit["params"])
+    approve = _signoff_mail(smtp, org["manager"])
+    _state_of(waiting.id, "PAUSED")
+
+    duplicate = runs.start(AUDIT_DEPLOYMENT, audit["params"])
+    assert _state_of(duplicate.id, "COMPLETED") == "COMPLETED"
+    said = f"the sign-off is already awaited by flow run {waiting.name} ({waiting.id})"
+    deadline = time.monotonic() + 15  # a run's last logs reach the API shortly after its final state
+    while said not in (logged := _logged(duplicate.id)) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert said in logged
+    with session() as db:
+        step = db.exec(select(HumanStep).where(HumanStep.key == f"audit-{audit['audit_id']}-signoff-1")).one()
+    assert step.flow_run_id == str(waiting.id), "the duplicate did not take the step"
+
+    assert answer_link(gateway.client, approve, {"decision": "approve", "comment": "Fine."}).status_code == 200
+    assert _state_of(waiting.id, "COMPLETED") == "COMPLETED"
+    with session() as db:
+        closed = db.get(Audit, audit["audit_id"])
+        assert closed is not None and closed.status == AuditStatus.closed
+        assert verify(db).ok
+    signoffs = [m for m in smtp.messages(to=org["manager"].email) if m.subject.startswith("Sign-off needed")]
+    assert len(signoffs) == 1, "the duplicate asked nobody again"
+
+
+def test_two_audit_runs_for_one_period_at_the_same_moment_both_end_cleanly_and_ask_once(
+        any_db: str, prefect_api: str, smtp: Mailbox) -> None:
+    import threading
+
+    org = _organisation()
+    params = AuditParameters(framework=org["framework"], period="2026-Q4", evidence_window_minutes=30)
+    start = threading.Barrier(2)
+
+    def _run() -> AuditOutcome:
+        start.wait(timeout=30)
+        return compliance_audit(params)
+
+    started = [in_background(_run) for _ in range(2)]
+    outcomes = []
+    for thread, outcome in started:
+        thread.join(timeout=90)
+        assert not thread.is_alive(), "a run is still going"
+        assert "error" not in outcome, f"a run failed instead of ending cleanly: {outcome.get('error')!r}"
+        outcomes.append(outcome["result"])
+    assert {o.status for o in outcomes} == {"collecting"} and len({o.audit_id for o in outcomes}) == 1
+    with session() as db:
+        assert len(list(db.exec(select(Audit)))) == 1
+        assert len(list(db.exec(select(HumanStep)))) == 3, "one evidence step per control"
+        assert len(list(db.exec(select(AuditEvent).where(AuditEvent.action == "step.requested")))) == 3
+        assert verify(db).ok
+    assert Counter(m.to for m in smtp.messages()) == {org["olive"].email: 1, org["omar"].email: 1}

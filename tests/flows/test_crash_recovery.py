@@ -1,0 +1,224 @@
+"""Runs survive crashes: a flow-run process (or `ops serve` with it) killed with SIGKILL mid-way, then the
+take-over, and the process ends as it would have without the crash. Real runs of the served deployments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from sqlmodel import col, select
+
+from engine import runs, takeover
+from engine.deployments import PROJECT_ROOT
+from engine.settings import get_settings
+from engine.stack import stop_process_group
+from flows.demo import answer_link, links_in
+from registry import AuditEvent, CorrectiveAction, Drill, DrillParticipant, Finding, session
+from registry.trail import verify
+from tests.conftest import Gateway, Mailbox
+from tests.flows.conftest import SERVE_STARTUP_SECONDS, Served
+from tests.flows.test_emergency_drill import _building
+
+DRILL_DEPLOYMENT = "emergency-drill/emergency-drill"
+TAKEN_OVER = runs.TAKEN_OVER_TAG
+T = TypeVar("T")
+
+
+@pytest.fixture
+def quick_drill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drill poll of 0.2 s for the served flow runs (they inherit the environment `served` starts with)."""
+    monkeypatch.setenv("OPS_DRILL_POLL_SECONDS", "0.2")
+    get_settings.cache_clear()
+
+
+def _until(what: str, probe: Callable[[], T | None], seconds: float = 60) -> T:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _flow_run(run_id: UUID | str) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(str(run_id)))
+
+
+def _in_state(run_id: UUID | str, *types: StateType) -> FlowRun | None:
+    run = _flow_run(run_id)
+    return run if run.state is not None and run.state.type in types else None
+
+
+def _run_process(run_id: UUID | str) -> int | None:
+    """The pid of the process executing flow run `run_id` (the runner gives it PREFECT__FLOW_RUN_ID)."""
+    mark = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0"):
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def _children_of_takeover(dead: UUID | str) -> list[FlowRun]:
+    with get_client(sync_client=True) as client:
+        return [run for run in client.read_flow_runs(limit=200) if f"{runs.ORIGIN_TAG}{dead}" in run.tags]
+
+
+def _alerts(smtp: Mailbox, prefix: str) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for mail in smtp.messages():
+        if mail.subject.startswith(prefix):
+            counted[mail.to] = counted.get(mail.to, 0) + 1
+    return counted
+
+
+def _answer(smtp: Mailbox, gateway: Gateway, email: str, answer: dict[str, str]) -> None:
+    [mail] = [m for m in smtp.messages(to=email) if m.subject.startswith("DRILL:")]
+    assert answer_link(gateway.client, links_in(mail.html)[0], answer).status_code == 200
+
+
+def _drill_served(api: str, since: datetime) -> None:
+    """Wait until `ops serve` has registered the drill deployment (it registers them one after another)."""
+    with httpx.Client(timeout=5) as client:
+        def registered() -> bool:
+            response = client.get(f"{api}/deployments/name/{DRILL_DEPLOYMENT}")
+            return response.status_code == 200 and datetime.fromisoformat(response.json()["updated"]) >= since
+        _until("the drill deployment to be served", registered, SERVE_STARTUP_SECONDS)
+
+
+@contextmanager
+def _serve(api: str, log: Path) -> Iterator[Served]:
+    """Another `ops serve`, as a restart after a crash starts one."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    with log.open("wb") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve"], cwd=PROJECT_ROOT, env=env,
+                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    served = Served(api=api, process=process, log=log)
+    try:
+        _drill_served(api, since)
+        yield served
+    finally:
+        stop_process_group(process)
+
+
+def _drill_ended_as_without_a_crash(org: dict[str, object], smtp: Mailbox, drill_key_run: str,
+                                    answered: int, escalated_in_window: bool = True) -> Drill:
+    """What a drill run that nobody killed leaves behind: closed once, counted, reported, actions assigned,
+    and every message sent exactly once. A drill whose window closed while nobody kept it escalates nobody
+    (escalating after the drill is over helps no one), so its escalation may be missing, never doubled."""
+    everyone = 1 + len(org["people"]) + 2  # type: ignore[arg-type]
+    with session() as db:
+        drill = db.exec(select(Drill).where(col(Drill.key).endswith(drill_key_run))).one()
+        assert drill.status == "closed" and (drill.accounted, drill.total) == (answered, everyone)
+        assert drill.report_path and Path(drill.report_path).is_file()
+        actions = list(db.exec(select(CorrectiveAction).join(Finding, col(Finding.id) == CorrectiveAction.finding_id)
+                               .where(Finding.drill_id == drill.id)))
+        assert len(actions) == 3, "people missing, people needing assistance, target missed"
+        assert len(list(db.exec(select(Drill)))) == 1, "the take-over continued the drill, it did not open another"
+        participants = len(list(db.exec(select(DrillParticipant).where(DrillParticipant.drill_id == drill.id))))
+        assert verify(db).ok
+    assert participants == everyone
+    alerted = _alerts(smtp, "DRILL:")
+    assert len(alerted) == everyone and set(alerted.values()) == {1}, f"every participant alerted once: {alerted}"
+    wardens = org["wardens"]
+    assert _alerts(smtp, "ASSISTANCE NEEDED") == dict.fromkeys(wardens, 1)  # type: ignore[arg-type]
+    escalated = _alerts(smtp, "Escalated to you")
+    assert set(escalated.values()) <= {1}, f"one escalation per warden and manager: {escalated}"
+    assert escalated or not escalated_in_window
+    overdue = _alerts(smtp, "Overdue:")
+    assert set(overdue.values()) <= {1}, f"one overdue notice per person: {overdue}"
+    reports = _alerts(smtp, "After-action report")
+    assert set(reports) == {*wardens, org["owner"]} and set(reports.values()) == {1}, reports  # type: ignore[misc]
+    actions = _alerts(smtp, "Corrective action")
+    assert actions and set(actions.values()) == {1}, f"each owner told of their actions once: {actions}"
+    return drill
+
+
+def test_a_drill_whose_flow_run_process_is_killed_mid_watch_is_taken_over_and_ends_as_without_the_crash(
+        quick_drill: None, served: Served, smtp: Mailbox, gateway: Gateway, tmp_path: Path) -> None:
+    org = _building()
+    everyone = 1 + len(org["people"]) + 2
+    began = datetime.now(UTC)  # runs of earlier tests share this Prefect server: leave theirs alone
+    _drill_served(served.api, datetime.now(UTC) - timedelta(minutes=5))
+    run = runs.start(DRILL_DEPLOYMENT, {"params": {"facility": org["facility"], "window_minutes": 0.5,
+                                                   "escalate_after_minutes": 0.25}})
+    smtp.wait_for(everyone, seconds=60)
+    first, helped, late = org["people"][:3]
+    _answer(smtp, gateway, first, {"status": "accounted", "location": "Assembly point A"})
+    _answer(smtp, gateway, helped, {"status": "needs_assistance", "location": "Stairwell B"})
+    _until("the wardens' assistance alert", lambda: len(_alerts(smtp, "ASSISTANCE NEEDED")) == 2 or None)
+
+    os.kill(_until("the drill's flow-run process", lambda: _run_process(run.id)), signal.SIGKILL)
+    crashed = _until("the runner to mark the killed run crashed", lambda: _in_state(run.id, StateType.CRASHED))
+    # While nobody keeps the drill, an answer still lands in the registry.
+    _answer(smtp, gateway, late, {"status": "accounted", "location": "Car park"})
+
+    [taken] = takeover.take_over_dead_runs(since=began)
+    assert taken.dead == str(run.id) and taken.why.startswith("crashed")
+    assert takeover.take_over_dead_runs(since=began) == [], "a second sweep starts nothing more"
+    assert TAKEN_OVER in _flow_run(run.id).tags and crashed.state is not None
+    assert taken.new is not None
+    done = _until("the take-over run to finish", lambda: _in_state(taken.new or "", StateType.COMPLETED,
+                                                                   StateType.FAILED, StateType.CRASHED), 90)
+    assert done.state is not None and done.state.type == StateType.COMPLETED, served.log_tail()
+    assert [r.id for r in _children_of_takeover(run.id)] == [done.id]
+
+    _drill_ended_as_without_a_crash(org, smtp, str(run.id), answered=3)
+    with session() as db:
+        [event] = db.exec(select(AuditEvent).where(AuditEvent.action == "run.taken_over")).all()
+    assert event.data["dead_run"] == str(run.id) and event.data["new_run"] == str(done.id)
+
+
+def test_a_drill_left_running_by_a_killed_ops_serve_is_taken_over_once_its_heartbeat_stops(
+        quick_drill: None, served: Served, smtp: Mailbox, gateway: Gateway, tmp_path: Path) -> None:
+    org = _building()
+    everyone = 1 + len(org["people"]) + 2
+    began = datetime.now(UTC)  # runs of earlier tests share this Prefect server: leave theirs alone
+    _drill_served(served.api, datetime.now(UTC) - timedelta(minutes=5))
+    run = runs.start(DRILL_DEPLOYMENT, {"params": {"facility": org["facility"], "window_minutes": 0.4,
+                                                   "escalate_after_minutes": 0.2}})
+    smtp.wait_for(everyone, seconds=60)
+    first, helped = org["people"][:2]
+    _answer(smtp, gateway, first, {"status": "accounted", "location": "Assembly point A"})
+    _answer(smtp, gateway, helped, {"status": "needs_assistance", "location": "Stairwell B"})
+    _until("the wardens' assistance alert", lambda: len(_alerts(smtp, "ASSISTANCE NEEDED")) == 2 or None)
+
+    os.killpg(served.process.pid, signal.SIGKILL)  # `ops serve` and every flow run it started, at once
+    served.process.wait(timeout=10)
+    _until("the drill's process to be gone", lambda: _run_process(run.id) is None or None, 10)
+    assert _in_state(run.id, StateType.RUNNING), "nobody is left to say it crashed"
+    # A take-over may not act on a run that is only quiet for less than its heartbeat allows.
+    assert takeover.take_over_dead_runs(since=began) == []
+
+    with _serve(served.api, tmp_path / "serve-again.log") as again:
+        # The minute sweep would find it after three missed heartbeats; the test does not wait that long.
+        found = takeover.take_over_dead_runs(silence=timedelta(seconds=5), since=began)
+        [taken] = [t for t in found if t.dead == str(run.id)]
+        assert taken.why.startswith("no heartbeat") and taken.new is not None
+        done = _until("the take-over run to finish", lambda: _in_state(taken.new or "", StateType.COMPLETED,
+                                                                       StateType.FAILED, StateType.CRASHED), 90)
+        assert done.state is not None and done.state.type == StateType.COMPLETED, again.log_tail()
+    old = _flow_run(run.id)
+    assert old.state is not None and old.state.type == StateType.CRASHED and TAKEN_OVER in old.tags
+    _drill_ended_as_without_a_crash(org, smtp, str(run.id), answered=2, escalated_in_window=False)
