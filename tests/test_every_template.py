@@ -16,6 +16,7 @@ import pytest
 from sqlmodel import col, func, select
 
 from engine.deployments import PROJECT_ROOT
+from engine.settings import get_settings
 from engine.templates import TEMPLATES_DIR
 from flows.compliance_audit import AuditParameters, compliance_audit
 from flows.continuity_review import ReviewParameters as PlanReviewParameters
@@ -81,6 +82,22 @@ def test_every_process_previews_what_it_would_send_on_the_demo_registry(prefect_
     assert all(outcome.status == "preview" for outcome in previews if hasattr(outcome, "status")), previews
     deadline_sweep()
     assert smtp.messages() == [], "a preview sends nothing"
+
+
+def test_a_drill_nobody_answers_ends_with_its_report_on_the_demo_registry(
+        prefect_api: str, smtp: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ops demo drill`'s fire drill with nobody answering: alerts, escalation, headcount, report, actions."""
+    _fresh_install()
+    monkeypatch.setenv("OPS_DRILL_POLL_SECONDS", "0.2")
+    get_settings.cache_clear()
+    with session() as db:
+        facility = db.exec(select(Facility.code).order_by(col(Facility.id))).first()
+    assert facility is not None
+    outcome = emergency_drill(DrillParameters(facility=facility, window_minutes=0.1, escalate_after_minutes=0.03))
+    assert (outcome.status, outcome.accounted) == ("closed", 0) and outcome.total > 0, outcome
+    assert Path(outcome.report).is_file() and outcome.findings > 0, outcome
+    subjects = {m.subject.split(":")[0] for m in smtp.messages()}
+    assert "DRILL" in subjects and any("after-action" in s.lower() for s in subjects), subjects
 
 
 def _whole_suite(items: list[pytest.Item]) -> bool:
