@@ -38,6 +38,7 @@ from registry.migrate import upgrade  # noqa: E402
 from tests import browser  # noqa: E402
 
 _PG_PREFIX = "ops-test-pg-"
+_PG_STARTING_SECONDS = 600
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -110,21 +111,40 @@ def _unavailable(reason: str) -> NoReturn:
 def _stop_abandoned_servers(parent: Path) -> None:
     """Stop throwaway servers whose pytest died without its teardown (kill -9), so none lingers for good.
 
-    Each server lists the pids using it (`.handle_pids.json`); one still in use by a live session is left alone.
+    Each server lists the pids using it (`.handle_pids.json`, written once it is up); one still in use by a live
+    session is left alone, and so is a young one without that list (another session starting its server).
     """
     for root in parent.glob(f"{_PG_PREFIX}*"):
         data = root / "data"
         try:
             users = json.loads((data / ".handle_pids.json").read_text())
+        except (OSError, ValueError):
+            users = None
+        if users is None and time.time() - root.stat().st_mtime < _PG_STARTING_SECONDS:
+            continue
+        if any(Path(f"/proc/{pid}").exists() for pid in users or []):
+            continue
+        try:
             postmaster = int((data / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
-            users, postmaster = [], 0
-        if any(Path(f"/proc/{pid}").exists() for pid in users):
-            continue
+            postmaster = 0
         cmdline = Path(f"/proc/{postmaster}/cmdline")
         if postmaster and cmdline.exists() and b"postgres" in cmdline.read_bytes():
             os.kill(postmaster, signal.SIGINT)  # PostgreSQL's fast shutdown
+            _wait_until_gone(postmaster, seconds=30)  # its shutdown checkpoint still writes into the directory
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_until_gone(pid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
