@@ -342,7 +342,11 @@ def preview_requests(due: list[DuePlan], answer_days: int) -> str:
 
 def _review(target: DuePlan, answer_days: int) -> PlanResult:
     step_id = ask_owner(target, answer_days)
-    outcome = runs.wait_for_step(step_id)
+    try:
+        outcome = runs.wait_for_step(step_id)
+    except runs.StepHeldElsewhere as held:  # a duplicate run: the holder settles the plan, here it is "waiting"
+        get_run_logger().warning("Continuity plan %s: %s", target.code, held)
+        return settle(target.plan_id, step_id)
     get_run_logger().info("Continuity plan %s, review step %s: %s", target.code, step_id, outcome.outcome)
     return settle(target.plan_id, step_id)
 

@@ -239,13 +239,20 @@ def purchase_approval(params: ApprovalParameters) -> ApprovalOutcome:
     logger = get_run_logger()
     while (level := _next_level(params.request_id)) is not None:
         step_id = ask_approver(params.request_id, level, params.approval_days)
-        outcome = runs.wait_for_step(step_id)
+        try:
+            outcome = runs.wait_for_step(step_id)
+        except runs.StepHeldElsewhere as held:  # a duplicate run: the holder carries the chain on
+            logger.warning("Purchase request %s: %s", params.request_id, held)
+            return _outcome(params.request_id, str(held))
         logger.info("Purchase request %s, level %s: %s", params.request_id, level, outcome.outcome)
         apply_decision(params.request_id, level, step_id)
     ordered = place_orders([params.request_id])
+    return _outcome(params.request_id, "ordered" if ordered else None)
+
+
+def _outcome(request_id: int, detail: str | None) -> ApprovalOutcome:
     with session() as db:
-        request = _request(db, params.request_id)
-        detail = "ordered" if ordered else (request.decision_note or "")
-        return ApprovalOutcome(request_id=params.request_id, status=request.status.value,
+        request = _request(db, request_id)
+        return ApprovalOutcome(request_id=request_id, status=request.status.value,
                                approved_levels=request.approved_levels, levels=len(request.approvers),
-                               detail=detail)
+                               detail=detail if detail is not None else (request.decision_note or ""))

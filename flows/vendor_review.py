@@ -253,7 +253,11 @@ def vendor_review(params: ReviewParameters = ReviewParameters()) -> ReviewOutcom
     pending = settle_decisions(period, vendor_ids)
     report = publish(period, params.thresholds)
     for step_id in pending:
-        outcome = runs.wait_for_step(step_id)
+        try:
+            outcome = runs.wait_for_step(step_id)
+        except runs.StepHeldElsewhere as held:  # a duplicate run: the holder applies that decision
+            logger.warning("Change of standing: %s", held)
+            continue
         logger.info("Change of standing, step %s: %s", step_id, outcome.outcome)
         settle_decisions(period, vendor_ids)
     if pending:
