@@ -72,22 +72,56 @@ def _import_demo_data() -> None:
 @app.command()
 def up() -> None:
     """Start the local stack: Prefect server and UI, every deployment, the link gateway and a mail catcher."""
-    from engine.stack import apply_local_environment
-
-    apply_local_environment(get_settings(), own_server=True)
-    init(demo=True)
     from engine import stack
 
-    stack.run(get_settings())
+    settings = get_settings()
+    refusal = stack.leftovers(settings)
+    if refusal is not None:
+        typer.echo(refusal, err=True)
+        raise typer.Exit(1)
+    stack.apply_local_environment(settings, own_server=True)
+    raise typer.Exit(stack.run(settings, prepare=lambda: init(demo=True)))
+
+
+@app.command()
+def down() -> None:
+    """Stop the local stack started in this data dir, or whatever a killed `ops up` left running."""
+    from engine import stack
+
+    stopped = stack.down(get_settings())
+    for process in stopped:
+        typer.echo(f"stopped {process.describe()}")
+    typer.echo("opsdirector is not running" if not stopped else "opsdirector stopped")
+
+
+@app.command()
+def status() -> None:
+    """Which processes of the local stack run (exit 1 when none does)."""
+    from engine.stack_record import StackRecord, is_alive
+
+    recorded = StackRecord(get_settings().data_dir.resolve()).read()
+    for process in recorded:
+        typer.echo(f"{'running' if is_alive(process) else 'gone   '}  {process.describe()}")
+    if not any(is_alive(process) for process in recorded):
+        typer.echo("opsdirector is not running")
+        raise typer.Exit(1)
 
 
 @app.command()
 def serve() -> None:
     """Serve every deployment in prefect.yaml from this process (what `ops up` runs)."""
+    import os
+
+    from engine.stack import STACK_PID_VARIABLE
+
+    if stack_pid := os.environ.get(STACK_PID_VARIABLE):
+        from engine.die_with_parent import kill_group_when_orphaned
+
+        kill_group_when_orphaned(int(stack_pid), grace=5)
     _prepare()
     from engine.deployments import serve_all
 
-    serve_all(poll_seconds=get_settings().resume_poll_seconds)
+    serve_all(poll_seconds=get_settings().resume_poll_seconds, api_wait_seconds=120)
 
 
 @app.command()

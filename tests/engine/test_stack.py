@@ -12,7 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,6 +96,60 @@ def _wait(what: str, probe: Callable[[], bool], seconds: float, output: Output,
         time.sleep(0.2)
 
 
+@dataclass(frozen=True)
+class StackEnv:
+    """A stack of its own: a temp data dir and free ports, nothing of the developer's environment."""
+
+    data_dir: Path
+    prefect_port: int
+    gateway_port: int
+    smtp_port: int
+    env: dict[str, str]
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def belongs(self) -> Callable[[Proc], bool]:
+        return _belongs_to(self.data_dir, [self.prefect_port, self.gateway_port, self.smtp_port])
+
+
+def stack_env(tmp_path: Path, **extra: str) -> StackEnv:
+    data_dir = (tmp_path / "ops-data").resolve()
+    ports = free_port(), free_port(), free_port()
+    assert len(set(ports)) == 3
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPS_", "PREFECT_"))}
+    env.update({
+        "OPS_DATA_DIR": str(data_dir),
+        "OPS_PREFECT_PORT": str(ports[0]),
+        "OPS_GATEWAY_PORT": str(ports[1]),
+        "OPS_SMTP_PORT": str(ports[2]),
+        "OPS_GATEWAY_URL": f"http://127.0.0.1:{ports[1]}",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    })
+    return StackEnv(data_dir, *ports, env=env)
+
+
+def start_ops(stack: StackEnv, cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Output]:
+    """`ops ARGS` in a session of its own (as a terminal would run it), its output collected."""
+    process = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=stack.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert process.stdout is not None
+    output = Output()
+    threading.Thread(target=_collect, args=(process.stdout, output), daemon=True).start()
+    return process, output
+
+
+def kill_everything_of(stack: StackEnv) -> None:
+    """Whatever a failed test left of this stack."""
+    for proc in _processes():
+        if stack.belongs(proc):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+
+
 def _deployment_names(client: httpx.Client, api: str) -> set[str]:
     response = client.post(f"{api}/deployments/filter", json={})
     response.raise_for_status()
@@ -136,14 +192,20 @@ def test_ops_up_serves_everything_and_ctrl_c_stops_all_of_it(tmp_path: Path) -> 
             assert client.get(f"{gateway}/inbox").status_code == 200
             with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
                 assert smtp.noop()[0] == 250
-            _wait("deployments from prefect.yaml", lambda: wanted <= _deployment_names(client, api), 60, output,
-                  process)
+            # "up" means a Run works: every deployment is there, and the first Runs (raw POSTs, as the UI's Run
+            # button sends them, no client retry) are not refused while Prefect schedules the new deployments.
+            assert wanted <= _deployment_names(client, api)
+            runnable = [d for d in client.post(f"{api}/deployments/filter", json={}).json()
+                        if not d["parameter_openapi_schema"].get("required")]  # the others open a form first
+            assert len(runnable) >= len(wanted) - 2
+            codes = [_create_run_an_hour_ahead(client, api, d) for d in runnable]
+            assert codes.count(503) == 0, codes
             # A flow run in progress at Ctrl-C: its process (a child of `ops serve`) must go too.
             sweep = client.get(f"{api}/deployments/name/deadline-sweep/deadline-sweep").json()
             client.post(f"{api}/deployments/{sweep['id']}/create_flow_run", json={}).raise_for_status()
             _wait("a flow-run process", lambda: any(belongs(p) and "prefect.engine" in " ".join(p.cmdline)
                                                     for p in _processes()), 60, output, process)
-        assert (data_dir / "prefect" / "prefect.db").is_file(), "PREFECT_HOME is not under the data dir"
+        assert (data_dir / "prefect" / "postgres" / "PG_VERSION").is_file(), "the Prefect database is elsewhere"
         ours = [p for p in _processes() if belongs(p)]
         assert len(ours) >= 4, ours  # ops up, prefect server, ops serve, the flow run
 
@@ -179,3 +241,13 @@ def _ok(client: httpx.Client, url: str) -> bool:
         return client.get(url).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _create_run_an_hour_ahead(client: httpx.Client, api: str, deployment: dict[str, Any]) -> int:
+    """The Run button's write (an hour ahead, so no flow-run process starts); the status code it got."""
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    response = client.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                           json={"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": later}},
+                                 "parameters": deployment["parameters"]})
+    assert response.status_code in (201, 503), response.text
+    return response.status_code

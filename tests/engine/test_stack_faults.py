@@ -1,0 +1,199 @@
+"""`ops up` under kill -9: a killed `ops serve` comes back, a killed `ops up` takes its children with it, a second
+`ops up` over a live stack refuses and says what runs, `ops down` stops it, and no stop leaves a schedule paused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.deployments import specs
+from engine.stack_record import StackProcess, StackRecord, command_line, is_alive
+from tests.engine.test_stack import UP_SECONDS, StackEnv, _processes, kill_everything_of, stack_env, start_ops
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _until(what: str, probe: Callable[[], bool], seconds: float, explain: Callable[[], str] = str,
+           process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while not probe():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"exited ({process.returncode}) while waiting for {what}\n{explain()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {seconds:.0f} s\n{explain()}")
+        time.sleep(0.2)
+
+
+def _recorded(stack: StackEnv) -> dict[str, StackProcess]:
+    return {p.what: p for p in StackRecord(stack.data_dir).read()}
+
+
+def _run_deadline_sweep(client: httpx.Client, api: str) -> str:
+    sweep = client.get(f"{api}/deployments/name/deadline-sweep/deadline-sweep").json()
+    response = client.post(f"{api}/deployments/{sweep['id']}/create_flow_run", json={})
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def _state(client: httpx.Client, api: str, run_id: str) -> str:
+    return str(client.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"])
+
+
+def _paused(client: httpx.Client, api: str) -> list[str]:
+    """Deployments from prefect.yaml that are paused or have an inactive schedule prefect.yaml wants active."""
+    wanted = {s.name: s for s in specs()}
+    found = []
+    for deployment in client.post(f"{api}/deployments/filter", json={}).json():
+        spec = wanted.get(deployment["name"])
+        if spec is None:
+            continue
+        inactive = [s for s in deployment["schedules"] if not s["active"]]
+        if deployment["paused"] or len(inactive) > sum(1 for s in spec.schedules if not s.get("active", True)):
+            found.append(deployment["name"])
+    return found
+
+
+def test_a_killed_ops_serve_comes_back_and_a_killed_ops_up_leaves_nothing_running(tmp_path: Path) -> None:
+    stack = stack_env(tmp_path)
+    first, output = start_ops(stack, tmp_path, "up")
+    try:
+        _until('"opsdirector is up"', lambda: output.has("opsdirector is up"), UP_SECONDS, lambda: output.text,
+               first)
+        with httpx.Client(timeout=10) as client:
+            serve = _recorded(stack)["ops serve"]
+            os.kill(serve.pid, signal.SIGKILL)
+            _until("restart of ops serve", lambda: output.has("ops serve exited (code -9); restarted"), 10,
+                   lambda: output.text)
+            again = _recorded(stack)["ops serve"]
+            assert again.pid != serve.pid and is_alive(again)
+            run_id = _run_deadline_sweep(client, stack.api)
+            _until("the sweep run after the restart completing",
+                   lambda: _state(client, stack.api, run_id) == "COMPLETED", 60, lambda: output.text)
+            assert _paused(client, stack.api) == []
+
+        children = [p for p in StackRecord(stack.data_dir).read() if p.what != "ops up"]
+        assert {p.what for p in children} >= {"Prefect server", "ops serve"}
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=5)
+        _until("the children of a killed `ops up` ending", lambda: not any(is_alive(p) for p in children), 15,
+               lambda: "\n".join(p.describe() for p in children if is_alive(p)))
+    finally:
+        if first.poll() is None:
+            first.kill()
+        kill_everything_of(stack)
+
+
+def test_ops_up_over_a_live_stack_refuses_naming_it_and_ops_down_stops_it(tmp_path: Path) -> None:
+    stack = stack_env(tmp_path)
+    running, output = start_ops(stack, tmp_path, "up")
+    try:
+        _until('"opsdirector is up"', lambda: output.has("opsdirector is up"), UP_SECONDS, lambda: output.text,
+               running)
+        recorded = list(_recorded(stack).values())
+        second = subprocess.run([sys.executable, "-m", "engine.cli", "up"], cwd=tmp_path, env=stack.env,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stdout + second.stderr
+        for process in recorded:
+            assert f"pid {process.pid}" in second.stderr and process.what in second.stderr, second.stderr
+        assert "ops down" in second.stderr
+        assert running.poll() is None, "the refusal touched the running stack"
+        status = subprocess.run([sys.executable, "-m", "engine.cli", "status"], cwd=tmp_path, env=stack.env,
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and status.stdout.count("running") == len(recorded), status.stdout
+
+        down = subprocess.run([sys.executable, "-m", "engine.cli", "down"], cwd=tmp_path, env=stack.env,
+                              capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stdout + down.stderr
+        running.wait(timeout=30)
+        assert running.returncode == 0 and output.has("opsdirector stopped."), output.text
+        assert not any(is_alive(p) for p in recorded)
+        assert not any(stack.belongs(p) for p in _processes())
+    finally:
+        if running.poll() is None:
+            running.kill()
+        kill_everything_of(stack)
+
+
+def test_ops_up_refuses_over_processes_a_killed_stack_left_and_ops_down_stops_them(tmp_path: Path) -> None:
+    """Where no parent-death signal exists (or it was lost), the record still finds the leftovers."""
+    stack = stack_env(tmp_path)
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    try:
+        _until("the leftover to start", lambda: "time.sleep" in " ".join(command_line(leftover.pid) or []), 5)
+        stack.data_dir.mkdir(parents=True)
+        (stack.data_dir / "stack.json").write_text(json.dumps({"processes": [
+            {"pid": leftover.pid, "what": "ops serve", "cmdline": command_line(leftover.pid)},
+            # A recorded pid now used by another program (pid reuse) is not ours: neither named nor stopped.
+            {"pid": stranger.pid, "what": "Prefect server", "cmdline": ["something", "else"]},
+        ]}))
+        refused = subprocess.run([sys.executable, "-m", "engine.cli", "up"], cwd=tmp_path, env=stack.env,
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1
+        assert f"pid {leftover.pid}" in refused.stderr and "ops serve" in refused.stderr, refused.stderr
+        assert str(stranger.pid) not in refused.stderr and "ops down" in refused.stderr
+
+        down = subprocess.run([sys.executable, "-m", "engine.cli", "down"], cwd=tmp_path, env=stack.env,
+                              capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0 and f"pid {leftover.pid}" in down.stdout, down.stdout + down.stderr
+        assert leftover.wait(timeout=10) == -signal.SIGTERM
+        assert stranger.poll() is None
+        assert not (stack.data_dir / "stack.json").exists()
+    finally:
+        for process in (leftover, stranger):
+            process.kill()
+            process.wait()
+
+
+def test_ops_up_refuses_a_port_another_program_holds(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        stack = stack_env(tmp_path, OPS_GATEWAY_PORT=str(port))
+        refused = subprocess.run([sys.executable, "-m", "engine.cli", "up"], cwd=tmp_path, env=stack.env,
+                                 capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert f"port {port} (link gateway)" in refused.stderr and "OPS_GATEWAY_PORT" in refused.stderr, refused.stderr
+
+
+def test_stopping_ops_serve_leaves_every_schedule_active(prefect_api: str, tmp_path: Path) -> None:
+    """Prefect's serve() pauses what it served when it stops; a restarted stack then ran without its schedules."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPS_", "PREFECT_"))}
+    env.update({"OPS_DATA_DIR": str(tmp_path / "ops-data"), "PREFECT_API_URL": prefect_api,
+                "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    started = time.time()
+    serve = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with httpx.Client(timeout=10) as client:
+            def polled() -> bool:  # by the runner's loop: serve() pauses only what it got to serve
+                names = {s.name for s in specs()}
+                fresh = {d["name"] for d in client.post(f"{prefect_api}/deployments/filter", json={}).json()
+                         if d["last_polled"] and _timestamp(d["last_polled"]) >= started}
+                return names <= fresh
+
+            _until("deployments served", polled, 90)
+            os.killpg(serve.pid, signal.SIGTERM)
+            printed, _ = serve.communicate(timeout=30)
+            assert _paused(client, prefect_api) == [], printed.decode(errors="replace")
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+
+
+def _timestamp(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
