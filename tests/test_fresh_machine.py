@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,10 +59,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_the_postgresql_cases_run_on_a_throwaway_server_that_is_gone_afterwards(tmp_path: Path) -> None:
+@pytest.fixture
+def temp_dir() -> Iterator[Path]:
+    """A temporary directory outside pytest's own: pytest makes /tmp/pytest-of-<user> private again at each start
+    of any session, and the server's system user would lose its way into a data directory below it."""
+    path = Path(tempfile.mkdtemp(prefix="ops-test-fresh-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_postgresql_cases_run_on_a_throwaway_server_that_is_gone_afterwards(temp_dir: Path) -> None:
     """No OPS_TEST_POSTGRES_URL: the suite starts PostgreSQL from the wheel, stops it, and reaps a killed session's."""
     env = {key: value for key, value in os.environ.items() if key not in ("CI", "OPS_TEST_POSTGRES_URL")}
-    env["TMPDIR"] = str(tmp_path)
+    env["TMPDIR"] = str(temp_dir)
     # A session killed with SIGKILL leaves its server running (nothing of it can clean up).
     killed = subprocess.run([sys.executable, "-c", _KILLED_SESSION], env=env, capture_output=True, text=True,
                             timeout=60)
@@ -78,10 +90,10 @@ def test_the_postgresql_cases_run_on_a_throwaway_server_that_is_gone_afterwards(
         while _alive(leftover) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(leftover), "the next session stops a server whose session was killed"
-        assert not list(tmp_path.glob("ops-test-pg-*")), "and removes its files, as its own at the end"
-        assert not [pid for pid in _postgres_pids() if str(tmp_path) in _cmdline(pid)], "no server of this run is left"
+        assert not list(temp_dir.glob("ops-test-pg-*")), "and removes its files, as its own at the end"
+        assert not [pid for pid in _postgres_pids() if str(temp_dir) in _cmdline(pid)], "no server of this run is left"
     finally:
-        if _alive(leftover) and str(tmp_path) in _cmdline(leftover):
+        if _alive(leftover) and str(temp_dir) in _cmdline(leftover):
             os.kill(leftover, signal.SIGINT)
 
 
