@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from prefect import Flow, State
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
@@ -98,6 +101,18 @@ def current_run_id() -> str | None:
     return str(run_id) if run_id else None
 
 
+def stamp_process(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:  # noqa: ARG001
+    """on_running hook of every flow: record the run's machine and process (host:pid, as Prefect's process
+    worker does; a runner leaves it empty), so a sweep on the same machine can tell at once that it died."""
+    if flow_run.deployment_id is None:  # only deployment runs are taken over
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, infrastructure_pid=f"{socket.gethostname()}:{os.getpid()}")
+    except Exception as error:  # the heartbeat still tells, only later
+        log.warning("could not record the process of flow run %s: %s", flow_run.id, error)
+
+
 def origin_of(tags: list[str], run_id: str) -> str:
     return next((tag.removeprefix(ORIGIN_TAG) for tag in tags if tag.startswith(ORIGIN_TAG)), run_id)
 
@@ -125,9 +140,9 @@ def _holder_alive(flow_run_id: str) -> str | None:
     if holder.state is None or holder.state.is_final() or TAKEN_OVER_TAG in holder.tags:
         return None
     if holder.state.is_running():
-        from engine.takeover import is_silent  # the take-over's own test of a dead process, not a second one
+        from engine.takeover import is_dead  # the take-over's own test of a dead process, not a second one
 
-        if is_silent(holder):
+        if is_dead(holder):
             return None
     return f"{holder.name} ({holder.id})"
 

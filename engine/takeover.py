@@ -5,11 +5,14 @@ carries on from wherever the dead one stopped. What counts as dead:
 
 - **Crashed**: the runner (or worker) saw the run's process exit without reporting a final state, e.g. kill -9
   of the flow-run process while `ops serve` lives on.
+- **Gone**: the run is still RUNNING, its process (host:pid, recorded by `runs.stamp_process` as it starts) is on
+  this machine and no longer exists, e.g. `ops serve` was killed with its children. Seen by the next sweep.
 - **Silent**: the run is still RUNNING but has sent no heartbeat (`prefect.flow-run.heartbeat`, every
   `PREFECT_FLOWS_HEARTBEAT_FREQUENCY` seconds) for three intervals, e.g. `ops serve` was killed with its
-  children, or the machine running it went away. Heartbeats are events on the Prefect API, so this works the same
-  for one local `ops serve` and for workers on many machines; a process id would only say something on the
-  machine that started the run.
+  children on another machine, or that machine went away. Heartbeats are events on the Prefect API, so this
+  works the same for one local `ops serve` and for workers on many machines, where a process id only says
+  something on the machine that started the run; it takes three heartbeat intervals
+  (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, 180 s by default: set it to 30 for 90 s).
 
 The new run is created with the idempotency key `takeover-<dead run id>`, so two sweeps never start two. It is
 tagged with the id of the run that started the lineage (`runs.origin_run_id()`), so a process keyed by its first
@@ -19,8 +22,11 @@ run (an unscheduled drill) continues that occasion instead of opening a new one.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _HEARTBEAT = "prefect.flow-run.heartbeat"
 _MISSED_HEARTBEATS = 3
+_PROCESS_GRACE = timedelta(seconds=30)  # a run re-executed after a resume records its new process in this time
 _EVENTS_PAGE = 50  # the events API's largest page
 MAX_TAKEOVERS = 3  # a run that dies every time (a bug, not a crash) is left for a person after this many
 LOOKBACK = timedelta(days=1)  # older dead runs are history (a stack left off for days), not work to carry on
@@ -86,14 +93,42 @@ def _heard_from(client: SyncPrefectClient, runs: list[FlowRun], since: datetime)
     return heard
 
 
-def is_silent(run: FlowRun, silence: timedelta | None = None) -> bool:
-    """Whether a RUNNING run has sent no heartbeat for longer than a live one may."""
+def is_dead(run: FlowRun, silence: timedelta | None = None) -> bool:
+    """Whether a RUNNING run's process is gone from this machine, or it has sent no heartbeat for longer than a
+    live run may."""
     silence = silence or silence_allowed()
     now = utcnow()
+    if process_gone(run, now):
+        return True
     if run.state is None or now - as_utc(run.state.timestamp) < silence:
         return False
     with get_client(sync_client=True) as client:
         return str(run.id) not in _heard_from(client, [run], now - silence)
+
+
+def _started_at(pid: int) -> datetime | None:
+    """When process `pid` of this machine started; None when there is no such live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        booted = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                      if line.startswith("btime"))
+    except (OSError, IndexError, StopIteration):
+        return None
+    if fields[0] in ("Z", "X"):  # dead, waiting to be reaped
+        return None
+    return datetime.fromtimestamp(booted + int(fields[19]) / os.sysconf("SC_CLK_TCK"), tz=UTC)
+
+
+def process_gone(run: FlowRun, now: datetime) -> bool:
+    """Whether the run's recorded process is on this machine and gone (or is another process reusing its pid)."""
+    host, _, pid = (run.infrastructure_pid or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or run.state is None or not os.path.isdir("/proc"):
+        return False
+    entered = as_utc(run.state.timestamp)
+    if now - entered < _PROCESS_GRACE:
+        return False
+    started = _started_at(int(pid))
+    return started is None or started > entered + timedelta(seconds=2)
 
 
 def _why_dead(run: FlowRun, heard: set[str], now: datetime, silence: timedelta) -> str | None:
@@ -101,6 +136,8 @@ def _why_dead(run: FlowRun, heard: set[str], now: datetime, silence: timedelta) 
         return None
     if run.state.type == StateType.CRASHED:
         return f"crashed: {run.state.message or 'its process ended without a final state'}"
+    if process_gone(run, now):
+        return f"its process {run.infrastructure_pid} is gone"
     entered = as_utc(run.state.timestamp)
     if str(run.id) in heard or now - entered < silence:
         return None

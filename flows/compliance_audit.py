@@ -381,7 +381,7 @@ def apply_signoff(audit_id: int, step_id: int) -> str:
     return status
 
 
-@flow(name="compliance-audit", log_prints=True)
+@flow(name="compliance-audit", log_prints=True, on_running=[runs.stamp_process])
 def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcome:  # noqa: B008 (the UI form default)
     """Quarterly compliance audit of one framework.
 

@@ -351,7 +351,7 @@ def _review(target: DuePlan, answer_days: int) -> PlanResult:
     return settle(target.plan_id, step_id)
 
 
-@flow(name="continuity-review", log_prints=True)
+@flow(name="continuity-review", log_prints=True, on_running=[runs.stamp_process])
 def continuity_review(params: ReviewParameters = ReviewParameters()) -> ReviewOutcome:  # noqa: B008 (the UI form default)
     """Continuity plan reviews, daily.
 

@@ -589,7 +589,7 @@ def build_after_action(drill_id: int) -> DrillOutcome:
     return outcome
 
 
-@flow(name="emergency-drill", log_prints=True)
+@flow(name="emergency-drill", log_prints=True, on_running=[runs.stamp_process])
 def emergency_drill(params: DrillParameters | None = None) -> DrillOutcome | list[str]:
     """Emergency or continuity drill at one facility, or every drill that is due.
 

@@ -223,7 +223,7 @@ def _publish(day: date, created: list[int]) -> None:
     create_table_artifact(rows, key="inventory-reorder", description=f"Purchase requests raised on {day.isoformat()}")
 
 
-@flow(name="inventory-reorder", log_prints=True)
+@flow(name="inventory-reorder", log_prints=True, on_running=[runs.stamp_process])
 def inventory_reorder(params: ReorderParameters = ReorderParameters()) -> ReorderOutcome:  # noqa: B008 (the UI form default)
     """Daily inventory reorder.
 

@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
 
-from engine import notify
+from engine import notify, runs
 from engine.exports import csv_bytes
 from engine.reports import report_path, save_pdf, save_report
 from engine.settings import get_settings
@@ -343,7 +343,7 @@ def send(period: rules.Period, sections: rules.Sections, top: rules.Headline,
     return len(people), len(notify.deliver_due(ids=ids).sent) if ids else 0
 
 
-@flow(name="operations-report", log_prints=True)
+@flow(name="operations-report", log_prints=True, on_running=[runs.stamp_process])
 def operations_report(params: ReportParameters = ReportParameters()) -> ReportOutcome:  # noqa: B008 (the UI form default)
     """Operations report for a week, a month, a quarter or any range of days.
 

@@ -227,7 +227,7 @@ def place_orders(request_ids: list[int] | None = None, actor: str = ACTOR) -> li
     return ordered
 
 
-@flow(name="purchase-approval", log_prints=True)
+@flow(name="purchase-approval", log_prints=True, on_running=[runs.stamp_process])
 def purchase_approval(params: ApprovalParameters) -> ApprovalOutcome:
     """Approval chain of one purchase request.
 

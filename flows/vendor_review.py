@@ -225,7 +225,7 @@ def _tally(period: str, vendor_ids: list[int]) -> dict[str, int]:
             "expired": labels.count("expired") + labels.count("cancelled")}
 
 
-@flow(name="vendor-review", log_prints=True)
+@flow(name="vendor-review", log_prints=True, on_running=[runs.stamp_process])
 def vendor_review(params: ReviewParameters = ReviewParameters()) -> ReviewOutcome:  # noqa: B008 (the UI form default)
     """Quarterly vendor review: scorecards from the period's deliveries, approved changes of standing.
 
