@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,4 +79,49 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
         from engine.stack import wait_until_up
 
         wait_until_up(f"{str(PREFECT_API_URL.value()).rstrip('/')}/health", api_wait_seconds)
+    if removed := collapse_missed_runs([spec.name for spec in specs(path)]):
+        print(f"{removed} scheduled runs that fell due while nothing served them removed; "
+              "one catch-up run per deployment kept", flush=True)
     serve(*deployments, print_starting_message=False, query_seconds=poll_seconds, pause_on_shutdown=False)
+
+
+def collapse_missed_runs(names: list[str]) -> int:
+    """Delete all but the latest of each deployment's scheduled runs that fell due while nothing served them.
+
+    Schedules stay active while the stack is stopped (see serve_all), so a night off left dozens of every-minute
+    sweeps due at once; one catch-up run per deployment does what they would have done (a missed quarterly audit
+    still runs, once). Only the scheduler's own runs go (auto-scheduled, never started): a Run a person asked for
+    is kept. Returns how many were deleted.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterNextScheduledStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    late = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+        next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=datetime.now(UTC)),
+    )
+    removed = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(flow_run_filter=late, limit=200,
+                                         deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names)),
+                                         sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC)
+            missed: dict[Any, list[Any]] = {}
+            for run in runs:
+                if run.auto_scheduled and run.run_count == 0:
+                    missed.setdefault(run.deployment_id, []).append(run)
+            superseded = [run for per_deployment in missed.values() for run in per_deployment[:-1]]
+            for run in superseded:
+                client.delete_flow_run(run.id)
+            removed += len(superseded)
+            if len(runs) < 200 or not superseded:
+                return removed

@@ -96,6 +96,8 @@ class StackRecord:
 
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as probe:
+        # As the servers bind: connections of a stopped stack still in TIME_WAIT do not hold the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -10,14 +10,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from engine.deployments import specs
+from engine.stack import stop_process_group, wait_until_up
 from engine.stack_record import StackProcess, StackRecord, command_line, is_alive
+from tests.conftest import free_port
 from tests.engine.test_stack import UP_SECONDS, StackEnv, _processes, kill_everything_of, stack_env, start_ops
 
 pytestmark = pytest.mark.timeout(240)
@@ -87,9 +91,23 @@ def test_a_killed_ops_serve_comes_back_and_a_killed_ops_up_leaves_nothing_runnin
         first.wait(timeout=5)
         _until("the children of a killed `ops up` ending", lambda: not any(is_alive(p) for p in children), 15,
                lambda: "\n".join(p.describe() for p in children if is_alive(p)))
+
+        # `make run` again over what the kill left (a stale record, a database stopped mid-flight) just starts.
+        second, output = start_ops(stack, tmp_path, "up")
+        _until('"opsdirector is up" again', lambda: output.has("opsdirector is up"), UP_SECONDS,
+               lambda: output.text, second)
+        with httpx.Client(timeout=10) as client:
+            assert _paused(client, stack.api) == []
+        # A dead Prefect server is not papered over: the stack says so and stops, leaving nothing behind.
+        recorded = list(_recorded(stack).values())
+        os.kill(_recorded(stack)["Prefect server"].pid, signal.SIGKILL)
+        assert second.wait(timeout=30) == 1
+        assert output.has("Prefect server exited (code -9)"), output.text
+        assert not any(is_alive(p) for p in recorded)
     finally:
-        if first.poll() is None:
-            first.kill()
+        for process in (first, locals().get("second")):
+            if isinstance(process, subprocess.Popen) and process.poll() is None:
+                process.kill()
         kill_everything_of(stack)
 
 
@@ -167,33 +185,91 @@ def test_ops_up_refuses_a_port_another_program_holds(tmp_path: Path) -> None:
     assert f"port {port} (link gateway)" in refused.stderr and "OPS_GATEWAY_PORT" in refused.stderr, refused.stderr
 
 
-def test_stopping_ops_serve_leaves_every_schedule_active(prefect_api: str, tmp_path: Path) -> None:
-    """Prefect's serve() pauses what it served when it stops; a restarted stack then ran without its schedules."""
+def _serve_until_polled(prefect_api: str, tmp_path: Path, client: httpx.Client) -> subprocess.Popen[bytes]:
+    """`ops serve` against the session's server, once its runner polls (serve() pauses only what it got to serve)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPS_", "PREFECT_"))}
     env.update({"OPS_DATA_DIR": str(tmp_path / "ops-data"), "PREFECT_API_URL": prefect_api,
                 "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
     started = time.time()
     serve = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve"], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        with httpx.Client(timeout=10) as client:
-            def polled() -> bool:  # by the runner's loop: serve() pauses only what it got to serve
-                names = {s.name for s in specs()}
-                fresh = {d["name"] for d in client.post(f"{prefect_api}/deployments/filter", json={}).json()
-                         if d["last_polled"] and _timestamp(d["last_polled"]) >= started}
-                return names <= fresh
 
-            _until("deployments served", polled, 90)
-            os.killpg(serve.pid, signal.SIGTERM)
-            printed, _ = serve.communicate(timeout=30)
-            assert _paused(client, prefect_api) == [], printed.decode(errors="replace")
+    def polled() -> bool:
+        names = {s.name for s in specs()}
+        fresh = {d["name"] for d in client.post(f"{prefect_api}/deployments/filter", json={}).json()
+                 if d["last_polled"] and _timestamp(d["last_polled"]) >= started}
+        return names <= fresh
+
+    try:
+        _until("deployments served", polled, 90)
+    except BaseException:
+        os.killpg(serve.pid, signal.SIGKILL)
+        raise
+    return serve
+
+
+def _stop(serve: subprocess.Popen[bytes]) -> str:
+    if serve.poll() is None:
+        os.killpg(serve.pid, signal.SIGTERM)
+    try:
+        printed, _ = serve.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(serve.pid, signal.SIGKILL)
+        printed, _ = serve.communicate()
+    return printed.decode(errors="replace")
+
+
+def _auto_scheduled(client: httpx.Client, api: str, deployment_id: str) -> list[dict[str, Any]]:
+    runs = client.post(f"{api}/flow_runs/filter", json={
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+        "sort": "NEXT_SCHEDULED_START_TIME_ASC"}).json()
+    return [run for run in runs if run["auto_scheduled"] and run["run_count"] == 0]
+
+
+@pytest.fixture
+def scheduling_prefect_api(tmp_path: Path) -> Iterator[str]:
+    """A Prefect server of this test's own: the session's test server is ephemeral and runs no scheduler."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_ENABLED": "false"})
+    with (tmp_path / "prefect-server.log").open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/api/health", 90, server)
+        yield f"http://127.0.0.1:{port}/api"
     finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
+        stop_process_group(server)
+
+
+def test_stopping_ops_serve_leaves_every_schedule_active_and_a_restart_runs_what_was_missed_once(
+        scheduling_prefect_api: str, tmp_path: Path) -> None:
+    """Prefect's serve() paused what it served when it stopped: a restarted stack ran without its schedules.
+    Active schedules fall due while nothing serves them; the restart keeps one catch-up run, not one per minute."""
+    prefect_api = scheduling_prefect_api
+    with httpx.Client(timeout=10) as client:
+        serve = _serve_until_polled(prefect_api, tmp_path, client)
+        printed = _stop(serve)
+        assert _paused(client, prefect_api) == [], printed
+
+        sweep = client.get(f"{prefect_api}/deployments/name/deadline-sweep/deadline-sweep").json()
+        _until("the scheduler's runs of the every-minute sweep",
+               lambda: len(_auto_scheduled(client, prefect_api, sweep["id"])) >= 3, 30)
+        missed = _auto_scheduled(client, prefect_api, sweep["id"])[:3]
+        for minutes_ago, run in zip((30, 20, 10), missed, strict=True):  # as if the stack had been down 30 min
+            due = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
+            client.post(f"{prefect_api}/flow_runs/{run['id']}/set_state", json={
+                "state": {"type": "SCHEDULED", "name": "Late", "state_details": {"scheduled_time": due}},
+                "force": True}).raise_for_status()
+
+        printed = _stop(_serve_until_polled(prefect_api, tmp_path, client))
+        kept = [run["id"] for run in missed if client.get(f"{prefect_api}/flow_runs/{run['id']}").status_code == 200]
+        assert kept == [missed[2]["id"]], printed
+        assert _paused(client, prefect_api) == [], printed
 
 
 def _timestamp(text: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(text).timestamp()
