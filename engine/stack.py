@@ -296,8 +296,8 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
                   "Press Ctrl-C (or run `ops down`) to stop everything."]
         print("\n".join(lines), flush=True)
         code = _watch(children, gateway_thread, stopping)
-    except RuntimeError as error:
-        print(f"opsdirector could not start: {error}", flush=True)
+    except (RuntimeError, OSError) as error:
+        print(f"opsdirector could not start: {error!r}", flush=True)
     except KeyboardInterrupt:
         code = 0
     finally:
