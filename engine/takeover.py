@@ -7,6 +7,8 @@ carries on from wherever the dead one stopped. What counts as dead:
   of the flow-run process while `ops serve` lives on.
 - **Gone**: the run is still RUNNING, its process (host:pid, recorded by `runs.stamp_process` as it starts) is on
   this machine and no longer exists, e.g. `ops serve` was killed with its children. Seen by the next sweep.
+- **Stuck**: the run was claimed (PENDING) but its process never started, e.g. `ops serve` was killed just
+  after claiming it: two minutes for a runner, three heartbeat intervals for a worker.
 - **Silent**: the run is still RUNNING but has sent no heartbeat (`prefect.flow-run.heartbeat`, every
   `PREFECT_FLOWS_HEARTBEAT_FREQUENCY` seconds) for three intervals, e.g. `ops serve` was killed with its
   children on another machine, or that machine went away. Heartbeats are events on the Prefect API, so this
@@ -33,6 +35,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterDeploymentId,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _HEARTBEAT = "prefect.flow-run.heartbeat"
 _MISSED_HEARTBEATS = 3
+_PENDING_ON_A_RUNNER = timedelta(minutes=2)
 _PROCESS_GRACE = timedelta(seconds=30)  # a run re-executed after a resume records its new process in this time
 _EVENTS_PAGE = 50  # the events API's largest page
 MAX_TAKEOVERS = 3  # a run that dies every time (a bug, not a crash) is left for a person after this many
@@ -70,12 +74,18 @@ def silence_allowed() -> timedelta:
 
 
 def _candidates(client: SyncPrefectClient, since: datetime) -> list[FlowRun]:
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+    started = client.read_flow_runs(flow_run_filter=FlowRunFilter(
         deployment_id=FlowRunFilterDeploymentId(is_null_=False),
         start_time=FlowRunFilterStartTime(after_=since),
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.CRASHED]))),
         limit=200)
-    return [run for run in runs if TAKEN_OVER_TAG not in run.tags]
+    # A run is PENDING from the moment its runner or worker claims it until its process starts: it has no
+    # start time yet, and stays PENDING for good if the runner dies in between.
+    claimed = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        deployment_id=FlowRunFilterDeploymentId(is_null_=False),
+        expected_start_time=FlowRunFilterExpectedStartTime(after_=since),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))), limit=200)
+    return [run for run in started + claimed if TAKEN_OVER_TAG not in run.tags]
 
 
 def _heard_from(client: SyncPrefectClient, runs: list[FlowRun], since: datetime) -> set[str]:
@@ -136,9 +146,13 @@ def _why_dead(run: FlowRun, heard: set[str], now: datetime, silence: timedelta) 
         return None
     if run.state.type == StateType.CRASHED:
         return f"crashed: {run.state.message or 'its process ended without a final state'}"
+    entered = as_utc(run.state.timestamp)
+    if run.state.type == StateType.PENDING:
+        # A runner starts its process within seconds; a worker may first have to create a container.
+        allowed = min(silence, _PENDING_ON_A_RUNNER) if run.work_pool_name is None else silence
+        return f"pending for {allowed.total_seconds():.0f} s: nothing started it" if now - entered >= allowed else None
     if process_gone(run, now):
         return f"its process {run.infrastructure_pid} is gone"
-    entered = as_utc(run.state.timestamp)
     if str(run.id) in heard or now - entered < silence:
         return None
     return f"no heartbeat for {silence.total_seconds():.0f} s: its process is gone"

@@ -258,3 +258,25 @@ def _recent_runs(flow_name: str) -> list[FlowRun]:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
                                      sort=FlowRunSort.START_TIME_DESC, limit=5)
+
+
+def test_a_run_claimed_but_never_started_is_taken_over(served: Served, smtp: Mailbox) -> None:
+    """A runner killed between claiming a run (PENDING) and starting its process leaves it PENDING for good."""
+    from prefect.states import Pending
+
+    began = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        sweep = client.read_deployment_by_name("deadline-sweep/deadline-sweep")
+        stuck = client.create_flow_run_from_deployment(sweep.id, state=Pending())
+    fresh = takeover.take_over_dead_runs(since=began - timedelta(minutes=1))
+    assert str(stuck.id) not in {t.dead for t in fresh}, "just claimed: not stuck yet"
+    time.sleep(1.5)  # longer than the one second this test allows a claimed run
+
+    taken = [t for t in takeover.take_over_dead_runs(silence=timedelta(seconds=1), since=began - timedelta(minutes=1))
+             if t.dead == str(stuck.id)]
+    assert len(taken) == 1 and taken[0].why.startswith("pending") and taken[0].new is not None
+    done = _until("the take-over run to finish", lambda: _in_state(taken[0].new or "", StateType.COMPLETED,
+                                                                   StateType.FAILED, StateType.CRASHED), 60)
+    assert done.state is not None and done.state.type == StateType.COMPLETED, served.log_tail()
+    old = _flow_run(stuck.id)
+    assert old.state is not None and old.state.type == StateType.CRASHED and TAKEN_OVER in old.tags
