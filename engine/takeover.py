@@ -41,6 +41,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import get_current_settings
 from prefect.states import Crashed
 
@@ -78,7 +79,7 @@ def _candidates(client: SyncPrefectClient, since: datetime) -> list[FlowRun]:
         deployment_id=FlowRunFilterDeploymentId(is_null_=False),
         start_time=FlowRunFilterStartTime(after_=since),
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.CRASHED]))),
-        limit=200)
+        sort=FlowRunSort.START_TIME_DESC, limit=200)
     # A run is PENDING from the moment its runner or worker claims it until its process starts: it has no
     # start time yet, and stays PENDING for good if the runner dies in between.
     claimed = client.read_flow_runs(flow_run_filter=FlowRunFilter(
@@ -193,8 +194,12 @@ def take_over_dead_runs(*, silence: timedelta | None = None, since: datetime | N
         heard = _heard_from(client, running, now - silence) if running else set()
         for run in candidates:
             why = _why_dead(run, heard, now, silence)
-            if why is not None:
+            if why is None:
+                continue
+            try:
                 done.append(_take_over(client, run, why))
+            except Exception as error:  # one run that cannot be taken over (its deployment deleted) stops no other
+                log.warning("could not take over flow run %s (%s): %s", run.id, why, error)
     for taken in done:
         log.warning("flow run %s (%s) %s; taken over by flow run %s", taken.dead, taken.deployment, taken.why,
                     taken.new or "none: given up")
