@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -22,12 +23,14 @@ from sqlmodel import col
 
 from engine.human_steps import StepOutcome, outcome_of, seconds_until
 from registry import HumanStep, session
+from registry.db import database_url
 
 log = logging.getLogger(__name__)
 
 ORIGIN_TAG = "takeover-of:"  # on a take-over run: the run whose occasion it carries on
 GENERATION_TAG = "takeover-generation:"  # how many runs of this lineage have died before this one
 TAKEN_OVER_TAG = "taken-over"  # on a dead run once a new one carries it on
+REGISTRY_LABEL = "opsdirector.registry"  # on a run once it starts: the registry its process state lives in
 
 
 class StepHeldElsewhere(RuntimeError):
@@ -101,14 +104,21 @@ def current_run_id() -> str | None:
     return str(run_id) if run_id else None
 
 
+def registry_id() -> str:
+    """Which registry this process works on, without naming it (a database URL may hold a password)."""
+    return hashlib.sha256(database_url().encode()).hexdigest()[:16]
+
+
 def stamp_process(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:  # noqa: ARG001
     """on_running hook of every flow: record the run's machine and process (host:pid, as Prefect's process
-    worker does; a runner leaves it empty), so a sweep on the same machine can tell at once that it died."""
+    worker does; a runner leaves it empty), so a sweep on the same machine can tell at once that it died, and
+    its registry, so a sweep never carries on another registry's run (a reset one's, or another test's)."""
     if flow_run.deployment_id is None:  # only deployment runs are taken over
         return
     try:
         with get_client(sync_client=True) as client:
             client.update_flow_run(flow_run.id, infrastructure_pid=f"{socket.gethostname()}:{os.getpid()}")
+            client.update_flow_run_labels(flow_run.id, {REGISTRY_LABEL: registry_id()})
     except Exception as error:  # the heartbeat still tells, only later
         log.warning("could not record the process of flow run %s: %s", flow_run.id, error)
 

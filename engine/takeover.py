@@ -16,9 +16,11 @@ carries on from wherever the dead one stopped. What counts as dead:
   something on the machine that started the run; it takes three heartbeat intervals
   (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, 180 s by default: set it to 30 for 90 s).
 
-The new run is created with the idempotency key `takeover-<dead run id>`, so two sweeps never start two. It is
-tagged with the id of the run that started the lineage (`runs.origin_run_id()`), so a process keyed by its first
-run (an unscheduled drill) continues that occasion instead of opening a new one.
+Only runs of this registry are candidates (every run labels itself with it as it starts; one that never
+started has no label and is ours to start). The new run is created with the idempotency key
+`takeover-<dead run id>`, so two sweeps never start two. It is tagged with the id of the run that started the
+lineage (`runs.origin_run_id()`), so a process keyed by its first run (an unscheduled drill) continues that
+occasion instead of opening a new one.
 """
 
 from __future__ import annotations
@@ -45,7 +47,15 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import get_current_settings
 from prefect.states import Crashed
 
-from engine.runs import GENERATION_TAG, ORIGIN_TAG, TAKEN_OVER_TAG, generation_of, origin_of
+from engine.runs import (
+    GENERATION_TAG,
+    ORIGIN_TAG,
+    REGISTRY_LABEL,
+    TAKEN_OVER_TAG,
+    generation_of,
+    origin_of,
+    registry_id,
+)
 from registry import session, trail
 from registry.clock import as_utc, utcnow
 
@@ -86,7 +96,9 @@ def _candidates(client: SyncPrefectClient, since: datetime) -> list[FlowRun]:
         deployment_id=FlowRunFilterDeploymentId(is_null_=False),
         expected_start_time=FlowRunFilterExpectedStartTime(after_=since),
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))), limit=200)
-    return [run for run in started + claimed if TAKEN_OVER_TAG not in run.tags]
+    ours = registry_id()
+    return [run for run in started + claimed
+            if TAKEN_OVER_TAG not in run.tags and run.labels.get(REGISTRY_LABEL, ours) == ours]
 
 
 def _heard_from(client: SyncPrefectClient, runs: list[FlowRun], since: datetime) -> set[str]:

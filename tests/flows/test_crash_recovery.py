@@ -208,7 +208,9 @@ def test_a_drill_left_running_by_a_killed_ops_serve_is_taken_over_by_the_next_sw
     _answer(smtp, gateway, first, {"status": "accounted", "location": "Assembly point A"})
     _answer(smtp, gateway, helped, {"status": "needs_assistance", "location": "Stairwell B"})
     _until("the wardens' assistance alert", lambda: len(_alerts(smtp, "ASSISTANCE NEEDED")) == 2 or None)
-    assert (_flow_run(run.id).infrastructure_pid or "").endswith(f":{_run_process(run.id)}")
+    recorded = _flow_run(run.id)
+    assert (recorded.infrastructure_pid or "").endswith(f":{_run_process(run.id)}")
+    assert recorded.labels[runs.REGISTRY_LABEL] == runs.registry_id()
 
     os.killpg(served.process.pid, signal.SIGKILL)  # `ops serve` and every flow run it started, at once
     served.process.wait(timeout=10)
@@ -268,13 +270,18 @@ def test_a_run_claimed_but_never_started_is_taken_over(served: Served, smtp: Mai
     with get_client(sync_client=True) as client:
         sweep = client.read_deployment_by_name("deadline-sweep/deadline-sweep")
         stuck = client.create_flow_run_from_deployment(sweep.id, state=Pending())
+        # As stuck, but it was a run of another registry (a reset one, or another test's): not ours to carry on.
+        foreign = client.create_flow_run_from_deployment(sweep.id, state=Pending(),
+                                                         labels={runs.REGISTRY_LABEL: "another-registry"})
     fresh = takeover.take_over_dead_runs(since=began - timedelta(minutes=1))
     assert str(stuck.id) not in {t.dead for t in fresh}, "just claimed: not stuck yet"
     time.sleep(1.5)  # longer than the one second this test allows a claimed run
 
-    taken = [t for t in takeover.take_over_dead_runs(silence=timedelta(seconds=1), since=began - timedelta(minutes=1))
-             if t.dead == str(stuck.id)]
+    found = takeover.take_over_dead_runs(silence=timedelta(seconds=1), since=began - timedelta(minutes=1))
+    assert str(foreign.id) not in {t.dead for t in found}
+    taken = [t for t in found if t.dead == str(stuck.id)]
     assert len(taken) == 1 and taken[0].why.startswith("pending") and taken[0].new is not None
+    assert _in_state(foreign.id, StateType.PENDING) and TAKEN_OVER not in _flow_run(foreign.id).tags
     done = _until("the take-over run to finish", lambda: _in_state(taken[0].new or "", StateType.COMPLETED,
                                                                    StateType.FAILED, StateType.CRASHED), 60)
     assert done.state is not None and done.state.type == StateType.COMPLETED, served.log_tail()
