@@ -117,7 +117,7 @@ def serve() -> None:
     if stack_pid := os.environ.get(STACK_PID_VARIABLE):
         from engine.die_with_parent import kill_group_when_orphaned
 
-        kill_group_when_orphaned(int(stack_pid), grace=5)
+        kill_group_when_orphaned(int(stack_pid), grace=0)
     _prepare()
     from engine.deployments import serve_all
 

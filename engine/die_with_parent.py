@@ -1,5 +1,5 @@
 """`python -m engine.die_with_parent PARENT_PID SIGNAL USER COMMAND...`: run COMMAND, as USER unless it is `-`, so
-that it gets SIGNAL when PARENT dies.
+that it gets SIGNAL (unless 0) when PARENT dies.
 
 `ops up` starts its children through this, so a kill -9 of `ops up` takes the Prefect server, `ops serve` and the
 database with it instead of leaving them running. Linux's parent-death signal survives exec; it is set here rather
@@ -19,10 +19,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def kill_group_when_orphaned(parent: int, grace: float) -> None:
-    """Kill this process's group `grace` seconds after `parent` is gone, whatever the parent-death signal did.
+    """Kill this process's group (its flow runs too) `grace` seconds after `parent` is gone.
 
-    `ops serve` stops gracefully on that signal, but a graceful stop talks to a Prefect server that is dying at the
-    same moment, and its retries outlived the stack by minutes; its flow runs are in its group.
+    For `ops serve`, which must not stop gracefully (engine.stack._spawn_serve says why): a parent-death signal
+    would reach this process alone, and a SIGTERM starts the graceful stop.
     """
     import threading
     import time
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         os.initgroups(user, entry.pw_gid)
         os.setgid(entry.pw_gid)
         os.setuid(entry.pw_uid)
-    if sys.platform.startswith("linux"):
+    if sig and sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")

@@ -117,14 +117,15 @@ class _Children:
         self.orphan_groups: list[int] = []
 
     def spawn(self, what: str, args: list[str], log_name: str, *, stop_signal: int = signal.SIGTERM,
-              user: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+              death_signal: int | None = None, user: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / log_name).open("ab") as handle:
             # Through die_with_parent, so a kill -9 of `ops up` does not leave this running; a session of its own,
             # so stopping it stops everything it started.
             process = subprocess.Popen(
-                [sys.executable, "-m", "engine.die_with_parent", str(os.getpid()), str(int(stop_signal)),
-                 user or "-", *args],
+                [sys.executable, "-m", "engine.die_with_parent", str(os.getpid()),
+                 str(int(stop_signal if death_signal is None else death_signal)), user or "-", *args],
                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=env,
             )
         self.running[what] = (process, stop_signal)
@@ -136,7 +137,7 @@ class _Children:
             stop_process_group(process, sig=stop_signal)
         for group in self.orphan_groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGTERM)
+                os.killpg(group, signal.SIGKILL)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], grace: float = 10, sig: int = signal.SIGTERM) -> None:
@@ -193,12 +194,17 @@ def _wait_for_deployments(api: str, since: datetime, seconds: float, children: _
     raise RuntimeError(f"the deployments were not registered within {seconds:.0f} s; see {children.logs}")
 
 
-def _serve_env() -> dict[str, str]:
-    return {**os.environ, STACK_PID_VARIABLE: str(os.getpid())}
+def _spawn_serve(children: _Children) -> subprocess.Popen[bytes]:
+    """`ops serve`, stopped with SIGKILL to its group, its flow runs with it, never gracefully.
 
-
-def _serve_args() -> list[str]:
-    return [sys.executable, "-m", "engine.cli", "serve"]
+    Prefect's graceful stop cancels the runs in flight, and a cancelled run is one a person stopped: nothing takes
+    it over. Killed, a run stays RUNNING with its process gone, and the sweep of the next stack finishes it. For the
+    same reason it gets no parent-death signal (that would kill it alone): it watches `ops up` itself and kills its
+    group the moment `ops up` is gone (engine.die_with_parent.kill_group_when_orphaned).
+    """
+    return children.spawn("ops serve", [sys.executable, "-m", "engine.cli", "serve"], "deployments.log",
+                          stop_signal=signal.SIGKILL, death_signal=0,
+                          env={**os.environ, STACK_PID_VARIABLE: str(os.getpid())})
 
 
 def _stop_on_signal(stopping: threading.Event) -> None:
@@ -230,7 +236,7 @@ def _watch(children: _Children, gateway_thread: threading.Thread,
                       f"{_RESTART_WINDOW_SECONDS:.0f} s; see {log}. Stopping opsdirector.", flush=True)
                 return 1
             children.orphan_groups.append(process.pid)
-            again = children.spawn("ops serve", _serve_args(), "deployments.log", env=_serve_env())
+            again = _spawn_serve(children)
             print(f"ops serve exited (code {code}); restarted it (pid {again.pid}, log {log}).", flush=True)
         if not gateway_thread.is_alive():
             print("the link gateway stopped; stopping opsdirector.", flush=True)
@@ -268,7 +274,7 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
         wall_start = datetime.now(UTC)
         server = _start_prefect_server(settings, children)
         # `ops serve` loads the flows while the server starts, then waits for its API.
-        children.spawn("ops serve", _serve_args(), "deployments.log", env=_serve_env())
+        _spawn_serve(children)
         if settings.catches_mail:
             catcher = mailcatcher.start(settings.mailbox_dir.resolve(), settings.smtp_host, settings.smtp_port)
         if prepare is not None:

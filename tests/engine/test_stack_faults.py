@@ -22,7 +22,7 @@ from engine.deployments import specs
 from engine.stack import stop_process_group, wait_until_up
 from engine.stack_record import StackProcess, StackRecord, command_line, is_alive
 from tests.conftest import free_port
-from tests.engine.test_stack import UP_SECONDS, StackEnv, _processes, kill_everything_of, stack_env, start_ops
+from tests.engine.test_stack import UP_SECONDS, Output, StackEnv, _processes, kill_everything_of, stack_env, start_ops
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -42,11 +42,31 @@ def _recorded(stack: StackEnv) -> dict[str, StackProcess]:
     return {p.what: p for p in StackRecord(stack.data_dir).read()}
 
 
-def _run_deadline_sweep(client: httpx.Client, api: str) -> str:
-    sweep = client.get(f"{api}/deployments/name/deadline-sweep/deadline-sweep").json()
-    response = client.post(f"{api}/deployments/{sweep['id']}/create_flow_run", json={})
+def _start(client: httpx.Client, api: str, name: str, parameters: dict[str, Any] | None = None) -> str:
+    deployment = client.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}).json()[0]
+    response = client.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                           json={"parameters": parameters} if parameters else {})
     response.raise_for_status()
     return str(response.json()["id"])
+
+
+def _drill_alerted(stack: StackEnv) -> bool:
+    """Whether the catcher holds a drill alert (the drill then waits minutes for answers)."""
+    return any(b"DRILL" in mail.read_bytes() for mail in (stack.data_dir / "mailbox").rglob("*") if mail.is_file())
+
+
+def _start_long_drill(client: httpx.Client, stack: StackEnv, output: Output) -> str:
+    """A drill that has alerted and waits ten minutes for answers: a run in flight."""
+    drill = _start(client, stack.api, "emergency-drill", {"params": {
+        "facility": "HQ", "window_minutes": 10, "escalate_after_minutes": 5}})
+    _until("the drill alerting", lambda: _drill_alerted(stack), 60,
+           lambda: f"{_state(client, stack.api, drill)}\n{output.text}")
+    assert _state(client, stack.api, drill) == "RUNNING"
+    return drill
+
+
+def _run_deadline_sweep(client: httpx.Client, api: str) -> str:
+    return _start(client, api, "deadline-sweep")
 
 
 def _state(client: httpx.Client, api: str, run_id: str) -> str:
@@ -85,6 +105,10 @@ def test_a_killed_ops_serve_comes_back_and_a_killed_ops_up_leaves_nothing_runnin
                    lambda: _state(client, stack.api, run_id) == "COMPLETED", 60, lambda: output.text)
             assert _paused(client, stack.api) == []
 
+            # A drill in progress when the stack dies must stay one the next stack's sweep takes over: not
+            # Cancelled, which is what Prefect's graceful stop of `ops serve` makes of the runs in flight.
+            drill = _start_long_drill(client, stack, output)
+
         children = [p for p in StackRecord(stack.data_dir).read() if p.what != "ops up"]
         assert {p.what for p in children} >= {"Prefect server", "ops serve"}
         os.kill(first.pid, signal.SIGKILL)
@@ -98,6 +122,7 @@ def test_a_killed_ops_serve_comes_back_and_a_killed_ops_up_leaves_nothing_runnin
                lambda: output.text, second)
         with httpx.Client(timeout=10) as client:
             assert _paused(client, stack.api) == []
+            assert _state(client, stack.api, drill) != "CANCELLED"
         # A dead Prefect server is not papered over: the stack says so and stops, leaving nothing behind.
         recorded = list(_recorded(stack).values())
         os.kill(_recorded(stack)["Prefect server"].pid, signal.SIGKILL)
@@ -117,6 +142,8 @@ def test_ops_up_over_a_live_stack_refuses_naming_it_and_ops_down_stops_it(tmp_pa
     try:
         _until('"opsdirector is up"', lambda: output.has("opsdirector is up"), UP_SECONDS, lambda: output.text,
                running)
+        with httpx.Client(timeout=10) as client:
+            drill = _start_long_drill(client, stack, output)
         recorded = list(_recorded(stack).values())
         second = subprocess.run([sys.executable, "-m", "engine.cli", "up"], cwd=tmp_path, env=stack.env,
                                 capture_output=True, text=True, timeout=60)
@@ -136,6 +163,16 @@ def test_ops_up_over_a_live_stack_refuses_naming_it_and_ops_down_stops_it(tmp_pa
         assert running.returncode == 0 and output.has("opsdirector stopped."), output.text
         assert not any(is_alive(p) for p in recorded)
         assert not any(stack.belongs(p) for p in _processes())
+
+        # Started again: nothing paused, and the drill the stop interrupted is left for the sweep to take over.
+        running, output = start_ops(stack, tmp_path, "up")
+        _until('"opsdirector is up" again', lambda: output.has("opsdirector is up"), UP_SECONDS,
+               lambda: output.text, running)
+        with httpx.Client(timeout=10) as client:
+            assert _paused(client, stack.api) == []
+            assert _state(client, stack.api, drill) != "CANCELLED"
+        os.killpg(running.pid, signal.SIGINT)
+        assert running.wait(timeout=30) == 0
     finally:
         if running.poll() is None:
             running.kill()
