@@ -156,6 +156,7 @@ def _deployment_names(client: httpx.Client, api: str) -> set[str]:
     return {d["name"] for d in response.json()}
 
 
+@pytest.mark.slow
 def test_ops_up_serves_everything_and_ctrl_c_stops_all_of_it(tmp_path: Path) -> None:
     data_dir = (tmp_path / "ops-data").resolve()
     prefect_port, gateway_port, smtp_port = free_port(), free_port(), free_port()

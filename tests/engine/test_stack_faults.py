@@ -87,6 +87,7 @@ def _paused(client: httpx.Client, api: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_a_killed_ops_serve_comes_back_and_a_killed_ops_up_leaves_nothing_running(tmp_path: Path) -> None:
     stack = stack_env(tmp_path)
     first, output = start_ops(stack, tmp_path, "up")
@@ -136,6 +137,7 @@ def test_a_killed_ops_serve_comes_back_and_a_killed_ops_up_leaves_nothing_runnin
         kill_everything_of(stack)
 
 
+@pytest.mark.slow
 def test_ops_up_over_a_live_stack_refuses_naming_it_and_ops_down_stops_it(tmp_path: Path) -> None:
     stack = stack_env(tmp_path)
     running, output = start_ops(stack, tmp_path, "up")
@@ -282,6 +284,7 @@ def scheduling_prefect_api(tmp_path: Path) -> Iterator[str]:
         stop_process_group(server)
 
 
+@pytest.mark.slow
 def test_stopping_ops_serve_leaves_every_schedule_active_and_a_restart_runs_what_was_missed_once(
         scheduling_prefect_api: str, tmp_path: Path) -> None:
     """Prefect's serve() paused what it served when it stopped: a restarted stack ran without its schedules.
