@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import Update, update
 from sqlmodel import Session, col, select
 
 from engine.forms import form_model
@@ -87,6 +87,12 @@ def ask(
     return step
 
 
+def decide_statement(step_id: int) -> Update:
+    """The conditional UPDATE that decides a step (answered or expired): it changes the step only while pending,
+    found by its primary key, so every POST costs one index lookup whatever the registry holds."""
+    return update(HumanStep).where(col(HumanStep.id) == step_id, col(HumanStep.status) == StepStatus.pending)
+
+
 def record_answer(
     session: Session, *, step: HumanStep, person: Person, answer: dict[str, Any],
     ip: str | None = None, user_agent: str | None = None,
@@ -97,8 +103,7 @@ def record_answer(
     """
     now = utcnow()
     result = session.execute(
-        update(HumanStep)
-        .where(col(HumanStep.id) == step.id, col(HumanStep.status) == StepStatus.pending)
+        decide_statement(step.id or 0)
         .values(status=StepStatus.answered, answer=answer, answered_by_id=person.id, answered_at=now,
                 answer_ip=ip, answer_user_agent=(user_agent or "")[:400],
                 resume_pending=step.flow_run_id is not None)
@@ -115,8 +120,7 @@ def record_answer(
 
 def expire(session: Session, *, step: HumanStep, actor: str = "sweep") -> bool:
     result = session.execute(
-        update(HumanStep)
-        .where(col(HumanStep.id) == step.id, col(HumanStep.status) == StepStatus.pending)
+        decide_statement(step.id or 0)
         .values(status=StepStatus.expired, resume_pending=step.flow_run_id is not None)
         .execution_options(synchronize_session=False)
     )

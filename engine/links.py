@@ -8,7 +8,8 @@ import secrets
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from engine.settings import get_settings
 from registry import HumanStep, Person, StepLink, StepStatus
@@ -77,9 +78,14 @@ class LinkCheck:
         return self.refusal is None
 
 
+def link_statement(token_hash: str) -> SelectOfScalar[StepLink]:
+    """The link presented by its token's hash: run for every page and every POST, on the unique index."""
+    return select(StepLink).where(col(StepLink.token_hash) == token_hash)
+
+
 def check(session: Session, token: str, *, for_step_id: int | None = None) -> LinkCheck:
     """Resolve a presented token; `for_step_id` is the step the form claims to answer."""
-    link = session.exec(select(StepLink).where(StepLink.token_hash == hash_token(token))).first()
+    link = session.exec(link_statement(hash_token(token))).first()
     if link is None:
         return LinkCheck(None, None, None, Refusal.unknown)
     step = session.get(HumanStep, link.step_id)

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 from sqlalchemy import and_, delete, or_, update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from engine import channels, links
 from engine.settings import get_settings
@@ -82,6 +83,16 @@ def attachment_paths(stored: Sequence[str]) -> list[Path]:
     return paths
 
 
+def queued_statement(key: str) -> SelectOfScalar[Notification]:
+    """The rows queued under message `key`, one per channel: `enqueue`'s idempotency check.
+
+    An equality lookup on the indexed message key, not a prefix match on the idempotency key: `LIKE 'key#%'`
+    reads the whole outbox on SQLite (its LIKE ignores case, so no index serves it) and on PostgreSQL without a
+    pattern index, and an `IN (key#0, key#1, ...)` would have to guess how many channels the person had then.
+    """
+    return select(Notification).where(col(Notification.message_key) == key).order_by(col(Notification.channel))
+
+
 def enqueue(
     db: Session, *, key: str, recipient_id: int, template: str, context: dict[str, Any], preview_only: bool = False,
     attachments: Sequence[Path] = (),
@@ -92,7 +103,7 @@ def enqueue(
     written or sent. Attachments are files under the data directory; images are shown inline in e-mail
     (reference them as `cid:<file name>`).
     """
-    existing = list(db.exec(select(Notification).where(col(Notification.idempotency_key).startswith(f"{key}#"))))
+    existing = list(db.exec(queued_statement(key)))
     if existing:
         return existing
     person = db.get(Person, recipient_id)
@@ -103,8 +114,8 @@ def enqueue(
     files = stored_attachments(attachments)
     rows = [
         Notification(
-            idempotency_key=f"{key}#{index}", recipient_id=recipient_id, channel=index, template=template,
-            context=stored, subject=message.subject, body_text=message.text, body_html=message.html,
+            idempotency_key=f"{key}#{index}", message_key=key, recipient_id=recipient_id, channel=index,
+            template=template, context=stored, subject=message.subject, body_text=message.text, body_html=message.html,
             status=DeliveryStatus.preview if preview_only else DeliveryStatus.pending, attachments=files,
         )
         for index, _ in enumerate(channels.targets(person))

@@ -6,9 +6,11 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Update, update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from engine import notify, runs, takeover
 from engine.human_steps import expire
@@ -31,8 +33,34 @@ class SweepReport:
     delivered: int = 0
 
 
-def _pending(db: Session) -> list[HumanStep]:
-    return list(db.exec(select(HumanStep).where(HumanStep.status == StepStatus.pending)))
+# Each sweep query is built here, once, so tests/registry/test_query_plans.py reads the plan of the very
+# statement the sweep runs. Every one is served by an index of registry/steps.py and reads only the rows it acts
+# on: a sweep costs the same with a year of answered steps behind it as on an empty registry.
+
+def reminders_statement(now: datetime, reminder: timedelta) -> SelectOfScalar[HumanStep]:
+    """Pending steps not yet reminded whose reminder window (`reminder` before the due date) is open at `now`."""
+    return select(HumanStep).where(col(HumanStep.status) == StepStatus.pending, col(HumanStep.reminded_at).is_(None),
+                                   col(HumanStep.due_at) > now, col(HumanStep.due_at) <= now + reminder)
+
+
+def escalation_claim(now: datetime, step_ids: list[int] | None = None) -> Update:
+    """Claim every pending, not yet escalated step past its due date and not expired (or just `step_ids`)."""
+    claim = update(HumanStep).where(col(HumanStep.status) == StepStatus.pending,
+                                    col(HumanStep.escalation_level) == 0, col(HumanStep.due_at) <= now,
+                                    col(HumanStep.expires_at) > now)
+    if step_ids is not None:
+        claim = claim.where(col(HumanStep.id).in_(step_ids))
+    return claim.values(escalation_level=1).returning(col(HumanStep.id))
+
+
+def expiry_statement(now: datetime) -> SelectOfScalar[HumanStep]:
+    return select(HumanStep).where(col(HumanStep.status) == StepStatus.pending, col(HumanStep.expires_at) <= now)
+
+
+def resume_statement() -> SelectOfScalar[Any]:
+    """Steps decided whose waiting run has not been handed the outcome; `== True`, which both planners match
+    to the partial index (PostgreSQL cannot use an index for `IS true`)."""
+    return select(HumanStep.id).where(col(HumanStep.resume_pending) == True)  # noqa: E712
 
 
 def _step_context(step: HumanStep, person: Person) -> dict[str, object]:
@@ -49,11 +77,10 @@ def _step_summary(step: HumanStep, person: Person) -> dict[str, object]:
 def remind_due(now: datetime, report: SweepReport) -> None:
     reminder = timedelta(hours=get_settings().reminder_hours)
     with session() as db:
-        for step in _pending(db):
+        for step in db.exec(reminders_statement(now, reminder)).all():
             assert step.id is not None
-            window_opens = step.due_at - reminder
             # Someone asked inside the reminder window has just been told: a reminder would be noise.
-            if step.reminded_at is None and step.created_at < window_opens <= now < step.due_at:
+            if step.created_at < step.due_at - reminder:
                 notify.enqueue(db, key=f"step-{step.id}-reminder", recipient_id=step.person_id,
                                template="step_reminder", context=_step_context(step, get_person(db, step.person_id)))
                 step.reminded_at = now
@@ -81,13 +108,7 @@ def escalate_overdue(now: datetime, report: SweepReport, *, step_ids: list[int] 
     overdue notice of their own.
     """
     with session() as db:
-        claim = update(HumanStep).where(col(HumanStep.status) == StepStatus.pending,
-                                        col(HumanStep.escalation_level) == 0, col(HumanStep.due_at) <= now,
-                                        col(HumanStep.expires_at) > now)
-        if step_ids is not None:
-            claim = claim.where(col(HumanStep.id).in_(step_ids))
-        claimed = db.execute(claim.values(escalation_level=1).returning(col(HumanStep.id))
-                             .execution_options(synchronize_session=False))
+        claimed = db.execute(escalation_claim(now, step_ids).execution_options(synchronize_session=False))
         ids = sorted(row[0] for row in claimed)
         if not ids:
             return
@@ -115,9 +136,7 @@ def escalate_overdue(now: datetime, report: SweepReport, *, step_ids: list[int] 
 
 def expire_overdue(now: datetime, report: SweepReport) -> None:
     with session() as db:
-        overdue = db.exec(select(HumanStep).where(HumanStep.status == StepStatus.pending,
-                                                  col(HumanStep.expires_at) <= now))
-        for step in overdue:
+        for step in db.exec(expiry_statement(now)).all():
             if expire(db, step=step):
                 report.expired.append(step.id or 0)
 
@@ -125,7 +144,7 @@ def expire_overdue(now: datetime, report: SweepReport) -> None:
 def resume_waiting(report: SweepReport) -> None:
     """Resume every run whose step was decided but not yet handed back (API down, or not yet suspended)."""
     with session() as db:
-        owed = [i for i in db.exec(select(HumanStep.id).where(col(HumanStep.resume_pending).is_(True))) if i]
+        owed = [i for i in db.exec(resume_statement()) if i]
     report.resumed.extend(step_id for step_id in owed if runs.hand_back(step_id))
 
 
@@ -141,9 +160,14 @@ def sweep(now: datetime | None = None) -> SweepReport:
     now = now or utcnow()
     report = SweepReport()
     take_over_dead(report)
+    sweep_registry(now, report)
+    return report
+
+
+def sweep_registry(now: datetime, report: SweepReport) -> None:
+    """The sweep's work on the registry (all but the take-over, which asks the Prefect API)."""
     remind_due(now, report)
     escalate_overdue(now, report)
     expire_overdue(now, report)
     resume_waiting(report)
     report.delivered = len(notify.deliver_due().sent)
-    return report

@@ -22,6 +22,10 @@ class DeliveryStatus(StrEnum):
 class Notification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True, index=True)
+    message_key: str = Field(
+        index=True, description="The key `enqueue` was given, shared by the message's rows on every channel: "
+                                "its idempotency check is an equality lookup on this index, not a prefix match.",
+    )
     recipient_id: int = Field(foreign_key="person.id", index=True)
     channel: int = Field(0, description="Index into the recipient's channels at the time it was queued.")
     template: str

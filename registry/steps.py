@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from registry.clock import utcnow
@@ -21,6 +21,16 @@ class StepStatus(StrEnum):
 
 class HumanStep(SQLModel, table=True):
     __tablename__ = "human_step"
+    # What each sweep asks, one index each, so a sweep reads the few rows it acts on and never the year of steps
+    # behind them. The status comes first and is bound as a parameter; the decided-but-not-handed-back steps
+    # are so few that a partial index holds only them.
+    __table_args__ = (
+        Index("ix_human_step_reminder", "status", "reminded_at", "due_at"),
+        Index("ix_human_step_escalation", "status", "escalation_level", "due_at"),
+        Index("ix_human_step_expiry", "status", "expires_at"),
+        Index("ix_human_step_resume_pending", "id", sqlite_where=text("resume_pending = 1"),
+              postgresql_where=text("resume_pending")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, index=True, description="Idempotency key: asking twice returns the same step.")
@@ -36,7 +46,7 @@ class HumanStep(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     due_at: datetime
     expires_at: datetime
-    status: StepStatus = Field(default=StepStatus.pending, index=True)
+    status: StepStatus = Field(default=StepStatus.pending)
     answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     answered_by_id: int | None = Field(default=None, foreign_key="person.id")
     answered_at: datetime | None = None
