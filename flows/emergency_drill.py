@@ -184,31 +184,32 @@ def start_due_drills() -> list[str]:
                                 .join(Facility, col(Facility.id) == DrillProgram.facility_id)
                                 .where(col(DrillProgram.active).is_(True), col(Facility.active).is_(True))
                                 .order_by(col(DrillProgram.id))))
-        due: list[tuple[DrillProgram, Facility, datetime]] = []
+        due: list[tuple[int, str, datetime, str, datetime]] = []
         for program, facility in programs:
             if program.last_run_at is None:
                 program.last_run_at = now
                 db.add(program)
                 continue
             occasion = next_due(program.cadence, as_utc(program.last_run_at), settings.timezone)
-            if occasion > now:
-                continue
+            if occasion <= now:
+                due.append((program.id or 0, program.kind, program.last_run_at, facility.code, occasion))
+    for program_id, kind, last_run_at, code, occasion in due:
+        # Started before it is claimed: a crash or a refused API call in between leaves the occasion due, and
+        # the run's idempotency key makes the next look find the same run instead of starting a second one.
+        if deployment.get_id():
+            run = runs.start(f"{flow_run.get_flow_name()}/{deployment.get_name()}",
+                             {"params": {"facility": code, "kind": kind, "occasion": occasion.isoformat()}},
+                             idempotency_key=f"drill-{program_id}-{occasion.isoformat()}",
+                             run_name=f"{kind} {code} {occasion:%Y-%m-%d}")
+            note = f"{code} {kind}: flow run {run.id}"
+        else:
+            note = f"{code} {kind} due {occasion.isoformat()}: not running from a deployment, start it with a facility"
+        with session() as db:
             claimed = db.execute(update(DrillProgram).where(
-                col(DrillProgram.id) == program.id, col(DrillProgram.last_run_at) == program.last_run_at)
+                col(DrillProgram.id) == program_id, col(DrillProgram.last_run_at) == last_run_at)
                 .values(last_run_at=now).execution_options(synchronize_session=False))
-            if claimed.rowcount == 1:  # type: ignore[attr-defined]
-                due.append((program, facility, occasion))
-    for program, facility, occasion in due:
-        if not deployment.get_id():
-            started.append(f"{facility.code} {program.kind} due {occasion.isoformat()}: not running from a "
-                           "deployment, start it with a facility")
-            continue
-        run = runs.start(f"{flow_run.get_flow_name()}/{deployment.get_name()}",
-                         {"params": {"facility": facility.code, "kind": program.kind,
-                                     "occasion": occasion.isoformat()}},
-                         idempotency_key=f"drill-{program.id}-{occasion.isoformat()}",
-                         run_name=f"{program.kind} {facility.code} {occasion:%Y-%m-%d}")
-        started.append(f"{facility.code} {program.kind}: flow run {run.id}")
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            started.append(note)
     return started
 
 

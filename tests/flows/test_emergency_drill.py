@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -293,3 +294,40 @@ def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
         m for m in smtp.messages(to=lead_email) if m.subject.startswith("After-action report")])
     assert "45.0 min (reported by Lee Lead) against a target of 240 min (met)" in mail[0].text
     assert "90 min against a target of 60 min (missed)" in mail[0].text
+
+
+def _deployed_run(name: str) -> str:
+    """A run of a real `emergency-drill` deployment called `name` on the test server (nothing executes it)."""
+    from prefect.client.orchestration import get_client
+
+    deployment_id = emergency_drill.to_deployment(name=name).apply()
+    with get_client(sync_client=True) as client:
+        return str(client.create_flow_run_from_deployment(deployment_id, parameters={}).id)
+
+
+def test_a_due_drill_the_prefect_api_refused_to_start_is_started_by_the_next_look(
+        registry_db: str, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.emergency_drill import start_due_drills
+
+    org = _building(occupants=1)
+    with session() as db:
+        program = db.exec(select(DrillProgram)).one()
+        program.last_run_at = utcnow() - timedelta(days=400)
+        db.add(program)
+    name = f"drill-scheduler-{uuid.uuid4().hex[:8]}"
+    # The scheduler runs as this deployment's run; the deployment is gone when it starts the drill (the API
+    # answers 404), as a Prefect server that refuses or drops the call would.
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", _deployed_run(name))
+    with get_client(sync_client=True) as client:
+        client.delete_deployment(client.read_deployment_by_name(f"emergency-drill/{name}").id)
+    with pytest.raises(Exception):  # noqa: B017 (whatever Prefect raises; what matters is what is left)
+        start_due_drills.fn()
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", _deployed_run(name))
+    [started] = start_due_drills.fn()
+    assert started.startswith(f"{org['facility']} fire_evacuation: flow run "), "the occasion was kept"
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(uuid.UUID(started.rsplit(" ", 1)[1]))
+    assert run.idempotency_key is not None and run.idempotency_key.startswith("drill-")
+    assert start_due_drills.fn() == [], "started once per occasion"
