@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import and_, delete, or_, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -158,9 +159,10 @@ _BATCH = 200
 def deliver_due(*, ids: list[int] | None = None, now: datetime | None = None, limit: int = 5000) -> DeliveryReport:
     """Send every pending message that is due (or just `ids`); safe to run from several processes at once.
 
-    Messages go out in batches: claimed together, rendered with their links minted in one transaction, then
-    handed to the channels together (e-mails to one server share an SMTP session), each outcome recorded as it
-    comes. Then whoever watches delivery is told of messages that are not getting through.
+    Messages are claimed in batches, each as the stream reaches it, then rendered with their links minted and
+    committed one by one while the mail server stores the message before (e-mails to one server share an SMTP
+    session), each outcome committed as it comes. Then whoever watches delivery is told of messages that are not
+    getting through.
     """
     now = now or utcnow()
     with session() as db:
@@ -171,11 +173,10 @@ def deliver_due(*, ids: list[int] | None = None, now: datetime | None = None, li
             query = query.where(col(Notification.id).in_(ids))
         due = [i for i in db.exec(query.order_by(col(Notification.id)).limit(limit)) if i is not None]
     report = DeliveryReport()
-    for start in range(0, len(due), _BATCH):
-        _deliver_batch(_claim(due[start:start + _BATCH], now), report, now)
+    _deliver([due[start:start + _BATCH] for start in range(0, len(due), _BATCH)], report, now)
     alerts = _alert_stuck(now, report)
     if alerts:
-        _deliver_batch(_claim(alerts, now), report, now)
+        _deliver([alerts], report, now)
     return report
 
 
@@ -193,18 +194,19 @@ def requeue_failed(*, ids: list[int] | None = None, now: datetime | None = None)
         return sorted(row[0] for row in requeued)
 
 
-def _claim(notification_ids: list[int], now: datetime) -> list[int]:
+def _claim(db: Session, notification_ids: list[int], now: datetime) -> list[int]:
     """The ids this process now owns for the lease; another process's claim wins over ours."""
-    with session() as db:
-        claimed = db.execute(
-            update(Notification)
-            .where(col(Notification.id).in_(notification_ids), col(Notification.status) == DeliveryStatus.pending,
-                   col(Notification.next_attempt_at) <= now)
-            .values(attempts=Notification.attempts + 1, next_attempt_at=now + _LEASE)
-            .returning(col(Notification.id))
-            .execution_options(synchronize_session=False)
-        )
-        return sorted(row[0] for row in claimed)
+    claimed = db.execute(
+        update(Notification)
+        .where(col(Notification.id).in_(notification_ids), col(Notification.status) == DeliveryStatus.pending,
+               col(Notification.next_attempt_at) <= now)
+        .values(attempts=Notification.attempts + 1, next_attempt_at=now + _LEASE)
+        .returning(col(Notification.id))
+        .execution_options(synchronize_session=False)
+    )
+    ids = sorted(row[0] for row in claimed)
+    db.commit()
+    return ids
 
 
 @dataclass
@@ -216,21 +218,34 @@ class _Prepared:
     expires: list[datetime] = field(default_factory=list)  # of the steps the message links to
 
 
-def _deliver_batch(claimed: list[int], report: DeliveryReport, now: datetime) -> None:
-    if not claimed:
-        return
-    with session() as db:
-        prepared = [_prepare(db, notification_id) for notification_id in claimed]
-    ready = [p for p in prepared if p.outgoing is not None]
+def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) -> None:
+    """Claim each batch as the stream reaches it, and deliver every claimed message over one stream.
+
+    The stream is read one message ahead of the send (see `channels.deliver`): a message is rendered, its links
+    minted and committed while the server stores the one before, and sent only once that one's outcome is
+    committed. Links and outcomes share one session, so a message's links are committed before it can leave.
+    """
     with _outcome_session() as db:
         to_tell = _alert_recipient(db) is not None
-        for item in prepared:
-            if item.outgoing is None:
-                _record_failure(db, item, channels.Outcome(item.error), now, report, can_give_up=to_tell)
         db.commit()
+        ready: list[_Prepared] = []
+
+        def outgoing() -> Iterator[channels.Outgoing]:
+            for batch in batches:
+                claimed = _claim(db, batch, now)
+                batch_data = _Batch.load(db, claimed)
+                for notification_id in claimed:
+                    item = _prepare(db, batch_data, notification_id)
+                    if item.outgoing is None:
+                        _record_failure(db, item, channels.Outcome(item.error), now, report, can_give_up=to_tell)
+                    db.commit()  # its links exist before the message can leave
+                    if item.outgoing is not None:
+                        ready.append(item)
+                        yield item.outgoing
+
         # One short transaction per outcome, committed before the next message goes: what the server accepted
         # is recorded as sent even if this process dies on the next one.
-        for index, outcome in channels.deliver([p.outgoing for p in ready if p.outgoing]):
+        for index, outcome in channels.deliver(outgoing()):
             item = ready[index]
             if outcome.sent:
                 _record_sent(db, item.notification_id)
@@ -274,11 +289,15 @@ def _outcome_session() -> Iterator[Session]:
             connection.commit()
 
 
+# Built once: through the ORM session an UPDATE per message costs more than the SQL itself; on the session's
+# connection this Core statement is compiled once and cached.
+_MARK_SENT = (update(Notification)
+              .where(col(Notification.id) == bindparam("note_id"), col(Notification.status) == DeliveryStatus.pending)
+              .values(status=DeliveryStatus.sent, sent_at=bindparam("sent_at"), last_error=None))
+
+
 def _record_sent(db: Session, notification_id: int) -> None:
-    db.execute(update(Notification)
-               .where(col(Notification.id) == notification_id, col(Notification.status) == DeliveryStatus.pending)
-               .values(status=DeliveryStatus.sent, sent_at=utcnow(), last_error=None)
-               .execution_options(synchronize_session=False))
+    db.connection().execute(_MARK_SENT, {"note_id": notification_id, "sent_at": utcnow()})
 
 
 def _record_failure(db: Session, item: _Prepared, outcome: channels.Outcome, now: datetime,
@@ -286,7 +305,7 @@ def _record_failure(db: Session, item: _Prepared, outcome: channels.Outcome, now
     """Retry with capped back-off until the message's useful life ends; then fail it, if someone will be told."""
     if item.minted and not outcome.may_have_left:
         db.execute(delete(StepLink).where(col(StepLink.token_hash).in_(item.minted)))
-    row = db.get(Notification, item.notification_id)
+    row = db.get(Notification, item.notification_id, populate_existing=True)
     if row is None or row.status != DeliveryStatus.pending:
         return
     settings = get_settings()
@@ -362,26 +381,64 @@ def _alert_stuck(now: datetime, report: DeliveryReport) -> list[int]:
         return [row.id for row in queued if row.id is not None]
 
 
-def _prepare(db: Session, notification_id: int) -> _Prepared:
-    """Render a claimed message with fresh links; a message that cannot be rendered mints nothing."""
+@dataclass
+class _Batch:
+    """A claimed batch's rows, read in a few queries instead of several per message."""
+
+    notes: dict[int, Notification]
+    people: dict[int, Person]
+    steps: dict[int, tuple[int, datetime]]  # id → (id, expires_at), for the steps its contexts name
+
+    @classmethod
+    def load(cls, db: Session, claimed: list[int]) -> _Batch:
+        notes = {n.id or 0: n for n in db.exec(select(Notification).where(col(Notification.id).in_(claimed)))}
+        people = {p.id or 0: p for p in db.exec(
+            select(Person).where(col(Person.id).in_({n.recipient_id for n in notes.values()})))}
+        named = {i for n in notes.values() for i in _step_ids(n.context)}
+        steps = {row[0]: (row[0], row[1]) for row in db.execute(
+            select(HumanStep.id, HumanStep.expires_at).where(col(HumanStep.id).in_(named)))} if named else {}
+        return cls(notes, people, steps)
+
+
+def _step_ids(context: Any) -> Iterator[int]:
+    """The step ids a context names under `step_id` keys: what its template most likely links to (a prefetch
+    only; a link to any other step is looked up when it is rendered)."""
+    if isinstance(context, dict):
+        for key, value in context.items():
+            if key == "step_id" and isinstance(value, int):
+                yield value
+            else:
+                yield from _step_ids(value)
+    elif isinstance(context, list):
+        for value in context:
+            yield from _step_ids(value)
+
+
+def _prepare(db: Session, batch: _Batch, notification_id: int) -> _Prepared:
+    """Render a claimed message with fresh links, added to `db`; a message that cannot be rendered mints nothing."""
     prepared = _Prepared(notification_id)
-    note = db.get(Notification, notification_id)
-    person = db.get(Person, note.recipient_id) if note else None
+    note = batch.notes.get(notification_id)
+    person = batch.people.get(note.recipient_id) if note else None
     assert note is not None and person is not None
     issued: dict[int, str] = {}
-    added: list[StepLink] = []
+    added: list[dict[str, Any]] = []
 
     def _link(step_id: int) -> str:
         # The text and HTML bodies show the same link: one token per step per message.
         if step_id not in issued:
-            step = db.get(HumanStep, step_id)
+            step = batch.steps.get(step_id)
             if step is None:
-                raise ValueError(f"message links to step {step_id}, which does not exist")
-            token, link = links.mint(step=step, person_id=person.id or 0)
-            db.add(link)
-            added.append(link)
-            prepared.minted.append(link.token_hash)
-            prepared.expires.append(as_utc(step.expires_at))
+                row = db.execute(select(HumanStep.id, HumanStep.expires_at).where(col(HumanStep.id) == step_id)).first()
+                if row is None:
+                    raise ValueError(f"message links to step {step_id}, which does not exist")
+                step = batch.steps[step_id] = (row[0], row[1])
+            # As links.mint does, without building an ORM row per link: they go in as one insert.
+            token = secrets.token_urlsafe(32)
+            token_hash = links.hash_token(token)
+            added.append({"step_id": step[0], "person_id": person.id or 0, "token_hash": token_hash,
+                          "created_at": utcnow(), "expires_at": step[1]})
+            prepared.minted.append(token_hash)
+            prepared.expires.append(as_utc(step[1]))
             issued[step_id] = links.url_for(token)
         return issued[step_id]
 
@@ -391,15 +448,14 @@ def _prepare(db: Session, notification_id: int) -> _Prepared:
         prepared.error = f"{person.name} no longer has channel {note.channel}"
         return prepared
     try:
-        with db.no_autoflush:
-            message = render_message(note.template, note.context, _link)
+        message = render_message(note.template, note.context, _link)
         files = attachment_paths(note.attachments)
     except (TemplateProblem, ValueError) as problem:
-        for link in added:
-            db.expunge(link)
         prepared.minted.clear()
         prepared.expires.clear()
         prepared.error = str(problem)
         return prepared
+    if added:
+        db.execute(insert(StepLink), added)
     prepared.outgoing = channels.Outgoing(url, message, tuple(files))
     return prepared
