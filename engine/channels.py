@@ -132,7 +132,13 @@ def deliver(batch: Iterable[Outgoing]) -> Iterator[tuple[int, Outcome]]:
             else:
                 key = _server_of(current.plugin)
                 server = servers.get(key) or servers.setdefault(key, _Server(current.plugin))
-                yield current.index, server.send(current, read_ahead)
+                outcome = server.send(current, read_ahead)
+                if ahead and ahead[0].plugin is not None and ahead[0].recipients is not None \
+                        and _server_of(ahead[0].plugin) == key:
+                    # The next message's MAIL FROM goes before this outcome is handed over: the caller commits
+                    # it while the server answers. No data leaves before that commit.
+                    server.announce(ahead[0])
+                yield current.index, outcome
     finally:
         for server in servers.values():
             server.close()
@@ -278,7 +284,11 @@ def _header(name: str, value: str) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _folded(name: str, value: str) -> str:
-    return str(SMTP.header_factory(name, value).fold(policy=SMTP))
+    folded = str(SMTP.header_factory(name, value).fold(policy=SMTP))
+    # The policy may break right after the colon; readers then see the value with a leading space. Joined, the
+    # first line is longer than 78 characters but far within SMTP's 998.
+    lead = f"{name}:\r\n "
+    return f"{name}: {folded[len(lead):]}" if folded.startswith(lead) else folded
 
 
 def _part(content: str, subtype: str) -> bytes:
@@ -321,16 +331,31 @@ class _Server:
         self.delivered = False
         self.fruitless = 0
         self.down: str | None = None
+        self.announced: _Ready | None = None  # the message whose MAIL FROM was sent, its reply not yet read
+
+    def announce(self, ready: _Ready) -> None:
+        if self.smtp is None or self.smtp._socket is None or not isinstance(ready.built, list) or not ready.built:
+            return
+        conn = self.smtp._socket
+        try:
+            conn.putcmd("mail", f"FROM:{smtplib.quoteaddr(self.plugin.from_addr[1])}"
+                                f"{''.join(' ' + o for o in _mail_options(conn, ready.built[0][2]))}")
+        except _SMTP_ERRORS:
+            return  # the send will find the session broken, and reopen it
+        self.announced = ready
 
     def send(self, ready: _Ready, while_waiting: Callable[[], None]) -> Outcome:
+        announced, stale, self.announced = self.announced is ready, self.announced, None
+        if stale is not None and not announced:  # a reply this exchange would misread: start a fresh session
+            self.close()
         if isinstance(ready.built, Exception):
             return _failed(f"could not prepare the e-mail to {self.plugin.url(privacy=True)}: {ready.built}")
         while self.down is None:
             try:
                 if self.smtp is None:
-                    self.smtp = _open(self.plugin)
+                    self.smtp, announced = _open(self.plugin), False
                     self.delivered = False
-                outcome = _send_one(self.smtp, self.plugin, ready, while_waiting)
+                outcome = _send_one(self.smtp, self.plugin, ready, while_waiting, announced)
                 self.delivered = self.delivered or outcome.sent
                 return outcome
             except _Uncertain as lost:
@@ -365,12 +390,13 @@ def _open(plugin: NotifyEmail) -> AppriseSMTPController:
 
 
 def _send_one(smtp: AppriseSMTPController, plugin: NotifyEmail, ready: _Ready,
-              while_waiting: Callable[[], None]) -> Outcome:
+              while_waiting: Callable[[], None], announced: bool = False) -> Outcome:
     assert smtp._socket is not None and isinstance(ready.built, list)
     refused: list[str] = []
     left = False
-    for recipient, envelope, data in ready.built:
-        refusal = _transmit(smtp._socket, plugin.from_addr[1], envelope, data, while_waiting)
+    for number, (recipient, envelope, data) in enumerate(ready.built):
+        refusal = _transmit(smtp._socket, plugin.from_addr[1], envelope, data, while_waiting,
+                            announced=announced and number == 0)
         if refusal is None:
             left = True
         else:
@@ -384,17 +410,23 @@ _CRLF_ENDINGS = re.compile(r"(?:\r\n|\n|\r(?!\n))")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
+def _mail_options(conn: smtplib.SMTP, body: bytes | str) -> list[str]:
+    return ["SMTPUTF8", "BODY=8BITMIME"] if not body.isascii() and conn.has_extn("smtputf8") else []
+
+
 def _transmit(conn: smtplib.SMTP, sender: str, recipients: Sequence[str], body: bytes | str,
-              while_waiting: Callable[[], None] = lambda: None) -> str | None:
+              while_waiting: Callable[[], None] = lambda: None, *, announced: bool = False) -> str | None:
     """smtplib's sendmail, telling a refusal (the reason, returned) from a reply lost after the data went.
 
     Any error before the final dot was sent means the server cannot have stored the message: it is raised as
     the SMTP error it is. After it, a lost connection raises _Uncertain. `while_waiting` runs while the server
-    stores the message (the longest wait of the exchange).
+    stores the message (the longest wait of the exchange). `announced`: its MAIL FROM is sent, the reply unread.
     """
-    conn.ehlo_or_helo_if_needed()
-    options = ["SMTPUTF8", "BODY=8BITMIME"] if not body.isascii() and conn.has_extn("smtputf8") else []
-    code, reply = conn.mail(sender, options)
+    if announced:
+        code, reply = conn.getreply()
+    else:
+        conn.ehlo_or_helo_if_needed()
+        code, reply = conn.mail(sender, _mail_options(conn, body))
     if code != 250:
         conn.rset()
         return f"{code} {reply.decode(errors='replace')}"

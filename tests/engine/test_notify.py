@@ -194,3 +194,19 @@ def test_each_channel_of_a_person_is_delivered_and_retried_on_its_own(smtp: Mail
     assert len(report.sent) == 1 and len(report.retrying) == 1
     notify.deliver_due(now=utcnow() + timedelta(hours=1))
     assert len(smtp.messages()) == 1, "the channel that worked is not sent again"
+
+
+def test_a_long_subject_and_the_templates_own_text_arrive_intact(smtp: Mailbox) -> None:
+    with session() as db:
+        owner = factories.person(db, "Zoë Ünal")
+        step = factories.step(db, owner, kind="form")
+        context = _evidence_context(owner.name, [step.id or 0])
+        context["audit"]["framework"] = "ISO 27001 information security management system"  # type: ignore[index]
+        [row] = notify.enqueue(db, key="long", recipient_id=owner.id or 0, template="evidence_request",
+                               context=context)
+    assert len(f"Subject: {row.subject}") > 78 and not row.subject.isascii()
+    assert notify.deliver_due().sent == [row.id]
+    [mail] = smtp.wait_for(1)
+    assert mail.subject == row.subject
+    [url] = links_in(mail.html)
+    assert mail.text.replace("\r\n", "\n") == row.body_text.replace(notify._placeholder(step.id or 0), url)
