@@ -112,7 +112,7 @@ def serve() -> None:
     """Serve every deployment in prefect.yaml from this process (what `ops up` runs)."""
     import os
 
-    from engine.stack import STACK_PID_VARIABLE
+    from engine.stack import SERVE_READY_VARIABLE, STACK_PID_VARIABLE
 
     if stack_pid := os.environ.get(STACK_PID_VARIABLE):
         from engine.die_with_parent import kill_group_when_orphaned
@@ -121,7 +121,9 @@ def serve() -> None:
     _prepare()
     from engine.deployments import serve_all
 
-    serve_all(poll_seconds=get_settings().resume_poll_seconds, api_wait_seconds=120)
+    ready = os.environ.get(SERVE_READY_VARIABLE)
+    serve_all(poll_seconds=get_settings().resume_poll_seconds, api_wait_seconds=120,
+              ready_file=Path(ready) if ready else None)
 
 
 @app.command()

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import importlib
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
+# Everything a deployment's registered form (parameter schema, description, entrypoint) is built from.
+_SOURCE_PACKAGES = ("engine", "flows", "registry")
 
 
 @dataclass(frozen=True)
@@ -45,44 +53,160 @@ def import_flow_modules(path: Path = PREFECT_YAML) -> list[str]:
     return modules
 
 
-def runner_deployments(path: Path = PREFECT_YAML) -> list[Any]:
-    """Every deployment in prefect.yaml as a RunnerDeployment, flows loaded from their entrypoints."""
+def code_fingerprint() -> str:
+    """A hash of what turns prefect.yaml into registered deployments, besides prefect.yaml itself.
+
+    Conservative on purpose: any change to our source (a parameter model, a docstring), to Prefect or pydantic (they
+    build the parameter schema), or to the working directory (Prefect stores entrypoints relative to it) changes
+    it, and every deployment is registered again. Reading the files costs milliseconds; importing the flows to
+    compare their actual schemas would cost a second of CPU on every start, while the Prefect server starts.
+    """
+    from importlib import metadata
+
+    libraries = "".join(f"{name} {metadata.version(name)}\n" for name in ("prefect", "pydantic"))
+    digest = hashlib.sha256(f"{libraries}cwd {Path.cwd()}\n".encode())
+    for package in _SOURCE_PACKAGES:
+        for source in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            digest.update(str(source.relative_to(PROJECT_ROOT)).encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def definition_version(spec: DeploymentSpec, fingerprint: str) -> str:
+    """The deployment's `version` in Prefect: a hash of its prefect.yaml entry and of the code it is built from."""
+    document = json.dumps({**asdict(spec), "code": fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha256(document.encode()).hexdigest()[:16]
+
+
+def runner_deployments(path: Path = PREFECT_YAML, only: set[str] | None = None,
+                       fingerprint: str | None = None) -> list[Any]:
+    """Deployments in prefect.yaml (those named in `only`, or all) as RunnerDeployments, flows loaded from their
+    entrypoints, each versioned by its definition (definition_version)."""
+    from prefect.deployments.runner import VersionType
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
+    fingerprint = fingerprint or code_fingerprint()
     built = []
     for spec in specs(path):
+        if only is not None and spec.name not in only:
+            continue
         flow: Any = load_flow_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint), use_placeholder_flow=False)
         schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
                      for s in spec.schedules]
+        # A simple version: Prefect would otherwise probe git and CI variables on every registration.
         built.append(flow.to_deployment(
             name=spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
+            version=definition_version(spec, fingerprint), version_type=VersionType.SIMPLE,
         ))
     return built
 
 
-def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_seconds: float = 0) -> None:
+def _api_url() -> str:
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url.rstrip("/")
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value() or "").rstrip("/")
+
+
+def _held(api: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The API's deployments of these names, as JSON; {} when they cannot be read (all are then registered).
+
+    Read over plain HTTP: Prefect's client would have this process import Prefect (a second of CPU) before `ops up`
+    can say it is up, while the Prefect server, starting, needs the CPU.
+    """
+    import httpx
+
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")  # Prefect's basic-auth login, user:password
+    basic = httpx.BasicAuth(*auth.split(":", 1)) if auth and ":" in auth else None
+    try:
+        with httpx.Client(timeout=10, auth=basic) as client:
+            response = client.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": names}}})
+            response.raise_for_status()
+            return {d["name"]: d for d in response.json()}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _registered_as_defined(spec: DeploymentSpec, version: str, held: dict[str, Any] | None) -> bool:
+    """Whether the API holds this definition, unpaused, with its schedules on as prefect.yaml sets them.
+
+    A schedule switched off in the UI, or a deployment paused there, is switched back on by the next start, as
+    registering every deployment on every start always did.
+    """
+    if held is None or held.get("version") != version or held.get("paused"):
+        return False
+    have = sorted((s["schedule"].get("cron"), s["schedule"].get("timezone"), s["active"])
+                  for s in held.get("schedules") or [])
+    want = sorted((s["cron"], s.get("timezone"), s.get("active", True)) for s in spec.schedules)
+    return have == want
+
+
+def register(path: Path = PREFECT_YAML) -> tuple[dict[str, UUID], list[str]]:
+    """Every deployment in prefect.yaml registered with the API: (their ids by name, the names registered now).
+
+    Only those the API does not hold as defined are registered: registering one costs an upsert, a replacement of
+    its schedules (the server then drops and re-creates its scheduled runs) and a sweep of its automations, about
+    0.1 s each, and importing the flows to build them; a second or two on every start, for nothing.
+    """
+    wanted = specs(path)
+    fingerprint = code_fingerprint()
+    versions = {spec.name: definition_version(spec, fingerprint) for spec in wanted}
+    held = _held(_api_url(), list(versions))
+    ids = {spec.name: UUID(held[spec.name]["id"]) for spec in wanted
+           if _registered_as_defined(spec, versions[spec.name], held.get(spec.name))}
+    changed = {spec.name for spec in wanted} - set(ids)
+    if changed:
+        for deployment in runner_deployments(path, only=changed, fingerprint=fingerprint):
+            ids[deployment.name] = deployment.apply()
+    return ids, sorted(changed)
+
+
+def _hand_to(runner: Any, ids: dict[str, UUID], path: Path) -> None:
+    """Have the runner serve these registered deployments: by id, all `Runner.add_deployment` keeps of one."""
+    registry = getattr(runner, "_deployment_registry", None)  # prefect 3.9's; without it, register them again
+    if registry is None:
+        for deployment in runner_deployments(path):
+            runner.add_deployment(deployment)
+        return
+    for name, deployment_id in ids.items():
+        registry.register_deployment(deployment_id, name)
+
+
+def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_seconds: float = 0,
+              ready_file: Path | None = None) -> None:
     """Serve every deployment from this process; the poll interval bounds the wait after an approval.
 
     Schedules stay active when this process stops (Prefect pauses them by default): a stopped or restarted stack
     must never leave the quarterly audit or the deadline sweep paused, and the runs that fall due meanwhile are
     picked up by the next `ops serve`.
 
-    With `api_wait_seconds`, the flows are loaded first and the API is waited for, so `ops up` can start this
-    process alongside the Prefect server rather than after it.
+    With `api_wait_seconds`, the API is waited for, so `ops up` can start this process alongside the Prefect
+    server rather than after it. `ready_file` gets this process's pid once every deployment is registered: a Run
+    then works, and is picked up once the runner has started, about a second later.
     """
-    from prefect import serve
-    from prefect.settings import PREFECT_API_URL
-
-    deployments = runner_deployments(path)
     if api_wait_seconds:
         from engine.stack import wait_until_up
 
-        wait_until_up(f"{str(PREFECT_API_URL.value()).rstrip('/')}/health", api_wait_seconds)
-    if removed := collapse_missed_runs([spec.name for spec in specs(path)]):
+        wait_until_up(f"{_api_url()}/health", api_wait_seconds, interval=0.02)
+    ids, changed = register(path)
+    print(f"serving {len(ids)} deployments; registered: {', '.join(changed) or 'none (all unchanged)'}", flush=True)
+    if ready_file is not None:
+        partial = ready_file.with_name(f"{ready_file.name}.{os.getpid()}")
+        partial.write_text(str(os.getpid()))
+        partial.replace(ready_file)
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+
+    # Before the runner's first poll: it would start every missed run.
+    if removed := collapse_missed_runs(list(ids)):
         print(f"{removed} scheduled runs that fell due while nothing served them removed; "
               "one catch-up run per deployment kept", flush=True)
-    serve(*deployments, print_starting_message=False, query_seconds=poll_seconds, pause_on_shutdown=False)
+    runner = Runner(pause_on_shutdown=False, limit=None, query_seconds=poll_seconds)
+    _hand_to(runner, ids, path)
+    with contextlib.suppress(KeyboardInterrupt, TerminationSignal):
+        asyncio.run(runner.start())
 
 
 def collapse_missed_runs(names: list[str]) -> int:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -252,3 +253,84 @@ def _create_run_an_hour_ahead(client: httpx.Client, api: str, deployment: dict[s
                                  "parameters": deployment["parameters"]})
     assert response.status_code in (201, 503), response.text
     return response.status_code
+
+
+def _write_two_deployments(path: Path, prefix: str, sweep_cron: str) -> None:
+    """A prefect.yaml of two deployments of real flows, named for this test alone."""
+    path.write_text(f"""
+deployments:
+  - name: {prefix}-sweep
+    entrypoint: flows/deadline_sweep.py:deadline_sweep
+    schedules:
+      - cron: "{sweep_cron}"
+        timezone: UTC
+        active: true
+  - name: {prefix}-report
+    entrypoint: flows/operations_report.py:operations_report
+    parameters:
+      params:
+        period: last-week
+    schedules:
+      - cron: "0 7 * * 1"
+        timezone: Europe/London
+        active: true
+""")
+
+
+def _held(client: httpx.Client, api: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    response = client.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": names}}})
+    response.raise_for_status()
+    return {d["name"]: d for d in response.json()}
+
+
+def test_a_start_registers_only_what_the_api_does_not_hold_as_defined(
+        prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import deployments
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    prefix = f"registration-{uuid.uuid4().hex[:8]}"
+    sweep, report = f"{prefix}-sweep", f"{prefix}-report"
+    path = tmp_path / "prefect.yaml"
+    _write_two_deployments(path, prefix, sweep_cron="* * * * *")
+    with httpx.Client(timeout=10) as client:
+        ids, registered = deployments.register(path)
+        assert registered == sorted([sweep, report])
+        first = _held(client, prefect_api, [sweep, report])
+        assert {name: str(i) for name, i in ids.items()} == {name: d["id"] for name, d in first.items()}
+        fingerprint = deployments.code_fingerprint()
+        for spec in deployments.specs(path):
+            assert first[spec.name]["version"] == deployments.definition_version(spec, fingerprint)
+
+        # Nothing changed: nothing registered, nothing written (the server would drop and re-create the runs).
+        assert deployments.register(path) == (ids, [])
+        assert {n: d["updated"] for n, d in _held(client, prefect_api, [sweep, report]).items()} == {
+            n: d["updated"] for n, d in first.items()}
+
+        # prefect.yaml changed for one; the other paused in the UI: both registered again, as defined.
+        _write_two_deployments(path, prefix, sweep_cron="*/5 * * * *")
+        client.post(f"{prefect_api}/deployments/{ids[report]}/pause_deployment").raise_for_status()
+        assert deployments.register(path) == (ids, sorted([sweep, report]))
+        held = _held(client, prefect_api, [sweep, report])
+        assert [s["schedule"]["cron"] for s in held[sweep]["schedules"]] == ["*/5 * * * *"]
+        assert not held[report]["paused"]
+
+        # A schedule switched off in the UI is switched back on.
+        schedule = held[report]["schedules"][0]["id"]
+        client.patch(f"{prefect_api}/deployments/{ids[report]}/schedules/{schedule}",
+                     json={"active": False}).raise_for_status()
+        assert deployments.register(path) == (ids, [report])
+        assert [s["active"] for s in _held(client, prefect_api, [report])[report]["schedules"]] == [True]
+
+        # Our code (parameter models, docstrings), Prefect or pydantic changed: everything again.
+        monkeypatch.setattr(deployments, "code_fingerprint", lambda: "other code")
+        assert deployments.register(path) == (ids, sorted([sweep, report]))
+
+
+def test_the_code_fingerprint_follows_the_source_and_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import deployments
+
+    here = deployments.code_fingerprint()
+    assert deployments.code_fingerprint() == here
+    monkeypatch.chdir(tmp_path)  # Prefect stores each entrypoint relative to the serving process's directory
+    assert deployments.code_fingerprint() != here
