@@ -14,7 +14,7 @@ server too), then times, each as the median of --repeat rounds after a warm-up r
   a registry query;
 - reorder selection: `select_reorder_lines` against benchmarks/reorder_check.py's hand-written SQL, on the year;
 - audit opening: `open_audit` of a quarter over the year's 10,000 controls against raw SQL writing the same
-  audit, tests and trail event (the due cadences, which SQL cannot evaluate, computed for it beforehand).
+  audit, tests and trail event (reading the distinct cadences and evaluating them in Python, as SQL cannot).
 
 It prints one line per figure: `figure | ours | baseline | ratio`, then the target and whether it is met.
 Nothing is asserted: the exit status is 0 whatever the figures.
@@ -175,7 +175,6 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
     key = trail_key()
     with engine.connect() as conn:
         framework_id, = conn.exec_driver_sql(f"SELECT id FROM framework WHERE name = '{framework}'").one()
-        cadences = [row[0] for row in conn.exec_driver_sql("SELECT DISTINCT cadence FROM control")]
     params = AuditParameters(framework=framework)
     ours: list[float] = []
     raw: list[float] = []
@@ -188,10 +187,13 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
 
             period = f"{2041 + n // 4}-Q{quarter}"
             start, end = quarter_bounds(period, tz)
-            due = ", ".join(f"'{c}'" for c in cadences if due_within(c, start, end, tz))
             now = utcnow()
             started = time.perf_counter()
             with engine.begin() as conn:
+                # SQL cannot evaluate a cron cadence: like ours, it reads the distinct cadences and asks Python.
+                cadences = [row[0] for row in conn.exec_driver_sql(
+                    f"SELECT DISTINCT cadence FROM control WHERE framework_id = {framework_id} AND active")]
+                due = ", ".join(f"'{c}'" for c in cadences if due_within(c, start, end, tz))
                 audit_id = conn.execute(sa.text(
                     "INSERT INTO audit (framework_id, period, period_start, period_end, status, opened_at, "
                     "evidence_due_at, signoff_round) VALUES (:f, :p, :s, :e, 'collecting', :now, :due, 0) "
@@ -234,7 +236,7 @@ def run(label: str, demo_url: str, year_url: str, scale: float, repeat: int, *, 
                           year_sweep <= 10))
     ours, raw = _reorder_ms(year_url, repeat)
     figures.append(Figure("reorder selection, year: ours vs raw SQL", ours, raw, "≤ 1.2×", ours <= 1.2 * raw))
-    ours, raw = _audit_ms(year_url, max(3, repeat // 3), year_of_data.FRAMEWORK)
+    ours, raw = _audit_ms(year_url, repeat, year_of_data.FRAMEWORK)
     figures.append(Figure("audit opening over the year's controls: ours vs raw SQL", ours, raw, "≤ 1.2×",
                           ours <= 1.2 * raw))
     print("  figure | ours | baseline | ratio")

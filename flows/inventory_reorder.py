@@ -106,13 +106,48 @@ def reorder_statement() -> sa.Select[Any]:
             .order_by(item.c.vendor_id, item.c.id))
 
 
+@cache
+def _compiled(dialect: sa.Dialect) -> tuple[str, Any]:
+    """The statement as this database's SQL (its few constants inline) and the unit cost's conversion to Decimal
+    (None where the driver returns Decimal itself).
+
+    Where the driver returns the cost as a float (SQLite), the database scales it to an integer of its smallest
+    unit and Decimal takes that: the same value to the column's scale, a fifth of the cost of formatting each
+    float in Python (which was most of the difference to the bare query).
+    """
+    statement = reorder_statement()
+    unit_cost = InventoryItem.__table__.c.unit_cost  # type: ignore[attr-defined]
+    if unit_cost.type.result_processor(dialect, None) is None:
+        return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})), None
+    scale = unit_cost.type.scale
+    scaled = sa.cast(sa.func.round(unit_cost * 10**scale), sa.Integer).label("unit_cost")
+    as_units = statement.with_only_columns(*(scaled if column.name == "unit_cost" else column
+                                             for column in statement.selected_columns))
+    unit = Decimal(1).scaleb(-scale)
+    return (str(as_units.compile(dialect=dialect, compile_kwargs={"literal_binds": True})),
+            lambda units: Decimal(units) * unit)
+
+
 def select_reorder_lines(db: Session) -> list[ReorderLine]:
     """What to order today, by vendor then item: one statement, and the order quantity rule per row.
 
-    Run on the session's Core connection: the rows are plain tuples, and the ORM would only add overhead.
+    The compiled SQL goes straight to the driver and its rows become lines in one pass: with thousands of items
+    due, SQLAlchemy's per-row result processing cost a third as much again as the query itself.
     """
-    rows = db.connection().execute(reorder_statement()).all()
-    return [ReorderLine(i, v, h, o, p, order_quantity(on_hand=h, open_qty=o, reorder_point=p, reorder_qty=q), c)
+    connection = db.connection()
+    sql, to_decimal = _compiled(connection.dialect)
+    cursor = connection.connection.cursor()  # the transaction's own DB-API cursor: plain tuples, no Row objects
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    new, rule = tuple.__new__, order_quantity
+    if to_decimal is None:
+        return [new(ReorderLine, (i, v, h, o, p, rule(on_hand=h, open_qty=o, reorder_point=p, reorder_qty=q), c))
+                for i, v, h, p, q, c, o in rows]
+    return [new(ReorderLine, (i, v, h, o, p, rule(on_hand=h, open_qty=o, reorder_point=p, reorder_qty=q),
+                              to_decimal(c)))
             for i, v, h, p, q, c, o in rows]
 
 
