@@ -8,7 +8,7 @@ created on that server and dropped afterwards. About 5% of the items are at or b
 those are already on open purchase requests (fully or partly covering them), some on rejected or received ones
 (which must not count). Then, alternating, it times `select_reorder_lines` — exactly what the flow's selection
 task runs, typed rows and order quantities included — against one hand-written SQL query returning the same rows
-through the bare DB-API cursor, prints the median of each, their ratio against the 2× target, and the query plans
+through the bare DB-API cursor, prints the median of each, their ratio against the 1.2× target, and the query plans
 showing the partial index `ix_inventory_at_or_below_reorder` at work.
 """
 
@@ -46,7 +46,7 @@ from registry.clock import utcnow  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 
 PARTIAL_INDEX = "ix_inventory_at_or_below_reorder"
-TARGET_RATIO = 2.0
+TARGET_RATIO = 1.2
 AT_OR_BELOW = 0.05
 VENDORS = 250
 OPEN = ("pending_approval", "approved", "ordered")
@@ -182,7 +182,9 @@ def run(label: str, engine: sa.Engine, items: int, repeat: int) -> bool:
     print(f"  result: {len(lines):,} lines from the flow's selection, {len(rows):,} rows from raw SQL — "
           f"{'the same items, open quantities and order quantities as generated' if same else 'MISMATCH'}")
     print(f"  median of {repeat}: flow's selection {flow_ms:.1f} ms, raw SQL {raw_ms:.1f} ms, ratio {ratio:.2f}× — "
-          f"target ≤ {TARGET_RATIO:.0f}× {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
+          f"target ≤ {TARGET_RATIO:.1f}× {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
+    print(f"  reorder selection over {items:,} items: ours vs raw SQL | {flow_ms:.2f} ms | {raw_ms:.2f} ms "
+          f"| {ratio:.2f}×")
     return same and ratio <= TARGET_RATIO
 
 
@@ -220,7 +222,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000, help="inventory items to generate (default 100,000)")
     parser.add_argument("--repeat", type=int, default=15, help="timed repetitions of each query (default 15)")
     parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL server (a fresh database)")
+    parser.add_argument("--smoke", action="store_true", help="1,000 items and 3 rounds: seconds, figures meaningless")
     args = parser.parse_args()
+    if args.smoke:
+        args.items, args.repeat = 1_000, 3
     print("Reorder check: the flow's selection (select_reorder_lines) against one raw SQL query")
     try:
         ok = _sqlite(args.items, args.repeat)
