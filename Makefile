@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck bench clean
 
+# uv (put into the venv by its pip) installs in seconds what pip takes a minute for; tools/install.py hands it
+# this machine's pip configuration (indexes, find-links, constraints, certificates), and falls back to pip.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python tools/install.py -e ".[dev]"
 	touch $(STAMP)
 
 run: $(STAMP)
