@@ -4,6 +4,7 @@ Everything is real and local and thrown away afterwards: a Prefect server, one r
 deployments in benchmarks/_latency_flows.py, a SQLite registry, and the link gateway over HTTP on loopback.
 
     .venv/bin/python benchmarks/approval_latency.py [--runs N]
+    .venv/bin/python benchmarks/approval_latency.py --smoke     # one run of each kind, no settling: figures meaningless
 
 All runs of both kinds are started first and left suspended; then they are resumed one at a time, the two kinds
 alternating, each timed from just before the resume call (baseline) or the form POST (ours) to the run's state
@@ -326,6 +327,8 @@ def _describe(sample: Sample) -> str:
 
 def _report(samples: list[Sample], runs_per_kind: int, setup_seconds: float, total_seconds: float,
             locked: int) -> None:
+    from benchmarks._table import Row, print_rows
+
     kinds = ["bare Prefect", "ours (gateway)"]
     print()
     print(f"Approval → waiting run RUNNING again, {runs_per_kind} run(s) per kind "
@@ -366,12 +369,16 @@ def _report(samples: list[Sample], runs_per_kind: int, setup_seconds: float, tot
     print()
     print(f"approval -> running again: ours {ours:.1f} s median vs bare Prefect {bare:.1f} s "
           f"({ours - bare:+.1f} s)")
+    completed = {kind: statistics.median(s.to_completed for s in samples if s.kind == kind) for kind in kinds}
+    print_rows([Row("approval → waiting run RUNNING again (gateway vs Prefect resume)", ours, bare),
+                Row("approval → waiting run COMPLETED (gateway vs Prefect resume)", completed["ours (gateway)"],
+                    completed["bare Prefect"])])
 
 
 # ---------------------------------------------------------------- main
 
 
-def benchmark(runs_per_kind: int) -> None:
+def benchmark(runs_per_kind: int, smoke: bool = False) -> None:
     started = time.monotonic()
     stack = Stack()
     try:
@@ -409,7 +416,7 @@ def benchmark(runs_per_kind: int) -> None:
         # Ten runs just started and suspended: let their processes exit and the server write away the burst of
         # events they sent (its event persister flushes every 5 s) before the first clock starts.
         _settle(runner)
-        time.sleep(QUIET_SECONDS)
+        time.sleep(0 if smoke else QUIET_SECONDS)
         server_log = WORK / "prefect-server.log"
         log_mark = len(server_log.read_text(errors="replace"))
         samples: list[Sample] = []
@@ -437,12 +444,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5, help="suspended runs of each kind to resume (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server and runner logs)")
+    parser.add_argument("--smoke", action="store_true", help="one run of each kind, no quiet period: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs = 1
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     try:
         with _terminate_as_exit():
-            benchmark(args.runs)
+            benchmark(args.runs, smoke=args.smoke)
     finally:
         if args.keep:
             print(f"Logs and databases kept in {WORK}")
