@@ -256,9 +256,9 @@ def _sqlite(scale: float, repeat: int, year_url: str | None) -> list[Figure]:
 def _postgres(admin_url: str, scale: float, repeat: int) -> list[Figure]:
     import psycopg
 
-    admin = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    admin = sa.make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
     names = [f"ops_bench_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("demo", "year")]
-    urls = [admin_url.rsplit("/", 1)[0] + f"/{name}" for name in names]
+    urls = [sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False) for name in names]
     with psycopg.connect(admin, autocommit=True) as conn:
         for name in names:
             conn.execute(f'CREATE DATABASE "{name}"')

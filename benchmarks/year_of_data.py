@@ -152,7 +152,7 @@ class _Writer:
             # per-row parameter building would otherwise cost more than the database does.
             columns = list(batch[0])
             compiled = sa.insert(table).compile(dialect=dialect, column_keys=columns)
-            names = list(compiled.positiontup or columns)
+            names = list(compiled.positiontup if compiled.positional else compiled.params)
             missing = {n: _default(table.c[n]) for n in names if n not in batch[0]}  # the model's defaults
             if missing:
                 batch = [{**missing, **row} for row in batch]

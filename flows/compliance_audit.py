@@ -163,7 +163,9 @@ def open_audit(params: AuditParameters, period: str) -> int:
         db.execute(insert(ControlTest).from_select(
             ["audit_id", "control_id", "owner_id", "note"],
             select(literal(audit.id), Control.id, Control.owner_id, literal("")).where(*due_now)))
-        refs = list(db.exec(select(Control.ref).where(*due_now).order_by(col(Control.ref))))
+        # Read back through the audit's own tests: the control filter again would read the framework twice.
+        refs = list(db.exec(select(Control.ref).join(ControlTest, col(ControlTest.control_id) == Control.id)
+                            .where(ControlTest.audit_id == audit.id).order_by(col(Control.ref))))
         trail.record(db, actor="compliance-audit", action="audit.opened", entity_type="audit",
                      entity_id=audit.id or 0, data={"framework": framework.name, "period": period,
                                                     "controls": refs,
