@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import importlib
@@ -142,24 +141,41 @@ def _registered_as_defined(spec: DeploymentSpec, version: str, held: dict[str, A
     return have == want
 
 
-def register(path: Path = PREFECT_YAML) -> tuple[dict[str, UUID], list[str]]:
+def register(path: Path = PREFECT_YAML, fingerprint: str | None = None,
+             built: list[Any] | None = None) -> tuple[dict[str, UUID], list[str]]:
     """Every deployment in prefect.yaml registered with the API: (their ids by name, the names registered now).
 
     Only those the API does not hold as defined are registered: registering one costs an upsert, a replacement of
     its schedules (the server then drops and re-creates its scheduled runs) and a sweep of its automations, about
-    0.1 s each, and importing the flows to build them; a second or two on every start, for nothing.
+    0.1 s each, and importing the flows to build them; a second or two on every start, for nothing. `built`: the
+    RunnerDeployments, if they were built already.
     """
     wanted = specs(path)
-    fingerprint = code_fingerprint()
+    fingerprint = fingerprint or code_fingerprint()
     versions = {spec.name: definition_version(spec, fingerprint) for spec in wanted}
     held = _held(_api_url(), list(versions))
     ids = {spec.name: UUID(held[spec.name]["id"]) for spec in wanted
            if _registered_as_defined(spec, versions[spec.name], held.get(spec.name))}
     changed = {spec.name for spec in wanted} - set(ids)
     if changed:
-        for deployment in runner_deployments(path, only=changed, fingerprint=fingerprint):
-            ids[deployment.name] = deployment.apply()
+        for deployment in built or runner_deployments(path, only=changed, fingerprint=fingerprint):
+            if deployment.name in changed:
+                ids[deployment.name] = deployment.apply()
     return ids, sorted(changed)
+
+
+def _registered_record() -> Path | None:
+    """Where `ops serve` notes which definitions it last registered, and with which API: a hint, never the truth."""
+    home = os.environ.get("PREFECT_HOME")
+    return Path(home) / "registered-deployments.json" if home else None
+
+
+def _last_registered(record: Path | None, api: str) -> dict[str, str] | None:
+    try:
+        noted = json.loads(record.read_text()) if record is not None else {}
+    except (OSError, ValueError):
+        return None
+    return noted.get("versions") if isinstance(noted, dict) and noted.get("api") == api else None
 
 
 def _hand_to(runner: Any, ids: dict[str, UUID], path: Path) -> None:
@@ -185,16 +201,28 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     server rather than after it. `ready_file` gets this process's pid once every deployment is registered: a Run
     then works, and is picked up once the runner has started, about a second later.
     """
+    api = _api_url()
+    fingerprint = code_fingerprint()
+    versions = {spec.name: definition_version(spec, fingerprint) for spec in specs(path)}
+    record = _registered_record()
+    # Something will be registered (a first start, a code change): the flows are imported while the server starts.
+    # Else they are not imported at all; either way the API decides what is registered.
+    built = runner_deployments(path, fingerprint=fingerprint) if _last_registered(record, api) != versions else None
     if api_wait_seconds:
         from engine.stack import wait_until_up
 
-        wait_until_up(f"{_api_url()}/health", api_wait_seconds, interval=0.02)
-    ids, changed = register(path)
+        wait_until_up(f"{api}/health", api_wait_seconds, interval=0.02)
+    ids, changed = register(path, fingerprint, built)
     print(f"serving {len(ids)} deployments; registered: {', '.join(changed) or 'none (all unchanged)'}", flush=True)
+    if record is not None:
+        with contextlib.suppress(OSError):
+            record.write_text(json.dumps({"api": api, "versions": versions}))
     if ready_file is not None:
         partial = ready_file.with_name(f"{ready_file.name}.{os.getpid()}")
         partial.write_text(str(os.getpid()))
         partial.replace(ready_file)
+
+    import asyncio
 
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner

@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
+# httpx is imported where it is used: `ops up` starts the Prefect server first, before anything it does not need.
 from engine import prefect_postgres
 from engine.settings import Settings
 from engine.stack_record import StackProcess, StackRecord, command_line, port_in_use
@@ -53,6 +52,8 @@ def apply_local_environment(settings: Settings, *, own_server: bool = False) -> 
 
 def wait_until_up(url: str, seconds: float, process: subprocess.Popen[bytes] | None = None,
                   interval: float = 0.1) -> None:
+    import httpx
+
     deadline = time.monotonic() + seconds
     # One client for every probe: each new one builds an SSL context (~15 ms of CPU the server starting needs).
     with httpx.Client(timeout=2) as client:
@@ -179,6 +180,8 @@ def _start_prefect_server(settings: Settings, children: _Children) -> subprocess
 def _wait_for_deployments(api: str, seconds: float, children: _Children) -> None:
     """Until the running `ops serve` says every deployment is registered (its runner polls right after), and the
     API lists each of them."""
+    import httpx
+
     from engine.deployments import specs
 
     wanted = {spec.name for spec in specs()}
