@@ -23,11 +23,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy engine registry flows
 
+# Every benchmarks/*.py (not _private, not BENCHMARK = False) at full size, then one table of all their figures.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/approval_latency.py
-	$(BIN)/python benchmarks/reorder_check.py
-	$(BIN)/python benchmarks/drill_alerts.py
-	$(BIN)/python benchmarks/operations_report.py
+	$(BIN)/python benchmarks/_table.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .ops-data

@@ -369,10 +369,10 @@ def _report(samples: list[Sample], runs_per_kind: int, setup_seconds: float, tot
     print()
     print(f"approval -> running again: ours {ours:.1f} s median vs bare Prefect {bare:.1f} s "
           f"({ours - bare:+.1f} s)")
-    completed = {kind: statistics.median(s.to_completed for s in samples if s.kind == kind) for kind in kinds}
+    finished = {kind: statistics.median(s.to_completed for s in samples if s.kind == kind) for kind in kinds}
     print_rows([Row("approval → waiting run RUNNING again (gateway vs Prefect resume)", ours, bare),
-                Row("approval → waiting run COMPLETED (gateway vs Prefect resume)", completed["ours (gateway)"],
-                    completed["bare Prefect"])])
+                Row("approval → waiting run COMPLETED (gateway vs Prefect resume)", finished["ours (gateway)"],
+                    finished["bare Prefect"])])
 
 
 # ---------------------------------------------------------------- main
