@@ -181,7 +181,7 @@ def print_table(outcomes: Sequence[Outcome]) -> None:
     body = [(o.script, *cells) for o in outcomes for cells in o.rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
-    print("\n" + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("\n" + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     print(line)
     for cells in body:
         print("  ".join(c.ljust(w) if i in (0, 1) else c.rjust(w) if i in (2, 3) else c
