@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +13,6 @@ from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
 
-import httpx
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
@@ -23,7 +20,6 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from sqlmodel import col, select
 
 from engine import runs, takeover
-from engine.deployments import PROJECT_ROOT
 from engine.settings import get_settings
 from engine.stack import stop_process_group
 from flows.demo import answer_link, links_in
@@ -31,7 +27,7 @@ from registry import AuditEvent, CorrectiveAction, Drill, DrillParticipant, Find
 from registry.trail import verify
 from tests.conftest import Gateway, Mailbox
 from tests.flows.background import in_background
-from tests.flows.conftest import SERVE_STARTUP_SECONDS, Served
+from tests.flows.conftest import Served, start_serving
 from tests.flows.test_emergency_drill import _building
 
 DRILL_DEPLOYMENT = "emergency-drill/emergency-drill"
@@ -101,30 +97,14 @@ def _answer(smtp: Mailbox, gateway: Gateway, email: str, answer: dict[str, str])
     assert answer_link(gateway.client, links_in(mail.html)[0], answer).status_code == 200
 
 
-def _drill_served(api: str, since: datetime) -> None:
-    """Wait until `ops serve` has registered the drill deployment (it registers them one after another)."""
-    with httpx.Client(timeout=5) as client:
-        def registered() -> bool:
-            response = client.get(f"{api}/deployments/name/{DRILL_DEPLOYMENT}")
-            return response.status_code == 200 and datetime.fromisoformat(response.json()["updated"]) >= since
-        _until("the drill deployment to be served", registered, SERVE_STARTUP_SECONDS)
-
-
 @contextmanager
 def _serve(api: str, log: Path) -> Iterator[Served]:
     """Another `ops serve`, as a restart after a crash starts one."""
-    since = datetime.now(UTC) - timedelta(seconds=1)
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    with log.open("wb") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve"], cwd=PROJECT_ROOT, env=env,
-                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    served = Served(api=api, process=process, log=log)
+    served = start_serving(api, log)
     try:
-        _drill_served(api, since)
         yield served
     finally:
-        stop_process_group(process)
+        stop_process_group(served.process)
 
 
 def _drill_ended_as_without_a_crash(org: dict[str, object], smtp: Mailbox, drill_key_run: str,
@@ -165,7 +145,6 @@ def test_a_drill_whose_flow_run_process_is_killed_mid_watch_is_taken_over_and_en
     org = _building()
     everyone = 1 + len(org["people"]) + 2
     began = datetime.now(UTC)  # runs of earlier tests share this Prefect server: leave theirs alone
-    _drill_served(served.api, datetime.now(UTC) - timedelta(minutes=5))
     run = runs.start(DRILL_DEPLOYMENT, {"params": {"facility": org["facility"], "window_minutes": 0.5,
                                                    "escalate_after_minutes": 0.25}})
     smtp.wait_for(everyone, seconds=60)
@@ -200,7 +179,6 @@ def test_a_drill_left_running_by_a_killed_ops_serve_is_taken_over_by_the_next_sw
     org = _building()
     everyone = 1 + len(org["people"]) + 2
     began = datetime.now(UTC)
-    _drill_served(served.api, began - timedelta(minutes=5))
     run = runs.start(DRILL_DEPLOYMENT, {"params": {"facility": org["facility"], "window_minutes": 0.4,
                                                    "escalate_after_minutes": 0.2}})
     smtp.wait_for(everyone, seconds=60)
