@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -28,3 +31,14 @@ def finished(thread: threading.Thread, outcome: dict[str, Any], what: str, secon
     assert not thread.is_alive(), f"{what} is still waiting"
     assert "error" not in outcome, outcome.get("error")
     return outcome["result"]
+
+
+def until(what: str, probe: Callable[[], T | None], seconds: float = 60) -> T:
+    """The probe's first truthy answer; fails the test naming `what` if none comes within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

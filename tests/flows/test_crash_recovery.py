@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 from uuid import UUID
 
 import pytest
@@ -26,13 +25,12 @@ from flows.demo import answer_link, links_in
 from registry import AuditEvent, CorrectiveAction, Drill, DrillParticipant, Finding, session
 from registry.trail import verify
 from tests.conftest import Gateway, Mailbox
-from tests.flows.background import in_background
+from tests.flows.background import in_background, until
 from tests.flows.conftest import Served, start_serving
 from tests.flows.test_emergency_drill import _building
 
 DRILL_DEPLOYMENT = "emergency-drill/emergency-drill"
 TAKEN_OVER = runs.TAKEN_OVER_TAG
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -42,14 +40,6 @@ def quick_drill(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def _until(what: str, probe: Callable[[], T | None], seconds: float = 60) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _flow_run(run_id: UUID | str) -> FlowRun:
@@ -151,10 +141,10 @@ def test_a_drill_whose_flow_run_process_is_killed_mid_watch_is_taken_over_and_en
     first, helped, late = org["people"][:3]
     _answer(smtp, gateway, first, {"status": "accounted", "location": "Assembly point A"})
     _answer(smtp, gateway, helped, {"status": "needs_assistance", "location": "Stairwell B"})
-    _until("the wardens' assistance alert", lambda: len(_alerts(smtp, "ASSISTANCE NEEDED")) == 2 or None)
+    until("the wardens' assistance alert", lambda: len(_alerts(smtp, "ASSISTANCE NEEDED")) == 2 or None)
 
-    os.kill(_until("the drill's flow-run process", lambda: _run_process(run.id)), signal.SIGKILL)
-    crashed = _until("the runner to mark the killed run crashed", lambda: _in_state(run.id, StateType.CRASHED))
+    os.kill(until("the drill's flow-run process", lambda: _run_process(run.id)), signal.SIGKILL)
+    crashed = until("the runner to mark the killed run crashed", lambda: _in_state(run.id, StateType.CRASHED))
     # While nobody keeps the drill, an answer still lands in the registry.
     _answer(smtp, gateway, late, {"status": "accounted", "location": "Car park"})
 
@@ -163,7 +153,7 @@ def test_a_drill_whose_flow_run_process_is_killed_mid_watch_is_taken_over_and_en
     takeover.take_over_dead_runs(since=began)
     assert TAKEN_OVER in _flow_run(run.id).tags and crashed.state is not None
     [new] = _children_of_takeover(run.id)  # two sweeps, one new run
-    done = _until("the take-over run to finish", lambda: _in_state(new.id, StateType.COMPLETED,
+    done = until("the take-over run to finish", lambda: _in_state(new.id, StateType.COMPLETED,
                                                                    StateType.FAILED, StateType.CRASHED), 90)
     assert done.state is not None and done.state.type == StateType.COMPLETED, served.log_tail()
 
@@ -185,14 +175,14 @@ def test_a_drill_left_running_by_a_killed_ops_serve_is_taken_over_by_the_next_sw
     first, helped = org["people"][:2]
     _answer(smtp, gateway, first, {"status": "accounted", "location": "Assembly point A"})
     _answer(smtp, gateway, helped, {"status": "needs_assistance", "location": "Stairwell B"})
-    _until("the wardens' assistance alert", lambda: len(_alerts(smtp, "ASSISTANCE NEEDED")) == 2 or None)
+    until("the wardens' assistance alert", lambda: len(_alerts(smtp, "ASSISTANCE NEEDED")) == 2 or None)
     recorded = _flow_run(run.id)
     assert (recorded.infrastructure_pid or "").endswith(f":{_run_process(run.id)}")
     assert recorded.labels[runs.REGISTRY_LABEL] == runs.registry_id()
 
     os.killpg(served.process.pid, signal.SIGKILL)  # `ops serve` and every flow run it started, at once
     served.process.wait(timeout=10)
-    _until("the drill's process to be gone", lambda: _run_process(run.id) is None or None, 10)
+    until("the drill's process to be gone", lambda: _run_process(run.id) is None or None, 10)
     assert _in_state(run.id, StateType.RUNNING), "nobody is left to say it crashed"
 
     with _serve(served.api, tmp_path / "serve-again.log") as again:
@@ -203,8 +193,8 @@ def test_a_drill_left_running_by_a_killed_ops_serve_is_taken_over_by_the_next_sw
             takeover.take_over_dead_runs(since=began)
             return _children_of_takeover(run.id)
 
-        [new] = _until("the sweep to take the drill over", taken_over, 60)
-        done = _until("the take-over run to finish", lambda: _in_state(new.id, StateType.COMPLETED,
+        [new] = until("the sweep to take the drill over", taken_over, 60)
+        done = until("the take-over run to finish", lambda: _in_state(new.id, StateType.COMPLETED,
                                                                        StateType.FAILED, StateType.CRASHED), 90)
         assert done.state is not None and done.state.type == StateType.COMPLETED, again.log_tail()
     with session() as db:
@@ -223,7 +213,7 @@ def _beats_then_waits(seconds: float) -> None:
 def test_a_running_run_counts_as_dead_only_after_its_heartbeats_stop(prefect_api: str) -> None:
     """The test the take-over applies to runs on other machines, on a real run's real heartbeat events."""
     thread, _ = in_background(lambda: _beats_then_waits(8))
-    run = _until("the run to start", lambda: next(iter(
+    run = until("the run to start", lambda: next(iter(
         r for r in _recent_runs("ops-test-beats-then-waits") if r.state and r.state.is_running()), None), 20)
     time.sleep(4)  # the first heartbeat went out as the run started; the next one is due in minutes
     assert not takeover.is_dead(run, silence=timedelta(seconds=30)), "heard from within the allowed silence"
@@ -260,7 +250,7 @@ def test_a_run_claimed_but_never_started_is_taken_over(served: Served, smtp: Mai
     taken = [t for t in found if t.dead == str(stuck.id)]
     assert len(taken) == 1 and taken[0].why.startswith("pending") and taken[0].new is not None
     assert _in_state(foreign.id, StateType.PENDING) and TAKEN_OVER not in _flow_run(foreign.id).tags
-    done = _until("the take-over run to finish", lambda: _in_state(taken[0].new or "", StateType.COMPLETED,
+    done = until("the take-over run to finish", lambda: _in_state(taken[0].new or "", StateType.COMPLETED,
                                                                    StateType.FAILED, StateType.CRASHED), 60)
     assert done.state is not None and done.state.type == StateType.COMPLETED, served.log_tail()
     old = _flow_run(stuck.id)

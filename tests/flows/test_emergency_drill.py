@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
@@ -31,21 +30,7 @@ from registry.clock import utcnow
 from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
-from tests.flows.background import finished, in_background
-
-T = TypeVar("T")
-
-
-def _until(what: str, probe: Callable[[], T | None], seconds: float = 30) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
+from tests.flows.background import finished, in_background, until
 
 
 def _building(occupants: int = 5, rto_minutes: int = 1) -> dict[str, Any]:
@@ -93,20 +78,20 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
     answer_link(gateway.client, _alert_link(smtp, helped), {"status": "needs_assistance",
                                                             "location": "Stairwell B, 2nd floor"})
     for warden in org["wardens"]:
-        [alert] = _until("assistance alert", lambda w=warden: [
+        [alert] = until("assistance alert", lambda w=warden: [
             m for m in smtp.messages(to=w) if m.subject.startswith("ASSISTANCE NEEDED")])
         assert "Stairwell B, 2nd floor" in alert.text
     assert time.monotonic() - asked_at < 5, "wardens hear of a request for help within seconds"
 
     # After the escalation time the wardens get one message listing everyone still missing, with links.
-    escalation = _until("escalation to the warden", lambda: [
+    escalation = until("escalation to the warden", lambda: [
         m for m in smtp.messages(to=org["wardens"][0]) if m.subject.startswith("Escalated to you")])
     assert len(escalation) == 1
     with session() as db:
         late_name = db.exec(select(Person.name).where(Person.email == late)).one()
         missing_name = db.exec(select(Person.name).where(Person.email == missing)).one()
     assert late_name in escalation[0].text and missing_name in escalation[0].text
-    manager_mail = _until("escalation to the manager", lambda: [
+    manager_mail = until("escalation to the manager", lambda: [
         m for m in smtp.messages(to=org["manager"]) if m.subject.startswith("Escalated to you")])
     assert late_name in manager_mail[0].text
     # The warden accounts for one of them from the escalation's link for that person.
@@ -152,9 +137,9 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
 
     # The plan owner and the wardens receive the after-action report; action owners their actions.
     for reader in [org["owner"], *org["wardens"]]:
-        _until("after-action report", lambda r=reader: [
+        until("after-action report", lambda r=reader: [
             m for m in smtp.messages(to=r) if m.subject.startswith("After-action report")])
-    owned = _until("corrective actions", lambda: [
+    owned = until("corrective actions", lambda: [
         m for m in smtp.messages(to=org["owner"]) if m.subject.startswith("Corrective action")])
     assert "Recovery time not achieved" in owned[0].text
     with session() as db:
@@ -204,7 +189,7 @@ def test_everyone_accounted_closes_early_meets_the_target_and_raises_no_findings
     result = outcome["result"]
     assert (result.accounted, result.total, result.findings) == (len(emails), len(emails), 0)
     assert result.recovery_minutes is not None and result.recovery_minutes < 5
-    report = _until("after-action mail", lambda: [
+    report = until("after-action mail", lambda: [
         m for m in smtp.messages(to=org["owner"]) if m.subject.startswith("After-action report")])
     assert "met" in report[0].text and "None: everyone was accounted for in time." in report[0].text
     with session() as db:
@@ -290,7 +275,7 @@ def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
     report = Path(result.report).read_text(encoding="utf-8")
     assert "45.0 min" in report and "reported by Lee Lead" in report and "Data lost" in report
     assert "Restored from the nightly backup." in report
-    mail = _until("after-action mail", lambda: [
+    mail = until("after-action mail", lambda: [
         m for m in smtp.messages(to=lead_email) if m.subject.startswith("After-action report")])
     assert "45.0 min (reported by Lee Lead) against a target of 240 min (met)" in mail[0].text
     assert "90 min against a target of 60 min (missed)" in mail[0].text
