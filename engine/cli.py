@@ -206,16 +206,20 @@ def _checked_parameters(spec: DeploymentSpec, items: list[str]) -> dict[str, obj
 
 @app.command()
 def demo(
-    story: Annotated[str, typer.Argument(help="audit (the quarterly compliance audit) or drill (a fire drill).")]
+    story: Annotated[str, typer.Argument(help="The story of a process, e.g. audit (the quarterly compliance audit) "
+                                              "or drill (a fire drill); `ops demo --help` lists them.")]
     = "audit",
 ) -> None:
-    """Play a story against the local stack, answering links as a browser would."""
-    stories = {"audit": "flows.demo", "drill": "flows.demo_drill"}
+    """Play a process's demo story against the local stack, answering links as a browser would."""
+    from engine.processes import discover
+
+    stories = {p.demo: p for p in discover().values() if p.demo}
     if story not in stories:
-        typer.echo(f"no story {story!r}; known: {', '.join(stories)}", err=True)
+        known = ", ".join(f"{name} ({p.title})" for name, p in sorted(stories.items()))
+        typer.echo(f"no story {story!r}; known: {known}", err=True)
         raise typer.Exit(2)
     _prepare()
-    importlib.import_module(stories[story]).main()
+    importlib.import_module(f"demo.stories.{story}").main()
 
 
 @app.command()
@@ -257,14 +261,12 @@ def outbox(
                        + waits + (f"  [{note.last_error}]" if note.last_error else ""))
 
 
-_IMPORT_MODULES = ("flows.supply_data", "flows.kpi_data")
-
-
 def _import_kinds() -> dict[str, object]:
+    """Every CSV kind a process declares (engine.processes), besides those the engine registers itself."""
     from engine.importer import kinds
+    from engine.processes import discover
 
-    for module in _IMPORT_MODULES:
-        importlib.import_module(module)
+    discover()
     return dict(kinds())
 
 

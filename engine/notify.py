@@ -37,6 +37,8 @@ from registry.db import get_engine
 from registry.people import person_with_role
 
 _LEASE = timedelta(minutes=5)
+QUEUED = "opsdirector.queued"  # session.info: ids this transaction queued, delivered by engine.work after commit
+PREVIEW = "opsdirector.preview"  # session.info: queue as previews (engine.work.preview), never to be sent
 ALERT_TEMPLATE = "delivery_alert"
 _log = logging.getLogger("opsdirector.delivery")
 
@@ -107,6 +109,7 @@ def enqueue(
     existing = list(db.exec(queued_statement(key)))
     if existing:
         return existing
+    preview_only = preview_only or bool(db.info.get(PREVIEW))
     person = db.get(Person, recipient_id)
     if person is None:
         raise ValueError(f"recipient {recipient_id} does not exist")
@@ -123,6 +126,8 @@ def enqueue(
     ]
     db.add_all(rows)
     db.flush()
+    if not preview_only:
+        db.info.setdefault(QUEUED, []).extend(row.id for row in rows if row.id is not None)
     return rows
 
 

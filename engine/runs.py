@@ -215,3 +215,11 @@ def wait_for_step(step_id: int) -> StepOutcome:
         step = db.get(HumanStep, step_id)
         assert step is not None
         return outcome_of(step) or given
+
+
+def process_flow(name: str) -> Any:
+    """The @flow of a process: its name (the deployments' prefix), prints logged, and its run stamped with the
+    process that runs it, so the sweep can tell a dead run from a live one and finish it (engine.takeover)."""
+    from prefect import flow
+
+    return flow(name=name, log_prints=True, on_running=[stamp_process])

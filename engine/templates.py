@@ -77,19 +77,26 @@ class Message:
     html: str
 
 
+def message_path(name: str) -> str:
+    """A process's message is named by its path, mirroring flows/ ("compliance/audit/evidence_request"); the
+    engine's own messages by a bare name, under messages/ ("step_reminder")."""
+    return name if "/" in name else f"messages/{name}"
+
+
 def render_message(name: str, context: dict[str, Any], link: Callable[[int], str]) -> Message:
-    """Render messages/<name>.txt (blocks `subject` and `body`) and messages/<name>.html.
+    """Render <path>.txt (blocks `subject` and `body`) and <path>.html, the path as message_path gives it.
 
     `link(step_id)` is the only way a template gets a step's URL, so delivery can mint the token late.
     """
     env = environment()
     full = {**context, "link": link}
+    path = message_path(name)
     try:
-        text_template = env.get_template(f"messages/{name}.txt")
+        text_template = env.get_template(f"{path}.txt")
         ctx = text_template.new_context(full)
         subject = "".join(text_template.blocks["subject"](ctx)).strip()
         text = "".join(text_template.blocks["body"](ctx)).strip() + "\n"
-        html = env.get_template(f"messages/{name}.html").render(full)
+        html = env.get_template(f"{path}.html").render(full)
     except (TemplateError, KeyError) as error:
-        raise TemplateProblem(f"messages/{name}", error) from error
+        raise TemplateProblem(path, error) from error
     return Message(subject=" ".join(subject.split()), text=text, html=html)

@@ -22,11 +22,11 @@ from sqlmodel import select
 
 from engine import mailcatcher, notify
 from engine.settings import get_settings
-from flows.demo import links_in
 from registry import DeliveryStatus, Notification, Person, session
 from registry.clock import utcnow
 from tests import factories
 from tests.conftest import Gateway, free_port
+from tests.links import links_in
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,12 +25,12 @@ from sqlmodel import func, select
 from engine import links
 from engine.gateway import MAX_BODY_BYTES
 from engine.settings import Settings, get_settings
-from flows.demo import answer_link
 from flows.operations_report import ReportParameters, operations_report
 from registry import AuditEvent, Direction, HumanStep, KpiDefinition, KpiMeasurement, StepStatus, session
 from registry.clock import utcnow
 from tests import factories
 from tests.conftest import Gateway, Mailbox
+from tests.links import answer_link
 
 SECURITY_HEADERS = ("Cache-Control", "Referrer-Policy", "X-Frame-Options", "X-Content-Type-Options",
                     "Content-Security-Policy")

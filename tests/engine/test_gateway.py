@@ -24,11 +24,11 @@ from engine.deployments import PROJECT_ROOT, import_flow_modules
 from engine.forms import form_names
 from engine.human_steps import StepRefused, ask
 from engine.settings import get_settings
-from flows.demo import answer_link
 from registry import AuditEvent, HumanStep, Person, StepStatus, session, trail
 from registry.clock import utcnow
 from tests import factories
 from tests.conftest import Gateway, free_port
+from tests.links import answer_link
 
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 

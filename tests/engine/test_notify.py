@@ -8,11 +8,11 @@ from sqlmodel import select
 
 from engine import notify
 from engine.templates import TemplateProblem
-from flows.demo import links_in
 from registry import DeliveryStatus, Notification, StepLink, session
 from registry.clock import utcnow
 from tests import factories
 from tests.conftest import Gateway, Listener, Mailbox, free_port
+from tests.links import links_in
 
 
 def _evidence_context(name: str, step_ids: list[int]) -> dict[str, object]:

@@ -13,12 +13,12 @@ from sqlmodel import select
 from engine import runs
 from engine.human_steps import StepOutcome, ask
 from engine.runs import current_run_id
-from flows.demo import answer_link
 from registry import HumanStep, session
 from registry.clock import utcnow
 from tests import factories
 from tests.conftest import Gateway
 from tests.flows.background import finished, in_background
+from tests.links import answer_link
 
 
 @flow(name="ops-test-answered-before-it-pauses")

@@ -17,11 +17,11 @@ from sqlmodel import col, select
 
 from engine.human_steps import record_answer
 from engine.sweep import sweep
-from flows.demo import answer_link, links_in
 from registry import AuditEvent, HumanStep, Person, StepStatus, session
 from registry.clock import utcnow
 from tests import factories
 from tests.conftest import Gateway, Mailbox, free_port
+from tests.links import answer_link, links_in
 
 
 def _step(step_id: int) -> HumanStep:

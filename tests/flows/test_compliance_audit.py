@@ -15,7 +15,6 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from flows.compliance_audit import AuditOutcome, AuditParameters, compliance_audit
-from flows.demo import answer_link, links_in
 from registry import (
     Audit,
     AuditEvent,
@@ -36,6 +35,7 @@ from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
 from tests.flows.background import in_background
+from tests.links import answer_link, links_in
 
 
 def _organisation() -> dict[str, Any]:

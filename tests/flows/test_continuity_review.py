@@ -29,13 +29,13 @@ from flows.continuity_review import (
     start_reviews,
 )
 from flows.continuity_rules import review_due_at, review_occasion
-from flows.demo import answer_link, links_in
 from registry import AuditEvent, ContinuityPlan, HumanStep, Notification, Person, StepStatus, session
 from registry.clock import as_utc, utcnow
 from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
 from tests.flows.background import finished, in_background
+from tests.links import answer_link, links_in
 
 LONDON = "Europe/London"
 NOW = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)

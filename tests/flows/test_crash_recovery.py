@@ -21,13 +21,13 @@ from sqlmodel import col, select
 from engine import runs, takeover
 from engine.settings import get_settings
 from engine.stack import stop_process_group
-from flows.demo import answer_link, links_in
 from registry import AuditEvent, CorrectiveAction, Drill, DrillParticipant, Finding, session
 from registry.trail import verify
 from tests.conftest import Gateway, Mailbox
 from tests.flows.background import in_background, until
 from tests.flows.conftest import Served, start_serving
 from tests.flows.test_emergency_drill import _building
+from tests.links import answer_link, links_in
 
 DRILL_DEPLOYMENT = "emergency-drill/emergency-drill"
 TAKEN_OVER = runs.TAKEN_OVER_TAG

@@ -10,7 +10,6 @@ import pytest
 from sqlmodel import col, select
 
 from engine.settings import get_settings
-from flows.demo import answer_link, links_in
 from flows.emergency_drill import DrillOutcome, DrillParameters, emergency_drill
 from registry import (
     AckStatus,
@@ -31,6 +30,7 @@ from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
 from tests.flows.background import finished, in_background, until
+from tests.links import answer_link, links_in
 
 
 def _building(occupants: int = 5, rto_minutes: int = 1) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import pytest
 from sqlmodel import Session, col, select
 
 from engine.sweep import sweep
-from flows.demo import answer_link, links_in
 from flows.inventory_reorder import (
     APPROVAL_DEPLOYMENT,
     ReorderOutcome,
@@ -45,6 +44,7 @@ from tests import factories
 from tests.conftest import Gateway, Mailbox
 from tests.flows.background import finished, in_background
 from tests.flows.conftest import SERVE_STARTUP_SECONDS, Served
+from tests.links import answer_link, links_in
 
 REORDER_DEPLOYMENT = "inventory-reorder/inventory-reorder"
 

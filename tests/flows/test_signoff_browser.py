@@ -18,7 +18,6 @@ from sqlmodel import col, select
 
 from engine.deadlines import quarter_bounds, quarter_of
 from engine.settings import get_settings
-from flows.demo import links_in
 from registry import (
     Audit,
     AuditEvent,
@@ -36,6 +35,7 @@ from registry.clock import utcnow
 from tests import browser, factories
 from tests.conftest import Gateway, Mailbox
 from tests.flows.conftest import AUDIT_DEPLOYMENT, Served
+from tests.links import links_in
 
 SCREENSHOT = Path("/tmp/step-page.png")
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}

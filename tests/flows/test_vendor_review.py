@@ -17,7 +17,6 @@ from sqlmodel import col, select
 
 from engine.settings import get_settings
 from engine.sweep import sweep
-from flows.demo import answer_link, links_in
 from flows.vendor_contracts import today
 from flows.vendor_report import ARTIFACT_KEY
 from flows.vendor_review import ReviewOutcome, ReviewParameters, measure, vendor_review
@@ -40,6 +39,7 @@ from registry.trail import verify
 from tests import factories
 from tests.conftest import Gateway, Mailbox
 from tests.flows.conftest import Served
+from tests.links import answer_link, links_in
 
 PERIOD = "2026-Q3"
 IN_PERIOD = date(2026, 8, 10)

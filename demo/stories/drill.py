@@ -10,8 +10,8 @@ import time
 
 from sqlmodel import select
 
+from demo.browser import answer_link, links_in, new_mail, reachable_stack, run_state, wait_for
 from engine import inbox, runs
-from flows.demo import answer_link, links_in, new_mail, reachable_stack, run_state, wait_for
 from registry import Drill, session
 from registry.trail import verify
 

@@ -5,16 +5,12 @@ People are played the way their browsers would: each link is opened (GET), its f
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
 from datetime import timedelta
-from html import unescape
-from typing import TypeVar
 
-import httpx
 from sqlmodel import select
 
+from demo.browser import answer_link, links_in, new_mail, reachable_stack, run_state, wait_for
 from engine import inbox, runs
 from engine.deadlines import quarter_of
 from engine.settings import get_settings
@@ -22,32 +18,6 @@ from registry import Audit, AuditStatus, Finding, Framework, HumanStep, session
 from registry.clock import utcnow
 from registry.demo import DEMO_FRAMEWORK
 from registry.trail import verify
-
-T = TypeVar("T")
-LINK = re.compile(r'href="(https?://[^"]+/s/[A-Za-z0-9_\-]+)"')
-
-
-def links_in(html: str) -> list[str]:
-    return [unescape(u) for u in LINK.findall(html)]
-
-
-def answer_link(client: httpx.Client, url: str, fields: dict[str, str],
-                files: dict[str, tuple[str, bytes]] | None = None) -> httpx.Response:
-    """Open a link and submit its form with `fields`, as a person's browser would."""
-    page = client.get(url)
-    page.raise_for_status()
-    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
-    return client.post(url, data={**hidden, **fields}, files=files or None)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], seconds: float, every: float = 0.5) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(every)
-    raise SystemExit(f"gave up waiting for {what} after {seconds:.0f} s")
 
 
 def _free_period() -> str:
@@ -63,27 +33,6 @@ def _free_period() -> str:
             if audit is None:
                 return period
             moment += timedelta(days=92)
-
-
-def new_mail(seen: set[str], subject_prefix: str) -> list[inbox.CaughtMail]:
-    return [m for m in inbox.messages() if m.key not in seen and m.subject.startswith(subject_prefix)]
-
-
-def run_state(client: httpx.Client, api: str, run_id: str) -> str:
-    return str(client.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"])
-
-
-def reachable_stack() -> tuple[httpx.Client, str]:
-    """An HTTP client and the Prefect API of the running local stack; exits with advice when it is not up."""
-    settings = get_settings()
-    api = f"http://127.0.0.1:{settings.prefect_port}/api"
-    http = httpx.Client(timeout=30)
-    try:
-        http.get(f"{settings.gateway_url}/healthz").raise_for_status()
-        http.get(f"{api}/health").raise_for_status()
-    except httpx.HTTPError:
-        raise SystemExit("the local stack is not running: start it with `make run` in another terminal") from None
-    return http, api
 
 
 def main() -> None:

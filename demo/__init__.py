@@ -1,0 +1,1 @@
+"""The demo organisation's data files and the stories `ops demo` plays."""

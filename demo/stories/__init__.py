@@ -1,0 +1,1 @@
+"""Demo stories: `ops demo <story>` plays one against the running local stack."""

@@ -1,0 +1,110 @@
+"""Processes declare themselves; the engine finds them by walking flows/ (as Apprise finds its plugins).
+
+Each `flows/<domain>/<process>/__init__.py` holds one `PROCESS = Process(...)`. Importing a declaration must stay
+cheap (no Prefect): the gateway, `ops import` and `ops demo` discover processes without importing any flow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from engine.importer import ImportKind, register_kind
+
+FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
+_PACKAGE = "flows"
+
+
+@dataclass(frozen=True)
+class Due:
+    """One obligation a process puts on the calendar: what falls due, whose it is, when."""
+
+    kind: str
+    what: str
+    owner_id: int | None
+    due_at: datetime
+
+
+Obligations = Callable[[Session, datetime], Iterable[Due]]
+"""(session, horizon) → what falls due before the horizon (overdue included)."""
+
+
+@dataclass(frozen=True)
+class Process:
+    """What the engine knows of a process: everything else is the process's own."""
+
+    name: str
+    """The flow's name and its deployments' prefix in prefect.yaml, e.g. compliance-audit."""
+    title: str
+    actor: str
+    """Who the audit trail says acted when the process changes something."""
+    forms: tuple[type[BaseModel], ...] = ()
+    """The forms its people answer from a link (each registered with engine.forms.register_form)."""
+    imports: tuple[ImportKind, ...] = ()
+    """The CSV kinds `ops import` accepts for it."""
+    obligations: Obligations | None = None
+    demo: str | None = None
+    """The story `ops demo <name>` plays for it: demo/stories/<name>.py."""
+    flows: tuple[str, ...] = ("flow",)
+    """Its flow modules inside the package (a dispatcher that starts due occasions is a flow of its own)."""
+    package: str = field(default="", compare=False)
+    """Set by discovery: the dotted package, e.g. flows.compliance.audit."""
+
+    @property
+    def folder(self) -> str:
+        """The package's path below flows/, e.g. compliance/audit; templates/ mirrors it."""
+        return self.package.removeprefix(f"{_PACKAGE}.").replace(".", "/")
+
+
+class DeclarationProblem(RuntimeError):
+    pass
+
+
+def _packages() -> list[str]:
+    found = []
+    for domain in sorted(pkgutil.iter_modules([str(FLOWS_DIR)]), key=lambda m: m.name):
+        if not domain.ispkg or domain.name.startswith("_"):
+            continue
+        for process in sorted(pkgutil.iter_modules([str(FLOWS_DIR / domain.name)]), key=lambda m: m.name):
+            if process.ispkg and not process.name.startswith("_"):
+                found.append(f"{_PACKAGE}.{domain.name}.{process.name}")
+    return found
+
+
+@lru_cache
+def discover() -> dict[str, Process]:
+    """Every declared process by name; their forms and import kinds registered."""
+    processes: dict[str, Process] = {}
+    for package in _packages():
+        declared = getattr(importlib.import_module(package), "PROCESS", None)
+        if not isinstance(declared, Process):
+            raise DeclarationProblem(f"{package} declares no PROCESS = Process(...) in its __init__.py")
+        if declared.name in processes:
+            raise DeclarationProblem(f"process {declared.name!r} is declared twice: {processes[declared.name].package}"
+                                     f" and {package}")
+        process = Process(**{**declared.__dict__, "package": package})
+        for kind in process.imports:
+            register_kind(kind)
+        processes[process.name] = process
+    return processes
+
+
+def process(name: str) -> Process:
+    try:
+        return discover()[name]
+    except KeyError:
+        raise KeyError(f"no process {name!r}; known: {', '.join(sorted(discover()))}") from None
+
+
+def obligations(db: Session, horizon: datetime) -> list[tuple[Process, Due]]:
+    """What every process has falling due before `horizon`, soonest first."""
+    found = [(p, due) for p in discover().values() if p.obligations is not None for due in p.obligations(db, horizon)]
+    return sorted(found, key=lambda pair: pair[1].due_at)

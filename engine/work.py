@@ -1,0 +1,174 @@
+"""A unit of work on the registry: what it queues is delivered right after it commits, or previewed instead.
+
+    with unit() as db:
+        step = request(db, key=..., person_id=..., form="attestation", template="compliance/audit/…", ...)
+    # committed, and the message is on its way
+
+A unit opened inside another joins it (one transaction, one delivery at the end), so a task's body can run on
+its own or inside `preview(...)`, where the same path renders every message it would send, publishes them as
+a Prefect artifact, and rolls everything back. That is how a process previews: the real path, not a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlmodel import Session
+
+from engine import notify
+from engine.human_steps import ask
+from registry import HumanStep, Notification, Person, session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Unit:
+    db: Session
+    preview: bool
+
+
+@dataclass(frozen=True)
+class Previewed:
+    """A message a preview would have sent."""
+
+    to: str
+    subject: str
+    text: str
+
+
+@dataclass
+class Preview:
+    messages: list[Previewed] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return "\n\n".join(f"**To:** {m.to}  \n**Subject:** {m.subject}\n\n```\n{m.text}```"
+                           for m in self.messages) or "Nothing would be sent."
+
+
+_current: ContextVar[_Unit | None] = ContextVar("opsdirector_unit", default=None)
+
+
+def previewing() -> bool:
+    """True inside `preview(...)`: write nothing outside the registry, start no run, send nothing."""
+    current = _current.get()
+    return current is not None and current.preview
+
+
+@contextmanager
+def unit() -> Iterator[Session]:
+    """A registry session that commits at the end, then delivers what it queued (inside another unit: that one)."""
+    outer = _current.get()
+    if outer is not None:
+        yield outer.db
+        return
+    with session() as db:
+        token = _current.set(_Unit(db, preview=False))
+        try:
+            yield db
+        finally:
+            _current.reset(token)
+        queued = list(db.info.pop(notify.QUEUED, []))
+    if queued:
+        notify.deliver_due(ids=queued)
+
+
+@contextmanager
+def preview(description: str) -> Iterator[Preview]:
+    """Run a path for show: every message it queues is rendered into the yielded Preview (and a Prefect artifact
+    when inside a run), and nothing it wrote is kept."""
+    shown = Preview()
+    with session() as db:
+        db.info[notify.PREVIEW] = True
+        token = _current.set(_Unit(db, preview=True))
+        try:
+            yield shown
+            db.flush()
+            for row in db.new | set(db.identity_map.values()):
+                if isinstance(row, Notification) and row.channel == 0:
+                    person = db.get(Person, row.recipient_id)
+                    shown.messages.append(Previewed(to=person.email if person else "?", subject=row.subject,
+                                                    text=row.body_text))
+        finally:
+            _current.reset(token)
+            db.rollback()
+    _publish(shown, description)
+
+
+def _publish(shown: Preview, description: str) -> None:
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
+    create_markdown_artifact(shown.markdown(), description=description)
+
+
+def request(
+    db: Session,
+    *,
+    key: str,
+    person_id: int,
+    form: str,
+    title: str,
+    subject_type: str,
+    subject_id: int,
+    due_at: datetime,
+    template: str,
+    context: dict[str, Any],
+    actor: str,
+    expires_at: datetime | None = None,
+    kind: Literal["approval", "form"] = "form",
+    requested_by_id: int | None = None,
+    flow_run_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> HumanStep:
+    """Ask one person (a step keyed `key`) and queue the message that carries its link, in one call.
+
+    The template gets `recipient`, `step_id` and `due_at` besides `context`. Asked again under the same key,
+    nothing new is created or queued.
+    """
+    step = ask(db, key=key, person_id=person_id, form=form, title=title, subject_type=subject_type,
+               subject_id=subject_id, due_at=due_at, expires_at=expires_at, kind=kind,
+               requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details, actor=actor)
+    person = db.get(Person, step.person_id)
+    assert person is not None
+    notify.enqueue(db, key=key, recipient_id=step.person_id, template=template,
+                   context={**context, "recipient": notify.recipient(person), "step_id": step.id,
+                            "due_at": step.due_at})
+    return step
+
+
+class Digest:
+    """Many steps, one message per person listing theirs (never one message per step).
+
+        asks = Digest(key=f"audit-{id}-evidence", template="compliance/audit/evidence_request",
+                      context={"audit": ...}, items_as="controls")
+        for test in tests:
+            asks.ask(db, item={"ref": ...}, key=..., person_id=..., form=..., ...)
+        asks.queue(db)
+    """
+
+    def __init__(self, *, key: str, template: str, context: dict[str, Any], items_as: str = "items") -> None:
+        self.key, self.template, self.context, self.items_as = key, template, context, items_as
+        self.items: dict[int, list[dict[str, Any]]] = {}
+
+    def ask(self, db: Session, *, item: dict[str, Any], **step: Any) -> HumanStep:
+        """Ask as engine.human_steps.ask does; `item` (with the step's id added as `step_id`) goes in the digest."""
+        asked = ask(db, **step)
+        self.items.setdefault(asked.person_id, []).append({**item, "step_id": asked.id})
+        return asked
+
+    def add(self, person_id: int, item: dict[str, Any]) -> None:
+        """An item that is not a step (a finding to act on, a contract that ends)."""
+        self.items.setdefault(person_id, []).append(item)
+
+    def queue(self, db: Session) -> list[int]:
+        return notify.digest(db, key=self.key, template=self.template, items=self.items, context=self.context,
+                             items_as=self.items_as)
