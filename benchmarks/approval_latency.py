@@ -81,9 +81,9 @@ import uvicorn  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
+from demo.browser import answer_link  # noqa: E402
 from engine import links, runs  # noqa: E402
 from engine.gateway import create_app  # noqa: E402
-from demo.browser import answer_link  # noqa: E402
 from registry import HumanStep, Person, session  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 
