@@ -21,7 +21,7 @@ from engine.templates import TEMPLATES_DIR
 from flows.compliance_audit import AuditParameters, compliance_audit
 from flows.continuity_review import ReviewParameters as PlanReviewParameters
 from flows.continuity_review import continuity_review
-from flows.deadline_sweep import deadline_sweep
+from flows.engine.deadline_sweep.flow import deadline_sweep
 from flows.emergency_drill import DrillParameters, emergency_drill
 from flows.operations_report import DISTRIBUTION_ROLE, ReportParameters, operations_report
 from flows.vendor_review import ReviewParameters as VendorReviewParameters

@@ -260,7 +260,7 @@ def _write_two_deployments(path: Path, prefix: str, sweep_cron: str) -> None:
     path.write_text(f"""
 deployments:
   - name: {prefix}-sweep
-    entrypoint: flows/deadline_sweep.py:deadline_sweep
+    entrypoint: flows/engine/deadline_sweep/flow.py:deadline_sweep
     schedules:
       - cron: "{sweep_cron}"
         timezone: UTC

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from engine import runs
 from engine.sweep import sweep
 
 
-@flow(name="deadline-sweep", on_running=[runs.stamp_process])
+@runs.process_flow("deadline-sweep")
 def deadline_sweep() -> dict[str, int]:
     """Remind people before a step is due, escalate overdue steps to their manager, expire steps at their final
     deadline (resuming the waiting run with an "expired" outcome), resume runs whose answer arrived while the

@@ -1,0 +1,1 @@
+"""The engine's own scheduled work, run as flows like any process."""

@@ -1,0 +1,5 @@
+"""The deadline sweep: the engine's minute-by-minute work on every process's steps and messages."""
+
+from engine.processes import Process
+
+PROCESS = Process(name="deadline-sweep", title="Deadline sweep", actor="sweep")
