@@ -24,13 +24,25 @@ def register_form(name: str) -> Any:
     return _register
 
 
+def _discovered() -> dict[str, type[BaseModel]]:
+    """The forms, every process's included: a process registers its forms when its declaration is imported."""
+    from engine.processes import discover
+
+    discover()
+    return _FORMS
+
+
 def form_names() -> list[str]:
-    return sorted(_FORMS)
+    return sorted(_discovered())
 
 
 def form_model(name: str) -> type[BaseModel]:
     try:
         return _FORMS[name]
+    except KeyError:
+        pass
+    try:
+        return _discovered()[name]
     except KeyError:
         raise KeyError(f"no form registered under {name!r}; known: {sorted(_FORMS)}") from None
 
