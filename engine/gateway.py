@@ -29,9 +29,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import inbox, links, runs
-from engine.deployments import import_flow_modules
 from engine.forms import form_model
 from engine.human_steps import ATTACHMENT, record_answer
+from engine.processes import discover
 from engine.settings import get_settings
 from engine.templates import render_page
 from registry import HumanStep, Person, session
@@ -408,8 +408,8 @@ async def _server_problem(_request: Request, _error: Exception) -> Response:
 
 
 def create_app() -> Starlette:
-    # Each process registers its forms in its own module: load them all, or their links could not be shown.
-    import_flow_modules()
+    # Each process registers its forms with its declaration: find them all, or their links could not be shown.
+    discover()
     routes = [
         Route("/s/{token}", show_step, methods=["GET", "HEAD"]),
         Route("/s/{token}", answer_step, methods=["POST"]),

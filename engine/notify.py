@@ -126,7 +126,7 @@ def enqueue(
     ]
     db.add_all(rows)
     db.flush()
-    if not preview_only:
+    if not preview_only or db.info.get(PREVIEW):
         db.info.setdefault(QUEUED, []).extend(row.id for row in rows if row.id is not None)
     return rows
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from engine import notify
 from engine.human_steps import ask
@@ -90,11 +90,12 @@ def preview(description: str) -> Iterator[Preview]:
         try:
             yield shown
             db.flush()
-            for row in db.new | set(db.identity_map.values()):
-                if isinstance(row, Notification) and row.channel == 0:
-                    person = db.get(Person, row.recipient_id)
-                    shown.messages.append(Previewed(to=person.email if person else "?", subject=row.subject,
-                                                    text=row.body_text))
+            ids = db.info.pop(notify.QUEUED, [])
+            for row in db.exec(select(Notification).where(col(Notification.id).in_(ids), Notification.channel == 0)
+                               .order_by(col(Notification.id))):
+                person = db.get(Person, row.recipient_id)
+                shown.messages.append(Previewed(to=person.email if person else "?", subject=row.subject,
+                                                text=row.body_text))
         finally:
             _current.reset(token)
             db.rollback()
@@ -131,7 +132,8 @@ def request(
 ) -> HumanStep:
     """Ask one person (a step keyed `key`) and queue the message that carries its link, in one call.
 
-    The template gets `recipient`, `step_id` and `due_at` besides `context`. Asked again under the same key,
+    The template gets `recipient`, `step_id`, `due_at` and (unless `context` has one) `step` besides `context`.
+    Asked again under the same key,
     nothing new is created or queued.
     """
     step = ask(db, key=key, person_id=person_id, form=form, title=title, subject_type=subject_type,
@@ -139,8 +141,9 @@ def request(
                requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details, actor=actor)
     person = db.get(Person, step.person_id)
     assert person is not None
+    summary = {"id": step.id, "title": step.title, "due_at": step.due_at, "expires_at": step.expires_at}
     notify.enqueue(db, key=key, recipient_id=step.person_id, template=template,
-                   context={**context, "recipient": notify.recipient(person), "step_id": step.id,
+                   context={"step": summary, **context, "recipient": notify.recipient(person), "step_id": step.id,
                             "due_at": step.due_at})
     return step
 

@@ -20,9 +20,10 @@ import pytest
 from sqlmodel import col, func, select
 
 from engine import links
-from engine.deployments import PROJECT_ROOT, import_flow_modules
+from engine.deployments import PROJECT_ROOT
 from engine.forms import form_names
 from engine.human_steps import StepRefused, ask
+from engine.processes import discover
 from engine.settings import get_settings
 from registry import AuditEvent, HumanStep, Person, StepStatus, session, trail
 from registry.clock import utcnow
@@ -386,7 +387,7 @@ def test_an_attachment_outside_the_data_directory_is_never_served(gateway: Gatew
 
 def test_a_gateway_process_of_its_own_shows_the_form_of_every_process(registry_db: str, tmp_path: Path) -> None:
     """`ops gateway` (and `ops up`) run the gateway in a process that never ran a flow: every form must be known."""
-    import_flow_modules()
+    discover()
     tokens: dict[str, str] = {}
     with session() as db:
         person = factories.person(db)
