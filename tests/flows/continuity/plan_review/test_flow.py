@@ -18,17 +18,10 @@ from sqlmodel import col, select
 
 from engine.settings import get_settings
 from engine.sweep import sweep
-from flows.continuity_review import PlanReview as Form
-from flows.continuity_review import (
-    ReviewOutcome,
-    ReviewParameters,
-    ask_owner,
-    continuity_review,
-    due_plans,
-    settle,
-    start_reviews,
-)
-from flows.continuity_rules import review_due_at, review_occasion
+from flows.continuity.plan_review.flow import ReviewOutcome, ReviewParameters, continuity_review, start_reviews
+from flows.continuity.plan_review.forms import PlanReview as Form
+from flows.continuity.plan_review.rules import review_due_at, review_occasion
+from flows.continuity.plan_review.tasks import ask_owner, due_plans, settle
 from registry import AuditEvent, ContinuityPlan, HumanStep, Notification, Person, StepStatus, session
 from registry.clock import as_utc, utcnow
 from registry.trail import verify

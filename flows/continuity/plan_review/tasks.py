@@ -1,97 +1,37 @@
-"""Continuity plan reviews: each plan due by its review cadence is confirmed or revised by its owner from a link."""
+"""The plan review's tasks: which plans are due, ask the owner, apply the answer (or the silence)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import deployment, flow_run
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from engine import notify, runs
 from engine.deadlines import answer_window, working_days_from_now
-from engine.forms import register_form
 from engine.human_steps import ask
 from engine.settings import get_settings
-from flows.continuity_rules import review_due_at, review_occasion
+from flows.continuity.plan_review.forms import FORM, PlanReview
+from flows.continuity.plan_review.rules import review_due_at, review_occasion
 from registry import AuditEvent, ContinuityPlan, HumanStep, Person, StepStatus, session, trail
 from registry.clock import as_utc, utcnow
 from registry.people import get_person
 
 ACTOR = "continuity-review"
-FORM = "plan_review"
 SUBJECT = "continuity_plan"
 CONFIRMED = "continuity_plan.confirmed"
 REVISED = "continuity_plan.revised"
 MISSED = "continuity_plan.review_missed"
+REQUEST = "continuity/plan_review/request"
+MISSED_NOTICE = "continuity/plan_review/missed"
 # Step details the page does not show: the occasion the request is keyed by, and when the review was due.
 _OCCASION = "_occasion"
 _REVIEW_DUE = "_review_due"
-
-
-class ReviewParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    plan: str | None = Field(
-        None, title="Plan code",
-        description="Review only this plan, when it is due. Empty: every active plan due for review.")
-    lead_days: int = Field(
-        14, ge=0, le=180, title="Lead time (days)",
-        description="Ask the owner this many days before the plan's review falls due.")
-    answer_days: int = Field(
-        5, ge=1, le=30, title="Answer window (working days)",
-        description="How long the owner has to confirm or revise before the request goes to their manager.")
-    preview: bool = Field(False, title="Preview",
-                          description="Render the review requests that would be sent; write and send nothing.")
-
-    @field_validator("plan", mode="before")
-    @classmethod
-    def _blank_is_every_plan(cls, value: Any) -> Any:
-        return (value.strip() or None) if isinstance(value, str) else value
-
-
-@register_form(FORM)
-class PlanReview(BaseModel):
-    """The owner's answer: the plan stands as it is (confirm), or it changed (revise)."""
-
-    rto_minutes: int | None = Field(
-        None, title="New RTO (minutes)",
-        description="Revise only: the recovery-time objective. Empty keeps the current one.")
-    rpo_minutes: int | None = Field(
-        None, title="New RPO (minutes)",
-        description="Revise only: the recovery-point objective. Empty keeps the current one.")
-    summary: str = Field(
-        "", title="New summary", description="Revise only. Empty keeps the current summary.", max_length=4000,
-        json_schema_extra={"widget": "textarea"})
-    note: str = Field(
-        "", title="What changed", description="Required when you revise: kept in the plan's history.",
-        max_length=4000, json_schema_extra={"widget": "textarea"})
-    decision: Literal["confirm", "revise"] = Field(
-        title="Decision",
-        json_schema_extra={"widget": "buttons", "labels": {"confirm": "Confirm: the plan stands",
-                                                           "revise": "Revise the plan"}})
-
-    @field_validator("rto_minutes", "rpo_minutes")
-    @classmethod
-    def _positive(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and value <= 0:
-            name = (info.field_name or "").split("_")[0].upper()
-            raise ValueError(f"The {name} must be a positive number of minutes.")
-        return value
-
-    @model_validator(mode="after")
-    def _decision_fits_the_answer(self) -> PlanReview:
-        if self.decision == "revise" and not self.note.strip():
-            raise ValueError("A revision needs a note of what changed.")
-        # New values with "confirm" are ambiguous: refuse rather than silently drop what the owner typed.
-        if self.decision == "confirm" and (self.rto_minutes is not None or self.rpo_minutes is not None
-                                           or self.summary.strip()):
-            raise ValueError("Confirm keeps the plan as it stands: to change its targets or summary, choose Revise.")
-        return self
 
 
 class DuePlan(BaseModel):
@@ -111,13 +51,6 @@ class PlanResult(BaseModel):
     occasion: str
     outcome: str
     version: int
-
-
-class ReviewOutcome(BaseModel):
-    status: str
-    due: list[str] = []
-    reviews: list[PlanResult] = []
-    detail: str = ""
 
 
 def _plan(db: Session, plan_id: int) -> ContinuityPlan:
@@ -214,7 +147,7 @@ def ask_owner(target: DuePlan, answer_days: int) -> int:
                             "last reviewed": _day(plan.last_reviewed_at), "last tested": _day(plan.last_tested_at),
                             "summary": plan.summary, "review due": _day(target.review_due),
                             _OCCASION: target.occasion.isoformat(), _REVIEW_DUE: target.review_due.isoformat()})
-        rows = notify.enqueue(db, key=key, recipient_id=step.person_id, template="plan_review_request",
+        rows = notify.enqueue(db, key=key, recipient_id=step.person_id, template=REQUEST,
                               context={**context, "recipient": notify.recipient(get_person(db, step.person_id)),
                                        "step_id": step.id, "due_at": step.due_at})
         ids = [r.id for r in rows if r.id is not None]
@@ -272,7 +205,7 @@ def _missed(db: Session, plan: ContinuityPlan, step: HumanStep, occasion: str) -
         return []
     target = DuePlan(plan_id=plan.id or 0, code=plan.code, occasion=date.fromisoformat(occasion),
                      review_due=datetime.fromisoformat(str(step.details[_REVIEW_DUE])))
-    rows = notify.enqueue(db, key=f"{step.key}-missed", recipient_id=told.id or 0, template="plan_review_missed",
+    rows = notify.enqueue(db, key=f"{step.key}-missed", recipient_id=told.id or 0, template=MISSED_NOTICE,
                           context={**_plan_context(db, plan, target), "recipient": notify.recipient(told),
                                    "asked": {"name": asked.name},
                                    "expired_at": step.expires_at})
@@ -302,29 +235,6 @@ def settle(plan_id: int, step_id: int) -> PlanResult:
 
 
 @task
-def start_reviews(due: list[DuePlan], params: ReviewParameters) -> list[str]:
-    """One run of this deployment per plan, started once per plan and occasion (the key makes a repeat a no-op).
-
-    The run key carries the plan's code too: ids restart with a fresh registry, Prefect's keys do not. A run for
-    the occasion that ended without completing (it crashed, or was cancelled) would otherwise be returned by its
-    key every day and the plan never settled: unless its request is still unanswered (an answer or the expiry
-    comes first), it is started again, under a key of the day.
-    """
-    name = f"{flow_run.flow_name}/{deployment.name}"  # attributes, not getters: tests can set them
-    today = utcnow().astimezone(ZoneInfo(get_settings().timezone)).date().isoformat()
-    for target in due:
-        child = {"params": ReviewParameters(plan=target.code, lead_days=params.lead_days,
-                                            answer_days=params.answer_days).model_dump(mode="json")}
-        key = f"plan-review-{target.code}-{target.plan_id}-{target.occasion.isoformat()}"
-        run_name = f"review {target.code} ({target.occasion.isoformat()})"
-        started = runs.start(name, child, idempotency_key=key, run_name=run_name)
-        ended = started.state is not None and started.state.is_final() and not started.state.is_completed()
-        if ended and not target.waiting:
-            runs.start(name, child, idempotency_key=f"{key}-again-{today}", run_name=f"{run_name}, again")
-    return [target.code for target in due]
-
-
-@task
 def preview_requests(due: list[DuePlan], answer_days: int) -> str:
     """Render each review request a run would send now, as an artifact; nothing is written or sent."""
     parts: list[str] = []
@@ -332,7 +242,7 @@ def preview_requests(due: list[DuePlan], answer_days: int) -> str:
     with session() as db:
         for target in fresh:
             plan = _plan(db, target.plan_id)
-            parts.append(notify.preview_for(get_person(db, plan.owner_id or 0), "plan_review_request", {
+            parts.append(notify.preview_for(get_person(db, plan.owner_id or 0), REQUEST, {
                 **_plan_context(db, plan, target), "step_id": 0, "due_at": working_days_from_now(answer_days)}))
     create_markdown_artifact("\n".join(parts) or "No continuity plan review would be requested.",
                              description="Preview of continuity plan review requests")
@@ -340,40 +250,3 @@ def preview_requests(due: list[DuePlan], answer_days: int) -> str:
             + (f" ({len(due) - len(fresh)} already asked)" if len(fresh) < len(due) else ""))
 
 
-def _review(target: DuePlan, answer_days: int) -> PlanResult:
-    step_id = ask_owner(target, answer_days)
-    try:
-        outcome = runs.wait_for_step(step_id)
-    except runs.StepHeldElsewhere as held:  # a duplicate run: the holder settles the plan, here it is "waiting"
-        get_run_logger().warning("Continuity plan %s: %s", target.code, held)
-        return settle(target.plan_id, step_id)
-    get_run_logger().info("Continuity plan %s, review step %s: %s", target.code, step_id, outcome.outcome)
-    return settle(target.plan_id, step_id)
-
-
-@flow(name="continuity-review", log_prints=True, on_running=[runs.stamp_process])
-def continuity_review(params: ReviewParameters = ReviewParameters()) -> ReviewOutcome:  # noqa: B008 (the UI form default)
-    """Continuity plan reviews, daily.
-
-    Finds every active continuity plan whose review falls due within the lead time by its review cadence (a plan
-    never reviewed is due at once) and asks its owner, from a link, to confirm the plan as it stands or revise
-    it: new recovery-time and recovery-point objectives, a new summary, and a note of what changed. Each plan is
-    reviewed in a run of its own that waits, suspended, for the answer. A confirmation records the review; a
-    revision also bumps the plan's version, with old and new values in the trail. If the owner does not answer
-    in time their manager is told, and the plan is asked about again from the next day. Safe to re-run: every
-    request and message is keyed by plan and occasion, and an answer is applied once.
-    """
-    logger = get_run_logger()
-    due = plans_due(params.plan, params.lead_days)
-    codes = [target.code for target in due]
-    logger.info("%s continuity plan(s) to review: %s", len(due), ", ".join(codes) or "none")
-    if params.preview:
-        return ReviewOutcome(status="preview", due=codes, detail=preview_requests(due, params.answer_days))
-    if params.plan is None and deployment.get_id():
-        started = start_reviews(due, params)
-        return ReviewOutcome(status="started", due=codes, detail=f"{len(started)} review run(s) started")
-    # A plan named, or no deployment to start runs of (called directly): review here, one plan after another.
-    reviews = [_review(target, params.answer_days) for target in due]
-    detail = ", ".join(f"{r.plan}: {r.outcome}" for r in reviews) or (
-        f"{params.plan} is not due for review" if params.plan else "no plan is due for review")
-    return ReviewOutcome(status="reviewed", due=codes, reviews=reviews, detail=detail)

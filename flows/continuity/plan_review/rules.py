@@ -1,15 +1,14 @@
 """The continuity plan review's rules: when a plan is due, and which occasion a review request is keyed by.
 
-Plain functions over plain values: no Prefect, no database.
+Plain functions over plain values: no Prefect, no database. Moments are aware datetimes.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from engine.deadlines import next_due
-from registry.clock import as_utc
 
 
 def review_due_at(cadence: str, last_reviewed_at: datetime | None, now: datetime, lead: timedelta,
@@ -22,10 +21,10 @@ def review_due_at(cadence: str, last_reviewed_at: datetime | None, now: datetime
     occurrence would leave 1 June as "the next occurrence after the last review" for ever, so the plan would stay
     due and never be asked about the following year's occurrence.
     """
-    moment = as_utc(now)
+    moment = now.astimezone(UTC)
     if last_reviewed_at is None:
         return moment
-    due = next_due(cadence, as_utc(last_reviewed_at) + lead, tz)
+    due = next_due(cadence, last_reviewed_at + lead, tz)
     return due if due < moment + lead else None
 
 
@@ -48,4 +47,4 @@ def review_occasion(due_at: datetime | None, *, today: date, tz: str, open_on: d
     if missed_on is not None:
         again = missed_on + timedelta(days=1)
         return again if today >= again else None
-    return as_utc(due_at).astimezone(ZoneInfo(tz)).date()
+    return due_at.astimezone(ZoneInfo(tz)).date()

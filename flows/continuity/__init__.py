@@ -1,0 +1,1 @@
+"""Continuity: emergency drills and continuity plan reviews."""
