@@ -6,7 +6,8 @@ import pytest
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-import flows.supply_data  # noqa: F401  (registers the import kinds)
+import flows.supply.inventory_reorder.imports  # noqa: F401  (registers the import kinds)
+import flows.supply.vendor_review.imports  # noqa: F401
 from engine.cli import app
 from engine.importer import ImportRefused, import_csv
 from registry import AuditEvent, Delivery, InventoryItem, Person, Standing, Vendor, session, trail

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlmodel import Session, col, select
 
 from engine.reports import save_report
-from flows import vendor_rules as rules
+from flows.supply.vendor_review import rules
 from registry import AuditEvent, HumanStep, Person, Vendor, VendorScorecard, session, trail
 
 ARTIFACT_KEY = "vendor-review-scorecards"
@@ -67,7 +67,7 @@ def publish(period: str, thresholds: rules.Thresholds) -> str:
     """The period's scorecards as a Prefect table and an HTML report with a score chart; its SHA-256 in the trail."""
     with session() as db:
         rows = period_rows(db, period)
-        report = save_report(f"vendor-review-{period}.html", "reports/vendor_review.html", {
+        report = save_report(f"vendor-review-{period}.html", "supply/vendor_review/report.html", {
             "period": period, "rows": rows, "thresholds": thresholds.model_dump(),
             "scored_at": min((r["scored_at"] for r in rows), default=None)})
         digest, path = report.sha256, report.path

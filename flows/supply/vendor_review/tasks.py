@@ -12,8 +12,8 @@ from sqlmodel import Session, col, select
 from engine import notify
 from engine.deadlines import answer_window
 from engine.human_steps import ask
-from flows import vendor_rules as rules
-from flows.vendor_report import card_item
+from flows.supply.vendor_review import rules
+from flows.supply.vendor_review.report import card_item
 from registry import AuditEvent, HumanStep, Person, StepStatus, Vendor, VendorScorecard, session, trail
 from registry.clock import utcnow
 from registry.people import person_with_role
@@ -61,7 +61,8 @@ def request_approvals(period: str, vendor_ids: list[int], approval_days: int) ->
             db.add(card)
             changes.append({**card_item(vendor, card), "owner": owner.name if owner else "", "step_id": step.id})
         key = f"vendor-review-{period}-approvals-{min(c['step_id'] for c in changes)}"
-        ids = notify.digest(db, key=key, template="vendor_standing_changes", items={manager.id or 0: changes},
+        ids = notify.digest(db, key=key, template="supply/vendor_review/standing_changes",
+                            items={manager.id or 0: changes},
                             context={"period": period, "due_at": due}, items_as="changes")
     notify.deliver_due(ids=ids)
     return len(changes)

@@ -17,11 +17,11 @@ from sqlmodel import col, select
 
 from engine.settings import get_settings
 from engine.sweep import sweep
-from flows.vendor_contracts import today
-from flows.vendor_report import ARTIFACT_KEY
-from flows.vendor_review import ReviewOutcome, ReviewParameters, measure, vendor_review
-from flows.vendor_rules import DeliveryLine, totals
-from flows.vendor_standing import procurement_manager
+from flows.supply.vendor_review.flow import ReviewOutcome, ReviewParameters, measure, vendor_review
+from flows.supply.vendor_review.notices import today
+from flows.supply.vendor_review.report import ARTIFACT_KEY
+from flows.supply.vendor_review.rules import DeliveryLine, totals
+from flows.supply.vendor_review.tasks import procurement_manager
 from registry import (
     AuditEvent,
     ContractNotice,

@@ -1,4 +1,4 @@
-"""What `ops import vendors|deliveries|inventory` accepts: one row model per kind, looked up and upserted."""
+"""What `ops import vendors|deliveries` accepts: one row model per kind, looked up and upserted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlmodel import Session, col
 
 from engine.importer import ImportKind, RowProblem, reference_by_code, register_kind, row_without, table_of
-from registry import Delivery, InventoryItem, Person, Standing, Vendor
+from registry import Delivery, Person, Standing, Vendor
 from registry.people import ids_by_email
 from registry.validation import check_cron
 
@@ -59,18 +59,6 @@ class DeliveryRow(BaseModel):
         return self
 
 
-class InventoryRow(BaseModel):
-    sku: str = Field(min_length=1)
-    location: str = Field(min_length=1)
-    description: str = ""
-    on_hand: int = Field(ge=0)
-    reorder_point: int = Field(ge=0)
-    reorder_qty: int = Field(gt=0)
-    lead_time_days: int = Field(7, ge=0)
-    unit_cost: Decimal = Field(ge=0, max_digits=14, decimal_places=4)
-    vendor_code: str = Field(min_length=1)
-
-
 _BY_VENDOR_CODE = reference_by_code("vendor_code", col(Vendor.code), col(Vendor.id), into="vendor_id",
                                    missing="no such vendor; import vendors first")
 
@@ -106,7 +94,7 @@ def _vendor_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
 VENDORS = register_kind(ImportKind(
     name="vendors", row_model=VendorRow, table=table_of(Vendor), natural_key=("code",),
     to_record=_vendor_record, references=_vendor_people,
-    # vendor-review changes a standing only once the procurement manager approves it (flows/vendor_standing.py).
+    # vendor-review changes a standing only once the procurement manager approves it (flows/supply/vendor_review/).
     approval_only={"standing": "a standing changes only through vendor-review, once the procurement manager "
                                "approves the change it proposes (ops run vendor-review)"},
     description="code,name,owner_email,contact_email,contact_name,standing,review_cadence,contract_end"))
@@ -115,7 +103,3 @@ DELIVERIES = register_kind(ImportKind(
     to_record=row_without("vendor_code"), references=_BY_VENDOR_CODE,
     description="po_number,line,vendor_code,sku,promised_date,delivered_date,qty_ordered,qty_received,"
                 "qty_rejected,unit_price,contracted_price"))
-INVENTORY = register_kind(ImportKind(
-    name="inventory", row_model=InventoryRow, table=table_of(InventoryItem), natural_key=("sku", "location"),
-    to_record=row_without("vendor_code"), references=_BY_VENDOR_CODE, multiline=frozenset({"description"}),
-    description="sku,location,description,on_hand,reorder_point,reorder_qty,lead_time_days,unit_cost,vendor_code"))

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from flows.vendor_rules import (
+from flows.supply.vendor_review.rules import (
     ContractNotice,
     DeliveryLine,
     DeliveryTotals,

@@ -17,10 +17,10 @@ from sqlmodel import Session, col, select
 from engine import notify, runs
 from engine.deadlines import due_within, next_due, quarter_bounds, quarter_of, working_days_from_now
 from engine.settings import get_settings
-from flows import vendor_rules as rules
-from flows.vendor_contracts import contracts_due, notice_item, notify_contract_ends, today
-from flows.vendor_report import card_item, decision, publish
-from flows.vendor_standing import procurement_manager, request_approvals, settle_decisions
+from flows.supply.vendor_review import rules
+from flows.supply.vendor_review.notices import contracts_due, notice_item, notify_contract_ends, today
+from flows.supply.vendor_review.report import card_item, decision, publish
+from flows.supply.vendor_review.tasks import procurement_manager, request_approvals, settle_decisions
 from registry import Delivery, HumanStep, Person, Vendor, VendorScorecard, session, trail
 from registry.clock import as_utc, utcnow
 
@@ -169,7 +169,7 @@ def record_scorecards(params: ReviewParameters, period: str, vendor_ids: list[in
             by_owner.setdefault(vendor.owner_id, []).append(card_item(vendor, card))
         # Keyed by the batch, not just the period: a later run for another vendor still tells its owner.
         ids = notify.digest(db, key=f"vendor-review-{period}-scorecards-{min(c.id or 0 for _, c in new)}",
-                            template="vendor_scorecards", items=by_owner, context={"period": period},
+                            template="supply/vendor_review/scorecards", items=by_owner, context={"period": period},
                             items_as="scorecards") if new else []
     notify.deliver_due(ids=ids)
     return len(new)
@@ -194,19 +194,20 @@ def preview_review(params: ReviewParameters, period: str, vendor_ids: list[int],
         for vendor, card in cards:
             by_owner.setdefault(vendor.owner_id, []).append(card_item(vendor, card))
         for owner_id, items in by_owner.items():
-            parts.append(_preview_section(db.get(Person, owner_id), "vendor_scorecards",
+            parts.append(_preview_section(db.get(Person, owner_id), "supply/vendor_review/scorecards",
                                           {"period": period, "scorecards": items}))
         changes = [{**card_item(v, c), "owner": getattr(db.get(Person, v.owner_id), "name", ""), "step_id": 0}
                    for v, c in cards if c.standing_proposed != c.standing_before]
         if changes:
             due = working_days_from_now(params.approval_days)
-            parts.append(_preview_section(procurement_manager(db), "vendor_standing_changes",
+            parts.append(_preview_section(procurement_manager(db), "supply/vendor_review/standing_changes",
                                           {"period": period, "due_at": due, "changes": changes}))
         contracts: dict[int, list[dict[str, Any]]] = {}
         for vendor, owed in contracts_due(db, params.vendor_code, on):
             contracts.setdefault(vendor.owner_id, []).append(notice_item(vendor, on, owed))
         for owner_id, items in contracts.items():
-            parts.append(_preview_section(db.get(Person, owner_id), "vendor_contract_ending", {"contracts": items}))
+            parts.append(_preview_section(db.get(Person, owner_id), "supply/vendor_review/contract_ending",
+                                          {"contracts": items}))
     create_markdown_artifact("\n".join(parts) or "Nothing would be sent.",
                              description=f"Preview of the vendor review {period}")
     return (f"{len(cards)} scorecard(s), {len(changes)} change(s) of standing and "

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from engine import notify
 from engine.settings import get_settings
-from flows import vendor_rules as rules
+from flows.supply.vendor_review import rules
 from registry import ContractNotice, Vendor, session, trail
 from registry.clock import utcnow
 
@@ -69,7 +69,7 @@ def notify_contract_ends(vendor_code: str | None) -> int:
             by_owner.setdefault(vendor.owner_id, []).append(notice_item(vendor, on, due))
         # The notices and their messages commit together, so the first new notice's id names this batch for good.
         ids = notify.digest(db, key=f"vendor-contracts-{min(n.id or 0 for n in recorded)}",
-                            template="vendor_contract_ending", items=by_owner, context={},
+                            template="supply/vendor_review/contract_ending", items=by_owner, context={},
                             items_as="contracts") if recorded else []
     notify.deliver_due(ids=ids)
     return sum(len(items) for items in by_owner.values())
