@@ -38,6 +38,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from registry import (  # noqa: E402
     AckStatus,
+    ActionStatus,
     Audit,
     AuditEvent,
     AuditStatus,
@@ -56,12 +57,15 @@ from registry import (  # noqa: E402
     Evidence,
     Facility,
     Finding,
+    FindingStatus,
     Framework,
     HumanStep,
     InventoryItem,
     KpiDefinition,
     KpiMeasurement,
     Notification,
+    Occasion,
+    OccasionStatus,
     Person,
     PurchaseRequest,
     PurchaseRequestLine,
@@ -271,6 +275,9 @@ class _Steps:
                      kind="form", pending=recent and rnd.random() < 0.12)
 
 
+_DRILL_OCCASIONS = 100  # drills' occasions are numbered after the audits' (four)
+
+
 def _compliance(out: _Writer, rnd: random.Random, now: datetime, people: list[int], steps: _Steps,
                 controls: int) -> None:
     out.put(Framework, [{"id": 1, "name": FRAMEWORK, "description": "A year of data.", "compliance_manager_id": 1}])
@@ -279,15 +286,21 @@ def _compliance(out: _Writer, rnd: random.Random, now: datetime, people: list[in
                        "cadence": CADENCES[n % len(CADENCES)], "criticality": rnd.choice(list(Criticality)),
                        "last_tested_at": None, "next_due_at": None, "active": n % 50 != 0}
                       for n in range(1, controls + 1)))
-    audits, tests, evidence, findings, actions = [], [], [], [], []
+    occasions, audits, tests, evidence, findings, actions = [], [], [], [], [], []
     for quarter in range(4):
         opened = now - timedelta(days=365 - quarter * 91)
         audit_id = quarter + 1
+        occasions.append({"id": audit_id, "process": "compliance-audit", "key": f"{FRAMEWORK} past-Q{quarter + 1}",
+                          "title": f"{FRAMEWORK} past-Q{quarter + 1}", "period_start": opened,
+                          "period_end": opened + timedelta(days=91), "status": OccasionStatus.closed,
+                          "phase": "closed", "opened_at": opened, "closed_at": opened + timedelta(days=20),
+                          "signoff_round": 1})
         audits.append({"id": audit_id, "framework_id": 1, "period": f"past-Q{quarter + 1}",
                        "period_start": opened, "period_end": opened + timedelta(days=91),
                        "status": AuditStatus.closed, "opened_at": opened,
                        "evidence_due_at": opened + timedelta(days=10), "closed_at": opened + timedelta(days=20),
-                       "report_sha256": None, "report_path": None, "signoff_step_id": None, "signoff_round": 1})
+                       "report_sha256": None, "report_path": None, "signoff_step_id": None, "signoff_round": 1,
+                       "occasion_id": audit_id})
         for control in range(1, controls + 1):
             test_id = len(tests) + 1
             owner = rnd.choice(people)
@@ -301,13 +314,17 @@ def _compliance(out: _Writer, rnd: random.Random, now: datetime, people: list[in
                              "submitted_by_id": owner, "submitted_at": opened + timedelta(days=5)})
             if failed:
                 finding_id = len(findings) + 1
-                findings.append({"id": finding_id, "audit_id": audit_id, "control_test_id": test_id,
-                                 "drill_id": None, "severity": Criticality.medium,
-                                 "description": f"Control {control} failed", "status": "closed",
-                                 "created_at": opened + timedelta(days=11)})
+                findings.append({"id": finding_id, "origin_type": "control_test", "origin_id": test_id,
+                                 "code": "control", "occasion_id": audit_id, "process": "compliance-audit",
+                                 "severity": Criticality.medium, "description": f"Control {control} failed",
+                                 "status": FindingStatus.closed, "verifier_id": 1,
+                                 "created_at": opened + timedelta(days=11), "closed_at": opened + timedelta(days=35)})
                 actions.append({"id": finding_id, "finding_id": finding_id, "owner_id": owner,
-                                "description": "Fix it", "due_at": opened + timedelta(days=40), "status": "done",
-                                "created_at": opened + timedelta(days=11)})
+                                "description": "Fix it", "due_at": opened + timedelta(days=40),
+                                "status": ActionStatus.verified, "done_note": "Fixed",
+                                "done_at": opened + timedelta(days=30), "verified_by_id": 1,
+                                "verified_at": opened + timedelta(days=35), "created_at": opened + timedelta(days=11)})
+    out.put(Occasion, occasions)
     out.put(Audit, audits)
     out.put(ControlTest, tests)
     out.put(Evidence, evidence)
@@ -389,7 +406,7 @@ def _continuity(out: _Writer, rnd: random.Random, now: datetime, people: list[in
                  "last_run_at": None, "active": True}
                 for f in range(facilities) for k, kind in enumerate(("fire_evacuation", "it_outage"))]
     out.put(DrillProgram, programs)
-    drills, participants = [], []
+    occasions, drills, participants = [], [], []
     for program in programs:
         for occasion in range(2):
             drill_id = len(drills) + 1
@@ -403,7 +420,11 @@ def _continuity(out: _Writer, rnd: random.Random, now: datetime, people: list[in
                            "closed_at": started + timedelta(minutes=20), "accounted": len(members),
                            "total": len(members), "median_seconds": 60.0, "p90_seconds": 200.0,
                            "recovery_minutes": 12.0, "data_loss_minutes": None, "report_path": None,
-                           "report_sha256": None, "flow_run_id": None})
+                           "report_sha256": None, "flow_run_id": None, "occasion_id": _DRILL_OCCASIONS + drill_id})
+            occasions.append({"id": _DRILL_OCCASIONS + drill_id, "process": "emergency-drill",
+                              "key": f"year-drill-{drill_id}", "title": program["title"], "period_start": started,
+                              "period_end": started + timedelta(minutes=20), "status": OccasionStatus.closed,
+                              "phase": "closed", "opened_at": started, "closed_at": started + timedelta(minutes=20)})
             for member in members:
                 step = steps.add(created=started, subject_type="drill_participant", subject_id=len(participants) + 1,
                                  person_id=member["person_id"], form="attestation")
@@ -413,6 +434,7 @@ def _continuity(out: _Writer, rnd: random.Random, now: datetime, people: list[in
                                      "acknowledged_at": started + timedelta(seconds=90), "seconds_to_account": 90.0,
                                      "answered_by_id": member["person_id"], "escalated_at": None,
                                      "assistance_alerted_at": None})
+    out.put(Occasion, occasions)
     out.put(Drill, drills)
     out.put(DrillParticipant, participants)
 

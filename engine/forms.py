@@ -94,3 +94,45 @@ class Attestation(BaseModel):
         if self.result == "pass" and self.evidence_url is None and self.evidence_file is None:
             raise ValueError("A pass needs evidence: give a link or upload a file.")
         return self
+
+
+@register_form("action_done")
+class ActionDone(BaseModel):
+    """The owner of a corrective action reports it done (engine.findings: the verifier is asked next)."""
+
+    what_was_done: str = Field(
+        title="What was done", description="What you changed, and how it keeps the finding from recurring.",
+        max_length=4000, json_schema_extra={"widget": "textarea"},
+    )
+    evidence_url: HttpUrl | None = Field(None, title="Evidence link", description="Where the evidence is kept.")
+    evidence_file: UploadedFile | None = Field(
+        None, title="Evidence file", description="Or upload it (kept with its SHA-256).",
+        json_schema_extra={"widget": "file"},
+    )
+
+    @model_validator(mode="after")
+    def _says_what(self) -> ActionDone:
+        if not self.what_was_done.strip():
+            raise ValueError("Please say what was done.")
+        return self
+
+
+@register_form("action_verification")
+class ActionVerification(BaseModel):
+    """The verifier's check that a corrective action worked; not effective sends it back to its owner."""
+
+    effective: Literal["yes", "no"] = Field(
+        title="Effective?", description="Does what was done remove the finding's cause?",
+        json_schema_extra={"widget": "radio", "labels": {"yes": "Effective: close it",
+                                                         "no": "Not effective: send it back"}},
+    )
+    comment: str = Field(
+        "", title="Comment", description="Required when not effective: it is sent to the owner.", max_length=4000,
+        json_schema_extra={"widget": "textarea"},
+    )
+
+    @model_validator(mode="after")
+    def _send_back_needs_reason(self) -> ActionVerification:
+        if self.effective == "no" and not self.comment.strip():
+            raise ValueError("Please say what is still missing, in the comment.")
+        return self

@@ -6,10 +6,8 @@ from registry.compliance import (
     AuditStatus,
     Control,
     ControlTest,
-    CorrectiveAction,
     Criticality,
     Evidence,
-    Finding,
     Framework,
     TestResult,
 )
@@ -27,7 +25,9 @@ from registry.continuity import (
 )
 from registry.db import get_engine, reset_engines, session
 from registry.errors import RegistryValidationError
+from registry.findings import ActionStatus, CorrectiveAction, Finding, FindingStatus
 from registry.kpis import Direction, KpiDefinition, KpiMeasurement, OperationsReport
+from registry.occasions import Occasion, OccasionStatus
 from registry.outbox import DeliveryStatus, Notification
 from registry.people import Person, Team
 from registry.steps import HumanStep, StepLink, StepStatus
@@ -53,5 +53,6 @@ __all__ = [
     "session", "ContractNotice", "Delivery", "InventoryItem", "PurchaseRequest", "PurchaseRequestLine",
     "RequestStatus", "Standing", "Vendor", "VendorScorecard", "AckStatus", "ContinuityPlan", "Drill",
     "DrillMeasure", "DrillParticipant", "DrillProgram", "DrillStatus", "Facility", "RosterEntry", "RosterRole",
-    "Direction", "KpiDefinition", "KpiMeasurement", "OperationsReport",
+    "Direction", "KpiDefinition", "KpiMeasurement", "OperationsReport", "ActionStatus", "FindingStatus",
+    "Occasion", "OccasionStatus",
 ]

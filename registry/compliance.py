@@ -1,4 +1,4 @@
-"""Compliance: frameworks, controls, audits per period, control tests, evidence, findings, actions."""
+"""Compliance: frameworks, controls, audits per period, control tests, evidence (findings: registry.findings)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ class Audit(SQLModel, table=True):
     report_path: str | None = None
     signoff_step_id: int | None = Field(default=None, foreign_key="human_step.id")
     signoff_round: int = 0
+    occasion_id: int | None = Field(default=None, foreign_key="occasion.id", index=True)
 
 
 class ControlTest(SQLModel, table=True):
@@ -97,28 +98,3 @@ class Evidence(SQLModel, table=True):
     stored_path: str | None = None
     submitted_by_id: int = Field(foreign_key="person.id")
     submitted_at: datetime = Field(default_factory=utcnow)
-
-
-class Finding(SQLModel, table=True):
-    """Something found wrong, by an audit (a failed control test) or by a drill's after-action review."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    audit_id: int | None = Field(default=None, foreign_key="audit.id", index=True)
-    control_test_id: int | None = Field(default=None, foreign_key="control_test.id", unique=True)
-    drill_id: int | None = Field(default=None, foreign_key="drill.id", index=True)
-    severity: Criticality
-    description: str
-    status: str = "open"
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class CorrectiveAction(SQLModel, table=True):
-    __tablename__ = "corrective_action"
-
-    id: int | None = Field(default=None, primary_key=True)
-    finding_id: int = Field(foreign_key="finding.id", unique=True)
-    owner_id: int = Field(foreign_key="person.id")
-    description: str
-    due_at: datetime
-    status: str = "open"
-    created_at: datetime = Field(default_factory=utcnow)

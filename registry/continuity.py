@@ -122,6 +122,7 @@ class Drill(SQLModel, table=True):
     report_path: str | None = None
     report_sha256: str | None = None
     flow_run_id: str | None = None
+    occasion_id: int | None = Field(default=None, foreign_key="occasion.id", index=True)
 
     @property
     def unscheduled(self) -> bool:

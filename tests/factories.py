@@ -13,7 +13,9 @@ from pathlib import Path
 from sqlmodel import Session, func, select
 
 from engine import links
+from engine.findings import ActionSpec, Origin, Raised, raise_finding
 from engine.human_steps import ask
+from engine.occasions import open_occasion
 from registry import (
     ContinuityPlan,
     Control,
@@ -25,6 +27,7 @@ from registry import (
     Framework,
     HumanStep,
     InventoryItem,
+    Occasion,
     Person,
     RosterEntry,
     RosterRole,
@@ -71,6 +74,24 @@ def step(db: Session, asked: Person, *, kind: str = "approval", requested_by: Pe
                title=title, subject_type="test", subject_id=1, due_at=due,
                expires_at=expires or due, requested_by_id=requested_by.id if requested_by else None,
                flow_run_id=flow_run_id)
+
+
+def occasion(db: Session, *, process: str = "test-process", key: str | None = None) -> Occasion:
+    start = utcnow()
+    row, _ = open_occasion(db, process=process, key=key or f"occasion {next(_counter)}", title="A test occasion",
+                           period_start=start, period_end=start + timedelta(days=30))
+    return row
+
+
+def finding(db: Session, *, owner: Person, verifier: Person | None = None, due: datetime | None = None,
+            severity: Criticality = Criticality.high, on: Occasion | None = None, code: str = "test") -> Raised:
+    """A finding raised on a test origin of its own, with a corrective action `owner` is asked to do."""
+    n = next(_counter)
+    return raise_finding(db, origin=Origin("test", n), code=code, severity=severity,
+                         description=f"Finding {n}: the control did not operate", actor="test", process="test-process",
+                         action=ActionSpec(owner_id=owner.id or 0, description=f"Fix what finding {n} found",
+                                           due_at=due or utcnow() + timedelta(days=10)),
+                         verifier_id=verifier.id if verifier else None, occasion_id=on.id if on else None)
 
 
 def link(db: Session, for_step: HumanStep, holder: Person | None = None) -> str:

@@ -1,0 +1,106 @@
+"""Occasions: what a process opens and closes (an audit for a quarter, a drill, a review period), opened once.
+
+    occasion, created = open_occasion(db, process="compliance-audit", key="ISO 27001 2026-Q3", title=..., ...)
+    if claim_phase(db, occasion.id, "collecting", "reporting"):   # of two runs, one builds the report
+        record_report(db, occasion, save_report(...))
+
+A process's state lives on its occasion (status, phase, report, sign-off), never read back from the trail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from engine.once import insert_once
+from engine.reports import SavedReport
+from registry import Occasion, OccasionStatus, trail
+from registry.clock import as_utc, utcnow
+
+ENDED = (OccasionStatus.closed, OccasionStatus.cancelled)
+
+
+def find(db: Session, process: str, key: str) -> Occasion | None:
+    return db.exec(select(Occasion).where(Occasion.process == process, Occasion.key == key)).first()
+
+
+def open_occasion(db: Session, *, process: str, key: str, title: str, period_start: datetime | None,
+                  period_end: datetime | None, flow_run_id: str | None = None,
+                  status: OccasionStatus = OccasionStatus.open, phase: str = "") -> tuple[Occasion, bool]:
+    """The occasion (`process`, `key`), created if new (trail "occasion.opened"); and whether this call created
+    it. Of two runs opening the same occasion at once, one creates it and the other gets that row."""
+    if (existing := find(db, process, key)) is not None:
+        return existing, False
+    row = Occasion(process=process, key=key, title=title, status=status, phase=phase, flow_run_id=flow_run_id,
+                   period_start=as_utc(period_start) if period_start else None,
+                   period_end=as_utc(period_end) if period_end else None)
+    occasion, created = insert_once(db, row, lambda: find(db, process, key))
+    if created:
+        trail.record(db, actor=process, action="occasion.opened", entity_type="occasion", entity_id=occasion.id or 0,
+                     data={"process": process, "key": key, "status": occasion.status.value,
+                           "period_start": occasion.period_start, "period_end": occasion.period_end,
+                           "flow_run_id": flow_run_id})
+    return occasion, created
+
+
+def claim_phase(db: Session, occasion_id: int, from_phase: str, to_phase: str) -> bool:
+    """Move the occasion from `from_phase` to `to_phase` if it is still there: one conditional UPDATE, so of two
+    runs only one wins (and builds the report, sends the sign-off...)."""
+    result = db.execute(update(Occasion).where(col(Occasion.id) == occasion_id, col(Occasion.phase) == from_phase)
+                        .values(phase=to_phase).execution_options(synchronize_session=False))
+    won = result.rowcount == 1  # type: ignore[attr-defined]
+    if won:
+        _refresh(db, occasion_id)
+    return won
+
+
+def set_status(db: Session, occasion: Occasion, status: OccasionStatus, *, actor: str) -> bool:
+    """Move a not yet ended occasion to `status` (trail "occasion.status", before and after); False if it has
+    ended or is there already."""
+    before = occasion.status
+    result = db.execute(update(Occasion).where(col(Occasion.id) == occasion.id, col(Occasion.status) != status,
+                                               col(Occasion.status).not_in(ENDED))
+                        .values(status=status).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    _refresh(db, occasion.id or 0)
+    trail.record(db, actor=actor, action="occasion.status", entity_type="occasion", entity_id=occasion.id or 0,
+                 data={"before": before.value, "after": status.value})
+    return True
+
+
+def record_report(db: Session, occasion: Occasion, saved: SavedReport, *, actor: str | None = None) -> None:
+    """The occasion's report is `saved` (its path and SHA-256, what a sign-off refers to)."""
+    before = {"report_path": occasion.report_path, "report_sha256": occasion.report_sha256}
+    occasion.report_path, occasion.report_sha256 = str(saved.path), saved.sha256
+    db.add(occasion)
+    db.flush()
+    trail.record(db, actor=actor or occasion.process, action="occasion.report", entity_type="occasion",
+                 entity_id=occasion.id or 0,
+                 data={"before": before, "after": {"report_path": occasion.report_path,
+                                                   "report_sha256": occasion.report_sha256}})
+
+
+def close(db: Session, occasion: Occasion, *, status: OccasionStatus = OccasionStatus.closed, actor: str) -> bool:
+    """End the occasion (closed or cancelled) once: False if it had ended already."""
+    if status not in ENDED:
+        raise ValueError(f"an occasion ends closed or cancelled, not {status}")
+    before = occasion.status
+    now = utcnow()
+    result = db.execute(update(Occasion).where(col(Occasion.id) == occasion.id, col(Occasion.status).not_in(ENDED))
+                        .values(status=status, closed_at=now).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    _refresh(db, occasion.id or 0)
+    trail.record(db, actor=actor, action="occasion.closed", entity_type="occasion", entity_id=occasion.id or 0,
+                 data={"before": before.value, "after": status.value, "closed_at": now})
+    return True
+
+
+def _refresh(db: Session, occasion_id: int) -> None:
+    """The session's copy of the row, if it holds one, reads what the UPDATE wrote."""
+    held = db.get(Occasion, occasion_id)
+    if held is not None:
+        db.refresh(held)
