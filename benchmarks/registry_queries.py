@@ -56,7 +56,7 @@ from engine import notify, sweep  # noqa: E402
 from engine.deadlines import due_within, quarter_bounds  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 from flows.compliance_audit import AuditParameters, open_audit  # noqa: E402
-from flows.inventory_reorder import select_reorder_lines  # noqa: E402
+from flows.supply.inventory_reorder.tasks import select_reorder_lines  # noqa: E402
 from registry import HumanStep, Person, get_engine, reset_engines  # noqa: E402
 from registry import session as registry_session  # noqa: E402
 from registry.clock import utcnow  # noqa: E402

@@ -41,8 +41,8 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from benchmarks._table import Row, print_rows  # noqa: E402
-from flows.inventory_reorder import reorder_statement, select_reorder_lines  # noqa: E402
-from flows.reorder_rules import order_quantity  # noqa: E402
+from flows.supply.inventory_reorder.rules import order_quantity  # noqa: E402
+from flows.supply.inventory_reorder.tasks import reorder_statement, select_reorder_lines  # noqa: E402
 from registry import InventoryItem, Person, PurchaseRequest, PurchaseRequestLine, Vendor, get_engine  # noqa: E402
 from registry.clock import utcnow  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402

@@ -1,4 +1,5 @@
-"""The inventory reorder's rules: plain functions, no Prefect, no database."""
+"""A purchase request's rules: its amount to the cent and who must approve it. Plain functions, no Prefect, no
+database."""
 
 from __future__ import annotations
 
@@ -24,20 +25,6 @@ class Requester(Protocol):
 
     @property
     def manager_id(self) -> int | None: ...
-
-
-def order_quantity(*, on_hand: int, open_qty: int, reorder_point: int, reorder_qty: int) -> int:
-    """How many to order for an item; 0 when stock plus what is already on order is above the reorder point.
-
-    Normally the item's reorder quantity. When even that would leave the inventory position (on hand plus open
-    plus this order) at or below the reorder point — a reorder quantity set too small, or a sudden draw-down —
-    the order is topped up to one unit above the point: otherwise tomorrow's run would find the same item
-    still due and order it again, a day later, for the same need.
-    """
-    position = on_hand + open_qty
-    if position > reorder_point:
-        return 0
-    return max(reorder_qty, reorder_point - position + 1)
 
 
 def line_amount(quantity: int, unit_cost: Decimal) -> Decimal:

@@ -18,15 +18,10 @@ import pytest
 from sqlmodel import Session, col, select
 
 from engine.sweep import sweep
-from flows.inventory_reorder import (
-    APPROVAL_DEPLOYMENT,
-    ReorderOutcome,
-    ReorderParameters,
-    inventory_reorder,
-    select_reorder_lines,
-)
-from flows.purchase_approval import ApprovalParameters, purchase_approval
-from flows.reorder_rules import ApprovalChainError
+from flows.supply.inventory_reorder.flow import ReorderOutcome, ReorderParameters, inventory_reorder
+from flows.supply.inventory_reorder.tasks import APPROVAL_DEPLOYMENT, select_reorder_lines
+from flows.supply.purchase_approval.flow import ApprovalParameters, purchase_approval
+from flows.supply.purchase_approval.rules import ApprovalChainError
 from registry import (
     AuditEvent,
     HumanStep,
