@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from engine import runs
 from engine.answers import Decision, decision_of
+from engine.human_steps import StepOutcome
 from engine.work import request
 from registry import HumanStep, session
 
@@ -68,6 +69,15 @@ def wait(step_id: int) -> Decision | HeldElsewhere:
         decided = decision_of(db, step)
     assert decided is not None, "wait_for_step returns only once the step is decided"
     return decided
+
+
+def wait_for_answer(step_id: int) -> StepOutcome | HeldElsewhere:
+    """In the flow body: wait as `wait` does for a step that is a form, not an approval (read its answer with
+    engine.answers.answer_of once it is settled)."""
+    try:
+        return runs.wait_for_step(step_id)
+    except runs.StepHeldElsewhere as held:
+        return HeldElsewhere(step_id=step_id, holder=held.holder)
 
 
 def decision(step_id: int) -> Decision | None:

@@ -18,7 +18,8 @@ from sqlmodel import col, select
 
 from engine.settings import get_settings
 from engine.sweep import sweep
-from flows.continuity.plan_review.flow import ReviewOutcome, ReviewParameters, continuity_review, start_reviews
+from flows.continuity.plan_review.dispatch import DispatchParameters, continuity_review_dispatch, start_reviews
+from flows.continuity.plan_review.flow import ReviewOutcome, ReviewParameters, continuity_review
 from flows.continuity.plan_review.forms import PlanReview as Form
 from flows.continuity.plan_review.rules import review_due_at, review_occasion
 from flows.continuity.plan_review.tasks import ask_owner, due_plans, settle
@@ -330,9 +331,8 @@ def test_an_unknown_plan_is_named_in_the_error(prefect_api: str, registry_db: st
         continuity_review(ReviewParameters(plan="NOPE"))
 
 
-def test_under_a_deployment_each_plan_gets_one_run_per_occasion(
-        prefect_api: str, registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The daily run's fan-out against the real API: runs are created (nobody executes them here)."""
+def test_the_dispatcher_starts_one_review_run_per_plan_and_occasion(prefect_api: str, registry_db: str) -> None:
+    """The dispatcher's fan-out against the real API: runs are created (nobody executes them here)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.states import Crashed
@@ -340,8 +340,7 @@ def test_under_a_deployment_each_plan_gets_one_run_per_occasion(
     name = f"continuity-{uuid4().hex[:8]}"
     registered: Any = continuity_review.to_deployment(name=name)  # sync here; typed for async callers too
     deployment_id = registered.apply()
-    monkeypatch.setenv("PREFECT__RUNTIME__FLOW_RUN__FLOW_NAME", continuity_review.name)
-    monkeypatch.setenv("PREFECT__RUNTIME__DEPLOYMENT__NAME", name)
+    reviews = f"{continuity_review.name}/{name}"
     owner = _person("Olive Owner")
     plans = [_plan(owner), _plan(owner, due_in_days=None), _plan(owner, due_in_days=60)]
     with session() as db:
@@ -353,8 +352,8 @@ def test_under_a_deployment_each_plan_gets_one_run_per_occasion(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
         return {run.name: run for run in found}
 
-    assert start_reviews.fn(due, ReviewParameters(answer_days=3)) == [plans[0].code, plans[1].code]
-    assert start_reviews.fn(due, ReviewParameters(answer_days=3)) == [plans[0].code, plans[1].code]
+    assert start_reviews.fn(due, DispatchParameters(answer_days=3), reviews) == [plans[0].code, plans[1].code]
+    assert start_reviews.fn(due, DispatchParameters(answer_days=3), reviews) == [plans[0].code, plans[1].code]
     runs = _runs()
     assert sorted(runs) == sorted(f"review {d.code} ({d.occasion.isoformat()})" for d in due), "one run per occasion"
     first = runs[f"review {due[0].code} ({due[0].occasion.isoformat()})"]
@@ -362,5 +361,8 @@ def test_under_a_deployment_each_plan_gets_one_run_per_occasion(
 
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(first.id, Crashed(), force=True)
-    start_reviews.fn(due, ReviewParameters(answer_days=3))
+    start_reviews.fn(due, DispatchParameters(answer_days=3), reviews)
     assert len(_runs()) == 3 and f"{first.name}, again" in _runs(), "a crashed run's plan is started again"
+
+    shown = continuity_review_dispatch(DispatchParameters(preview=True))
+    assert (shown.status, shown.due) == ("preview", [plans[0].code, plans[1].code]) and len(_runs()) == 3
