@@ -56,7 +56,8 @@ import apprise  # noqa: E402
 from benchmarks._table import Row, print_rows  # noqa: E402
 from engine import notify  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
-from flows.emergency_drill import DrillParameters, alert_participants, open_drill  # noqa: E402
+from flows.continuity.drill.flow import DrillParameters  # noqa: E402
+from flows.continuity.drill.tasks import alert_participants, open_drill  # noqa: E402
 from registry import Facility, Person, RosterEntry, RosterRole, session  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 

@@ -26,7 +26,7 @@ from registry.trail import verify
 from tests.conftest import Gateway, Mailbox
 from tests.flows.background import in_background, until
 from tests.flows.conftest import Served, start_serving
-from tests.flows.test_emergency_drill import _building
+from tests.flows.continuity.drill.test_flow import _building
 from tests.links import answer_link, links_in
 
 DRILL_DEPLOYMENT = "emergency-drill/emergency-drill"

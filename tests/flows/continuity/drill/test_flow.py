@@ -10,7 +10,8 @@ import pytest
 from sqlmodel import col, select
 
 from engine.settings import get_settings
-from flows.emergency_drill import DrillOutcome, DrillParameters, emergency_drill
+from flows.continuity.drill.dispatch import emergency_drill_dispatch
+from flows.continuity.drill.flow import DrillOutcome, DrillParameters, emergency_drill
 from registry import (
     AckStatus,
     ContinuityPlan,
@@ -225,15 +226,15 @@ def test_a_preview_renders_the_alert_and_writes_nothing(smtp: Mailbox, prefect_a
 def test_the_scheduler_starts_a_programme_only_when_its_cadence_comes_round(registry_db: str, prefect_api: str) -> None:
     org = _building(occupants=1)
     # The first look only starts the count: installing a programme must not set off a drill.
-    assert emergency_drill(DrillParameters()) == []
+    assert emergency_drill_dispatch() == []
     with session() as db:
         program = db.exec(select(DrillProgram)).one()
         assert program.last_run_at is not None
         program.last_run_at = utcnow() - timedelta(days=400)
         db.add(program)
-    [started] = emergency_drill(DrillParameters())
+    [started] = emergency_drill_dispatch()
     assert started.startswith(f"{org['facility']} fire_evacuation due ")
-    assert emergency_drill(DrillParameters()) == [], "started once per occasion"
+    assert emergency_drill_dispatch() == [], "started once per occasion"
 
 
 def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
@@ -282,10 +283,11 @@ def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
 
 
 def _deployed_run(name: str) -> str:
-    """A run of a real `emergency-drill` deployment called `name` on the test server (nothing executes it)."""
+    """A run of a real `emergency-drill-dispatch` deployment called `name` on the test server (nothing executes
+    it)."""
     from prefect.client.orchestration import get_client
 
-    deployment_id = emergency_drill.to_deployment(name=name).apply()
+    deployment_id = emergency_drill_dispatch.to_deployment(name=name).apply()
     with get_client(sync_client=True) as client:
         return str(client.create_flow_run_from_deployment(deployment_id, parameters={}).id)
 
@@ -294,7 +296,7 @@ def test_a_due_drill_the_prefect_api_refused_to_start_is_started_by_the_next_loo
         registry_db: str, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.emergency_drill import start_due_drills
+    from flows.continuity.drill.tasks import start_due_drills
 
     org = _building(occupants=1)
     with session() as db:
@@ -302,17 +304,15 @@ def test_a_due_drill_the_prefect_api_refused_to_start_is_started_by_the_next_loo
         program.last_run_at = utcnow() - timedelta(days=400)
         db.add(program)
     name = f"drill-scheduler-{uuid.uuid4().hex[:8]}"
-    # The scheduler runs as this deployment's run; the deployment is gone when it starts the drill (the API
-    # answers 404), as a Prefect server that refuses or drops the call would.
+    # The dispatcher runs as its deployment's run; the drill deployment it starts is not there (the API answers
+    # 404), as a Prefect server that refuses or drops the call would.
     monkeypatch.setenv("PREFECT__FLOW_RUN_ID", _deployed_run(name))
-    with get_client(sync_client=True) as client:
-        client.delete_deployment(client.read_deployment_by_name(f"emergency-drill/{name}").id)
     with pytest.raises(Exception):  # noqa: B017 (whatever Prefect raises; what matters is what is left)
-        start_due_drills.fn()
-    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", _deployed_run(name))
-    [started] = start_due_drills.fn()
+        start_due_drills.fn(f"emergency-drill/{name}")
+    emergency_drill.to_deployment(name=name).apply()
+    [started] = start_due_drills.fn(f"emergency-drill/{name}")
     assert started.startswith(f"{org['facility']} fire_evacuation: flow run "), "the occasion was kept"
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(uuid.UUID(started.rsplit(" ", 1)[1]))
     assert run.idempotency_key is not None and run.idempotency_key.startswith("drill-")
-    assert start_due_drills.fn() == [], "started once per occasion"
+    assert start_due_drills.fn(f"emergency-drill/{name}") == [], "started once per occasion"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.drill_rules import Acknowledgement, RecoveryReport, figures, findings, percentile
+from flows.continuity.drill.rules import Acknowledgement, RecoveryReport, figures, findings, percentile
 from registry import Criticality
 
 
