@@ -19,13 +19,13 @@ from engine.deployments import PROJECT_ROOT
 from engine.settings import get_settings
 from engine.templates import TEMPLATES_DIR
 from flows.compliance_audit import AuditParameters, compliance_audit
-from flows.continuity_review import ReviewParameters as PlanReviewParameters
-from flows.continuity_review import continuity_review
+from flows.continuity.plan_review.flow import ReviewParameters as PlanReviewParameters
+from flows.continuity.plan_review.flow import continuity_review
 from flows.engine.deadline_sweep.flow import deadline_sweep
 from flows.continuity.drill.flow import DrillParameters, emergency_drill
 from flows.operations_report import DISTRIBUTION_ROLE, ReportParameters, operations_report
-from flows.vendor_review import ReviewParameters as VendorReviewParameters
-from flows.vendor_review import vendor_review
+from flows.supply.vendor_review.flow import ReviewParameters as VendorReviewParameters
+from flows.supply.vendor_review.flow import vendor_review
 from registry import Facility, Notification, session
 from registry.people import people_with_role
 from tests import factories
