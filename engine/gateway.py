@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine import inbox, links, runs
+from engine import findings, inbox, links, runs
 from engine.forms import form_model
 from engine.human_steps import ATTACHMENT, record_answer
 from engine.processes import discover
@@ -382,12 +382,23 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
                         written.append(upload.path)
                 except OSError as error:
                     raise _NotStored from error
-        title = step.title
+        title, moves_an_action = step.title, step.subject_type == findings.SUBJECT
+    if moves_an_action:
+        _apply_to_action(step_id)
     response = _page("answered.html", {"title": title, "answer": answer})
     # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
     # Right after the page is sent, then a few more tries (a run can still be suspending), then the sweep.
     response.background = BackgroundTask(runs.hand_back_soon, step_id, RESUME_TRIES)
     return response
+
+
+def _apply_to_action(step_id: int) -> None:
+    """A corrective action moves on with its answer (the verifier asked, the finding closed...) right away; the
+    answer is committed already, so a failure here loses nothing: the sweep's catch-up applies it later."""
+    try:
+        findings.apply_answered(step_id)
+    except Exception as error:
+        log.error("corrective-action step %s: answer recorded, not yet applied (the sweep will): %r", step_id, error)
 
 
 async def healthz(_request: Request) -> Response:

@@ -12,7 +12,7 @@ from sqlalchemy import Update, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from engine import notify, runs, takeover
+from engine import findings, notify, runs, takeover
 from engine.human_steps import expire
 from engine.settings import get_settings
 from registry import HumanStep, Person, StepStatus, session, trail
@@ -30,6 +30,7 @@ class SweepReport:
     resumed: list[int] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)  # the messages escalation queued, for whoever delivers them
     taken_over: list[str] = field(default_factory=list)  # dead flow runs a new run now carries on
+    applied: list[int] = field(default_factory=list)  # corrective-action answers the gateway had not applied
     delivered: int = 0
 
 
@@ -108,30 +109,35 @@ def escalate_overdue(now: datetime, report: SweepReport, *, step_ids: list[int] 
     overdue notice of their own.
     """
     with session() as db:
-        claimed = db.execute(escalation_claim(now, step_ids).execution_options(synchronize_session=False))
-        ids = sorted(row[0] for row in claimed)
-        if not ids:
-            return
-        by_recipient: dict[int, list[dict[str, object]]] = {}
-        for step in db.exec(select(HumanStep).where(col(HumanStep.id).in_(ids)).order_by(col(HumanStep.id))):
-            assert step.id is not None
-            person = get_person(db, step.person_id)
-            recipients = _escalation_recipients(db, step, person)
-            for recipient in recipients:
-                by_recipient.setdefault(recipient.id or 0, []).append(_step_summary(step, person))
-            notices = notify.enqueue(db, key=f"step-{step.id}-overdue", recipient_id=person.id or 0,
-                                     template="step_overdue",
-                                     context={**_step_context(step, person),
-                                              "escalated_to": [r.name for r in recipients]})
-            report.queued += [row.id for row in notices if row.id is not None]
-            trail.record(db, actor="sweep", action="step.escalated", entity_type="human_step", entity_id=step.id,
-                         data={"level": 1, "to": [r.email for r in recipients],
-                               "why_nobody": None if recipients else "no active manager or escalation contact"})
-            report.escalated.append(step.id)
-        for recipient_id, steps in by_recipient.items():
-            batch = hashlib.sha256(",".join(str(s["id"]) for s in steps).encode()).hexdigest()[:16]
-            report.queued += notify.digest(db, key=f"escalation-{batch}", template="step_escalation",
-                                           items={recipient_id: steps}, context={}, items_as="steps")
+        escalate(db, now, report, step_ids=step_ids)
+
+
+def escalate(db: Session, now: datetime, report: SweepReport, *, step_ids: list[int] | None = None) -> None:
+    """escalate_overdue in the caller's transaction: a flow's unit of work delivers what it queued."""
+    claimed = db.execute(escalation_claim(now, step_ids).execution_options(synchronize_session=False))
+    ids = sorted(row[0] for row in claimed)
+    if not ids:
+        return
+    by_recipient: dict[int, list[dict[str, object]]] = {}
+    for step in db.exec(select(HumanStep).where(col(HumanStep.id).in_(ids)).order_by(col(HumanStep.id))):
+        assert step.id is not None
+        person = get_person(db, step.person_id)
+        recipients = _escalation_recipients(db, step, person)
+        for recipient in recipients:
+            by_recipient.setdefault(recipient.id or 0, []).append(_step_summary(step, person))
+        notices = notify.enqueue(db, key=f"step-{step.id}-overdue", recipient_id=person.id or 0,
+                                 template="step_overdue",
+                                 context={**_step_context(step, person),
+                                          "escalated_to": [r.name for r in recipients]})
+        report.queued += [row.id for row in notices if row.id is not None]
+        trail.record(db, actor="sweep", action="step.escalated", entity_type="human_step", entity_id=step.id,
+                     data={"level": 1, "to": [r.email for r in recipients],
+                           "why_nobody": None if recipients else "no active manager or escalation contact"})
+        report.escalated.append(step.id)
+    for recipient_id, steps in by_recipient.items():
+        batch = hashlib.sha256(",".join(str(s["id"]) for s in steps).encode()).hexdigest()[:16]
+        report.queued += notify.digest(db, key=f"escalation-{batch}", template="step_escalation",
+                                       items={recipient_id: steps}, context={}, items_as="steps")
 
 
 def expire_overdue(now: datetime, report: SweepReport) -> None:
@@ -170,4 +176,5 @@ def sweep_registry(now: datetime, report: SweepReport) -> None:
     escalate_overdue(now, report)
     expire_overdue(now, report)
     resume_waiting(report)
+    report.applied.extend(findings.apply_unapplied())
     report.delivered = len(notify.deliver_due().sent)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.sql import Executable
 
 from benchmarks import year_of_data
-from engine import links, notify, sweep
+from engine import findings, links, notify, sweep
 from engine.human_steps import decide_statement
 from registry import StepStatus, get_engine
 from registry.clock import utcnow
@@ -37,6 +37,9 @@ STATEMENTS: list[tuple[str, Callable[[], Executable], tuple[str, ...]]] = [
     ("per sweep: the escalation claim", lambda: sweep.escalation_claim(NOW),
      ("ix_human_step_escalation", "ix_human_step_expiry")),
     ("per sweep: steps to expire", lambda: sweep.expiry_statement(NOW), ("ix_human_step_expiry",)),
+    # Read from the few unfinished actions, each step by its key: never the year of answered steps.
+    ("per sweep: corrective-action answers not yet applied", findings.unapplied_statement,
+     ("ix_corrective_action_status",)),
     ("per POST: record_answer's conditional UPDATE",
      lambda: decide_statement(1).values(status=StepStatus.answered, answer={"result": "pass"}), ("pkey",)),
 ]
