@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import CompoundSelect, union_all, update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from engine import notify
 from engine.answers import answer_of
@@ -136,7 +137,8 @@ def ask_owner(db: Session, action: CorrectiveAction, finding: Finding, *, actor:
     """The owner's action_done step for the action's current round (keyed by it: asking twice asks once)."""
     step = ask(db, key=f"corrective-action-{action.id}-round-{action.round}-done", person_id=action.owner_id,
                form=DONE_FORM, title=f"Corrective action: {action.description}"[:200], subject_type=SUBJECT,
-               subject_id=action.id or 0, due_at=action.due_at, expires_at=action.due_at + STEP_LIFETIME,
+               subject_id=action.id or 0, due_at=action.due_at,
+               expires_at=max(action.due_at, utcnow()) + STEP_LIFETIME,
                details={"finding": finding.description, "severity": finding.severity.value,
                         "action": action.description, "round": action.round,
                         **({"sent back because": comment} if comment else {})},
@@ -323,6 +325,39 @@ def unapplied_statement() -> CompoundSelect:
     verifier = (select(col(HumanStep.id)).join(CorrectiveAction, col(CorrectiveAction.verify_step_id) == HumanStep.id)
                 .where(col(CorrectiveAction.status) == ActionStatus.done, col(HumanStep.status) == StepStatus.answered))
     return union_all(owner, verifier)
+
+
+def unasked_statement() -> SelectOfScalar[Any]:
+    """Open actions whose owner has no step: made before actions had a lifecycle (migrated), or by hand."""
+    return select(CorrectiveAction.id).where(col(CorrectiveAction.status) == ActionStatus.open,
+                                             col(CorrectiveAction.step_id).is_(None))
+
+
+def ask_unasked() -> list[int]:
+    """Ask the owner of every open action nobody asked (their link in an action_request message; the sweep
+    reminds and escalates from there on); the ids of the steps asked."""
+    with session() as db:
+        owed = [action_id for action_id in db.exec(unasked_statement()) if action_id is not None]
+    asked = []
+    for action_id in owed:
+        try:
+            with unit() as db:
+                action = db.get(CorrectiveAction, action_id)
+                if action is None or action.step_id is not None or action.status != ActionStatus.open:
+                    continue
+                finding = db.get(Finding, action.finding_id)
+                assert finding is not None
+                step = ask_owner(db, action, finding, actor=ACTOR)
+                notify.enqueue(db, key=f"step-{step.id}-action-request", recipient_id=step.person_id,
+                               template="action_request",
+                               context={"recipient": notify.recipient(get_person(db, step.person_id)),
+                                        "actions": [{"description": action.description, "step_id": step.id,
+                                                     "finding": finding.description, "due_at": action.due_at,
+                                                     "severity": finding.severity.value}]})
+                asked.append(step.id or 0)
+        except Exception as error:  # an owner who cannot be asked (inactive, no delegate) must not stop the rest
+            log.error("corrective action %s: its owner could not be asked: %r", action_id, error)
+    return asked
 
 
 def apply_answered(step_id: int) -> bool:

@@ -31,6 +31,7 @@ class SweepReport:
     queued: list[int] = field(default_factory=list)  # the messages escalation queued, for whoever delivers them
     taken_over: list[str] = field(default_factory=list)  # dead flow runs a new run now carries on
     applied: list[int] = field(default_factory=list)  # corrective-action answers the gateway had not applied
+    actions_asked: list[int] = field(default_factory=list)  # steps asked for open actions nobody was asked about
     delivered: int = 0
 
 
@@ -177,4 +178,5 @@ def sweep_registry(now: datetime, report: SweepReport) -> None:
     expire_overdue(now, report)
     resume_waiting(report)
     report.applied.extend(findings.apply_unapplied())
+    report.actions_asked.extend(findings.ask_unasked())
     report.delivered = len(notify.deliver_due().sent)

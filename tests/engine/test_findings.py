@@ -246,3 +246,28 @@ def test_raising_without_an_action_asks_nobody(registry_db: str) -> None:
         assert raised.finding.status == FindingStatus.open
         assert ActionSpec(owner_id=1, description="x", due_at=utcnow()).owner_id == 1
         assert db.exec(select(Person)).first() is None
+
+
+def test_the_sweep_asks_the_owner_of_an_action_nobody_asked_once(any_db: str, smtp: Mailbox) -> None:
+    """An action from before the lifecycle (a migrated registry) gets its owner's step and link, then is reminded
+    and escalated like any other."""
+    with session() as db:
+        owner = factories.person(db, "Olga Owner")
+        finding = Finding(origin_type="control_test", origin_id=7, code="control", process="compliance-audit",
+                          severity=Criticality.medium, description="A.8.1 failed")
+        db.add(finding)
+        db.flush()
+        action = CorrectiveAction(finding_id=finding.id or 0, owner_id=owner.id or 0, description="Fix A.8.1",
+                                  due_at=utcnow() - timedelta(days=2))
+        db.add(action)
+        db.flush()
+        action_id, email = action.id or 0, owner.email
+
+    first = sweep(now=utcnow())
+
+    step_id = _action(action_id).step_id
+    assert step_id is not None and first.actions_asked == [step_id]
+    assert first.escalated == [] and _step(step_id).expires_at > utcnow() + timedelta(days=100)
+    _mail(smtp, 1, email, "A corrective action for you: Fix A.8.1")
+    second = sweep(now=utcnow())
+    assert second.actions_asked == [] and second.escalated == [step_id], "overdue: escalated once, as any step"

@@ -40,6 +40,8 @@ STATEMENTS: list[tuple[str, Callable[[], Executable], tuple[str, ...]]] = [
     # Read from the few unfinished actions, each step by its key: never the year of answered steps.
     ("per sweep: corrective-action answers not yet applied", findings.unapplied_statement,
      ("ix_corrective_action_status",)),
+    ("per sweep: open corrective actions whose owner nobody asked", findings.unasked_statement,
+     ("ix_corrective_action_status",)),
     ("per POST: record_answer's conditional UPDATE",
      lambda: decide_statement(1).values(status=StepStatus.answered, answer={"result": "pass"}), ("pkey",)),
 ]
