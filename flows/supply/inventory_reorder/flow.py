@@ -6,7 +6,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from prefect import get_run_logger
-from prefect.runtime import deployment
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine import runs
@@ -72,9 +71,8 @@ def inventory_reorder(params: ReorderParameters = ReorderParameters()) -> Reorde
     made = create_requests(lines, day, requester=params.requester, auto_approve_limit=params.auto_approve_limit,
                            director_limit=params.director_limit)
     ordered = place_orders(actor=ACTOR)
-    pending = start_approvals(params.approval_days)
+    awaiting = start_approvals(params.approval_days)
     publish(day, made.created)
-    detail = "" if deployment.get_id() or not pending else \
-        "not running from a deployment: run purchase-approval for each request awaiting approval"
     return ReorderOutcome(day=day.isoformat(), lines=len(lines), created=made.created, ordered=ordered,
-                          awaiting_approval=pending, deferred_lines=made.deferred_lines, detail=detail)
+                          awaiting_approval=awaiting.request_ids, deferred_lines=made.deferred_lines,
+                          detail=awaiting.detail)

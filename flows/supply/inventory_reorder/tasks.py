@@ -14,7 +14,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import deployment
 from sqlmodel import Session, col, select
 
-from engine import runs
+from engine.followups import fan_out
+from engine.work import unit
 from flows.supply.inventory_reorder.rules import order_quantity
 from flows.supply.purchase_approval.flow import ApprovalParameters
 from flows.supply.purchase_approval.rules import approval_chain, request_amount
@@ -25,7 +26,6 @@ from registry import (
     PurchaseRequestLine,
     RequestStatus,
     Vendor,
-    session,
     trail,
 )
 from registry.clock import utcnow
@@ -119,7 +119,7 @@ def select_reorder_lines(db: Session) -> list[ReorderLine]:
 
 @task
 def select_lines() -> list[ReorderLine]:
-    with session() as db:
+    with unit() as db:
         return select_reorder_lines(db)
 
 
@@ -154,7 +154,7 @@ def create_requests(lines: list[ReorderLine], day: date, *, requester: str | Non
     A vendor that already has today's request keeps it unchanged: a need that appeared since waits for tomorrow's
     run rather than changing an amount someone may be approving. All requests are written in one transaction.
     """
-    with session() as db:
+    with unit() as db:
         asker = _requester(db, requester)
         director = _with_role(db, DIRECTOR_ROLE)
         by_vendor: dict[int, list[ReorderLine]] = {}
@@ -195,30 +195,39 @@ def create_requests(lines: list[ReorderLine], day: date, *, requester: str | Non
     return Created(created=created, deferred_lines=deferred)
 
 
+@dataclass(frozen=True)
+class Awaiting:
+    request_ids: list[int]
+    detail: str = ""
+
+
 @task
-def start_approvals(approval_days: int) -> list[int]:
+def start_approvals(approval_days: int) -> Awaiting:
     """Every request still waiting for approval gets its approval run, once (the key makes a second start a no-op).
 
     Taking all pending requests, not only this run's, lets a run that failed after writing them catch up. The
     run key carries the request's business key too: ids restart with a fresh registry, Prefect's keys do not.
+    Called outside a deployment (a flow called directly) nothing is started, and the outcome says so.
     """
-    with session() as db:
+    with unit() as db:
         pending = [(r.id or 0, r.key) for r in db.exec(select(PurchaseRequest).where(
             PurchaseRequest.status == RequestStatus.pending_approval).order_by(col(PurchaseRequest.id)))]
-    if deployment.get_id():
-        for request_id, key in pending:
-            runs.start(APPROVAL_DEPLOYMENT,
-                       {"params": ApprovalParameters(request_id=request_id, approval_days=approval_days)
-                        .model_dump(mode="json")},
-                       idempotency_key=f"purchase-{request_id}-approval-{key}", run_name=f"approve {key}")
-    return [request_id for request_id, _ in pending]
+    ids = [request_id for request_id, _ in pending]
+    if not deployment.get_id():
+        return Awaiting(ids, "not running from a deployment: run purchase-approval for each request awaiting "
+                             "approval" if pending else "")
+    for request_id, key in pending:
+        fan_out(APPROVAL_DEPLOYMENT, key=f"purchase-{request_id}-approval-{key}", run_name=f"approve {key}",
+                parameters={"params": ApprovalParameters(request_id=request_id, approval_days=approval_days)
+                            .model_dump(mode="json")})
+    return Awaiting(ids)
 
 
 @task
 def publish(day: date, created: list[int]) -> None:
     if not created:
         return
-    with session() as db:
+    with unit() as db:
         found = db.exec(select(PurchaseRequest, Vendor).join(Vendor, col(Vendor.id) == PurchaseRequest.vendor_id)
                         .where(col(PurchaseRequest.id).in_(created)).order_by(col(PurchaseRequest.id)))
         rows = [{"request": r.key, "vendor": v.name, "amount": f"{r.amount:.2f}", "status": r.status.value,

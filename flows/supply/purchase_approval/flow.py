@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import runs
+from engine import gate, runs
 from flows.supply.purchase_approval.tasks import apply_decision, ask_approver, next_level, place_orders, state
 
 
@@ -36,17 +36,13 @@ def purchase_approval(params: ApprovalParameters) -> ApprovalOutcome:
     logger = get_run_logger()
     while (level := next_level(params.request_id)) is not None:
         step_id = ask_approver(params.request_id, level, params.approval_days)
-        try:
-            outcome = runs.wait_for_step(step_id)
-        except runs.StepHeldElsewhere as held:  # a duplicate run: the holder carries the chain on
-            logger.warning("Purchase request %s: %s", params.request_id, held)
-            return _outcome(params.request_id, str(held))
-        logger.info("Purchase request %s, level %s: %s", params.request_id, level, outcome.outcome)
-        apply_decision(params.request_id, level, step_id)
+        decided = gate.wait(step_id)
+        if isinstance(decided, gate.HeldElsewhere):  # a duplicate run: the holder carries the chain on
+            return _outcome(params.request_id, decided.detail)
+        logger.info("Purchase request %s, level %s: %s", params.request_id, level, decided.verdict)
+        apply_decision(params.request_id, level, decided)
     ordered = place_orders([params.request_id])
     return _outcome(params.request_id, "ordered" if ordered else None)
-
-
 
 
 def _outcome(request_id: int, detail: str | None) -> ApprovalOutcome:

@@ -4,8 +4,9 @@ database."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol
+from typing import Literal, Protocol
 
 CENT = Decimal("0.01")
 
@@ -63,3 +64,33 @@ def approval_chain(amount: Decimal, requester: Requester, auto_limit: Decimal, d
         raise ApprovalChainError(f"{requester.name} would have to approve their own purchase request of {amount}; "
                                  "someone else must request it")
     return chain
+
+
+def readable_money(value: Decimal) -> Decimal:
+    """To the cent for reading, unless a unit cost really has finer precision (stored with four places)."""
+    cents = value.quantize(CENT)
+    return cents if cents == value else value.normalize()
+
+
+def next_level(*, pending: bool, approved_levels: int, levels: int) -> int | None:
+    """The level (from 1) waiting for a decision, or None once the chain is decided either way."""
+    return approved_levels + 1 if pending and approved_levels < levels else None
+
+
+Settled = Literal["next level", "approved", "rejected"]
+
+
+def after_decision(*, approved: bool, level: int, levels: int) -> Settled:
+    """Where a decision at `level` leaves the request: one rejection (or lapse) stops the chain; the last
+    approval completes it."""
+    if not approved:
+        return "rejected"
+    return "approved" if level == levels else "next level"
+
+
+def rejection_reason(*, answered: bool, comment: str, approver: str, expires_at: datetime | None,
+                     outcome: str) -> str:
+    """The reason the requester is given; an approver who let the deadline pass is a reason too."""
+    if answered:
+        return comment.strip()
+    return f"{approver} did not decide by {expires_at:%Y-%m-%d %H:%M} UTC (step {outcome})."

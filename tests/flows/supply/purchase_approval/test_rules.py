@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
-from flows.supply.purchase_approval.rules import ApprovalChainError, approval_chain, line_amount, request_amount
+from flows.supply.purchase_approval.rules import (
+    ApprovalChainError,
+    after_decision,
+    approval_chain,
+    line_amount,
+    next_level,
+    readable_money,
+    rejection_reason,
+    request_amount,
+)
 
 AUTO, DIRECTOR = Decimal("1000"), Decimal("10000")
 MANAGER_ID, DIRECTOR_ID = 2, 9
@@ -74,3 +84,38 @@ def test_the_director_cannot_approve_their_own_large_request() -> None:
 def test_limits_out_of_order_are_refused(auto: str, director: str) -> None:
     with pytest.raises(ApprovalChainError, match="limits must satisfy"):
         approval_chain(Decimal("5"), Asker(), Decimal(auto), Decimal(director), director_id=DIRECTOR_ID)
+
+
+@pytest.mark.parametrize(
+    ("pending", "approved_levels", "levels", "expected"),
+    [
+        (True, 0, 2, 1),
+        (True, 1, 2, 2),
+        (True, 2, 2, None),   # every level approved: nothing left to ask
+        (False, 0, 2, None),  # rejected (or ordered): the chain is over
+        (True, 0, 0, None),   # auto-approved requests have no chain
+    ],
+)
+def test_next_level(pending: bool, approved_levels: int, levels: int, expected: int | None) -> None:
+    assert next_level(pending=pending, approved_levels=approved_levels, levels=levels) == expected
+
+
+@pytest.mark.parametrize(
+    ("approved", "level", "levels", "expected"),
+    [(True, 1, 2, "next level"), (True, 2, 2, "approved"), (True, 1, 1, "approved"), (False, 1, 2, "rejected"),
+     (False, 2, 2, "rejected")],
+)
+def test_after_decision(approved: bool, level: int, levels: int, expected: str) -> None:
+    assert after_decision(approved=approved, level=level, levels=levels) == expected
+
+
+def test_the_requester_is_told_the_approvers_reason_or_that_nobody_decided() -> None:
+    assert rejection_reason(answered=True, comment="  Not this month. ", approver="Max Manager", expires_at=None,
+                            outcome="answered") == "Not this month."
+    assert rejection_reason(answered=False, comment="", approver="Max Manager", expires_at=datetime(2026, 12, 3, 17),
+                            outcome="expired") == "Max Manager did not decide by 2026-12-03 17:00 UTC (step expired)."
+
+
+@pytest.mark.parametrize(("stored", "shown"), [("4.0000", "4.00"), ("0.3333", "0.3333"), ("2.5", "2.50")])
+def test_money_reads_to_the_cent_unless_finer(stored: str, shown: str) -> None:
+    assert str(readable_money(Decimal(stored))) == shown
