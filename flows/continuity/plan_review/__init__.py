@@ -5,4 +5,4 @@ from flows.continuity.plan_review.calendar import obligations
 from flows.continuity.plan_review.forms import PlanReview
 
 PROCESS = Process(name="continuity-plan-review", title="Continuity plan review", actor="continuity-review",
-                  forms=(PlanReview,), obligations=obligations)
+                  forms=(PlanReview,), obligations=obligations, flows=("flow", "dispatch"))

@@ -114,3 +114,11 @@ def revised(current: Targets, *, rto_minutes: int | None, rpo_minutes: int | Non
     return Targets(rto_minutes=current.rto_minutes if rto_minutes is None else rto_minutes,
                    rpo_minutes=current.rpo_minutes if rpo_minutes is None else rpo_minutes,
                    summary=summary.strip() or current.summary, version=current.version + 1)
+
+
+def lapse_code(last_reviewed_at: datetime | None, tz: str) -> str:
+    """Which finding a lapsed review request raises: one per review outstanding since the plan's last review,
+    however many of its requests lapse (each lapse is asked again, and the owner's manager told each time)."""
+    if last_reviewed_at is None:
+        return "review-lapsed-never-reviewed"
+    return f"review-lapsed-since-{last_reviewed_at.astimezone(ZoneInfo(tz)).date().isoformat()}"

@@ -23,7 +23,20 @@ from flows.continuity.plan_review.flow import ReviewOutcome, ReviewParameters, c
 from flows.continuity.plan_review.forms import PlanReview as Form
 from flows.continuity.plan_review.rules import review_due_at, review_occasion
 from flows.continuity.plan_review.tasks import ask_owner, due_plans, settle
-from registry import AuditEvent, ContinuityPlan, HumanStep, Notification, Person, StepStatus, session
+from registry import (
+    AuditEvent,
+    ContinuityPlan,
+    CorrectiveAction,
+    Finding,
+    FindingStatus,
+    HumanStep,
+    Notification,
+    Occasion,
+    OccasionStatus,
+    Person,
+    StepStatus,
+    session,
+)
 from registry.clock import as_utc, utcnow
 from registry.trail import verify
 from tests import factories
@@ -294,6 +307,20 @@ def test_the_daily_run_reviews_each_due_plan_and_a_missed_review_goes_to_the_man
     assert event.entity_id == silent.id and event.actor == "continuity-review"
     assert event.data["manager_told"] == manager.email and event.data["outcome"] == "expired"
     assert _reload(silent).last_reviewed_at is None, "a missed review leaves the plan due"
+
+    with session() as db:  # the lapse is a finding with a corrective action for the owner, on the request's round
+        [finding] = db.exec(select(Finding).where(Finding.origin_type == "continuity_plan",
+                                                  Finding.origin_id == silent.id)).all()
+        assert (finding.code, finding.process, finding.status, finding.verifier_id) == (
+            "review-lapsed-never-reviewed", "continuity-plan-review", FindingStatus.open, manager.id)
+        [action] = db.exec(select(CorrectiveAction).where(CorrectiveAction.finding_id == finding.id)).all()
+        assert action.owner_id == owner.id and action.step_id is not None
+        round_ = db.get(Occasion, finding.occasion_id)
+        assert round_ is not None and (round_.key, round_.status, round_.phase) == (
+            step.key, OccasionStatus.closed, "missed")
+    [notice] = [m for m in smtp.wait_for(3, to=owner.email) if m.subject.startswith("Corrective action assigned")]
+    assert silent.code in notice.subject and "asked to review it again from tomorrow" in notice.text
+    assert "Report the action done" in notice.html and gateway.client.get(links_in(notice.html)[0]).status_code == 200
 
     before, sent = _snapshot(), len(smtp.messages())
     again = continuity_review(ReviewParameters())
