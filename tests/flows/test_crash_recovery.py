@@ -108,7 +108,7 @@ def _drill_ended_as_without_a_crash(org: dict[str, object], smtp: Mailbox, drill
         assert drill.status == "closed" and (drill.accounted, drill.total) == (answered, everyone)
         assert drill.report_path and Path(drill.report_path).is_file()
         actions = list(db.exec(select(CorrectiveAction).join(Finding, col(Finding.id) == CorrectiveAction.finding_id)
-                               .where(Finding.drill_id == drill.id)))
+                               .where(Finding.origin_type == "drill", Finding.origin_id == drill.id)))
         assert len(actions) == 3, "people missing, people needing assistance, target missed"
         assert len(list(db.exec(select(Drill)))) == 1, "the take-over continued the drill, it did not open another"
         participants = len(list(db.exec(select(DrillParticipant).where(DrillParticipant.drill_id == drill.id))))

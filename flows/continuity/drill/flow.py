@@ -9,15 +9,8 @@ from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine import runs
-from flows.continuity.drill.tasks import (
-    AfterAction,
-    alert_participants,
-    build_after_action,
-    close_drill,
-    open_drill,
-    preview_alert,
-    watch,
-)
+from flows.continuity.drill.report import AfterAction, build_after_action
+from flows.continuity.drill.tasks import close_drill, open_drill, preview_drill, watch
 
 
 class DrillParameters(BaseModel):
@@ -79,15 +72,13 @@ def emergency_drill(params: DrillParameters) -> DrillOutcome:
     plan's target, in an after-action report whose findings become corrective actions with owners and due dates;
     the plan's last-tested date is updated. Programmes' scheduled drills are started by emergency-drill-dispatch.
     """
-    logger = get_run_logger()
     if params.preview:
-        count = preview_alert(params)
         return DrillOutcome(drill_id=None, facility=params.facility, kind=params.kind, status="preview",
-                            total=count, detail="preview: nothing written or sent")
-    drill_id = open_drill(params)
-    sent = alert_participants(drill_id)
-    logger.info("Drill %s: %s alerts sent", drill_id, sent)
-    watched = watch(drill_id)
-    logger.info("Drill %s window closed: %s", drill_id, watched)
-    close_drill(drill_id)
-    return DrillOutcome.of(drill_id, build_after_action(drill_id))
+                            total=preview_drill(params), detail="preview: nothing written or sent")
+    logger = get_run_logger()
+    opened = open_drill(params)
+    logger.info("Drill %s: %s people alerted", opened.drill_id, opened.participants)
+    watched = watch(opened.drill_id)
+    logger.info("Drill %s window closed: %s", opened.drill_id, watched)
+    close_drill(opened.drill_id)
+    return DrillOutcome.of(opened.drill_id, build_after_action(opened.drill_id))

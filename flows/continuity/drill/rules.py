@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from registry.compliance import Criticality
-
-# Working days an owner has to close a drill finding's corrective action, by severity.
-ACTION_WORKING_DAYS = {Criticality.high: 10, Criticality.medium: 20, Criticality.low: 40}
+Severity = Literal["high", "medium", "low"]  # the registry's Criticality, by value
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,8 @@ class DrillFigures:
 
 @dataclass(frozen=True)
 class DrillFinding:
-    key: str  # stable per drill, so a re-run records each finding once
-    severity: Criticality
+    key: str  # the finding's code: stable per drill, so a re-run records each finding once
+    severity: Severity
     description: str
     action: str
     owner: str  # "warden" or "plan_owner": who is responsible for the corrective action
@@ -125,7 +123,7 @@ def findings(result: DrillFigures, *, kind_title: str) -> list[DrillFinding]:
     if result.missing:
         names = ", ".join(f"{a.name} ({a.area})" if a.area else a.name for a in result.missing)
         found.append(DrillFinding(
-            key="missing", severity=Criticality.high,
+            key="missing", severity="high",
             description=f"{len(result.missing)} of {result.total} people were not accounted for when the "
                         f"{kind_title} closed: {names}.",
             action="Find out why each person did not acknowledge (absent, no phone, message not received) and "
@@ -134,13 +132,13 @@ def findings(result: DrillFigures, *, kind_title: str) -> list[DrillFinding]:
     if result.needs_assistance:
         names = ", ".join(f"{a.name} at {a.location}" for a in result.needs_assistance)
         found.append(DrillFinding(
-            key="assistance", severity=Criticality.medium,
+            key="assistance", severity="medium",
             description=f"{_people(len(result.needs_assistance))} needed assistance: {names}.",
             action="Review the personal evacuation or support plan of each person who needed assistance.",
             owner="warden"))
     if result.measure == "recovery" and not result.reported:
         found.append(DrillFinding(
-            key="unreported", severity=Criticality.medium,
+            key="unreported", severity="medium",
             description=f"Nobody reported when the service was restored in the {kind_title}: the recovery time "
                         "could not be measured.",
             action="Name an exercise lead for the plan and record the recovery times of the exercise.",
@@ -153,13 +151,13 @@ def findings(result: DrillFigures, *, kind_title: str) -> list[DrillFinding]:
         else:
             achieved = "not achieved: people were still missing"
         found.append(DrillFinding(
-            key="rto", severity=Criticality.high,
+            key="rto", severity="high",
             description=f"Recovery time {achieved}, against a target of {result.rto_minutes} minutes.",
             action="Revise the continuity plan's procedure, or its recovery-time objective, so the target is met.",
             owner="plan_owner"))
     if result.rpo_met is False:
         found.append(DrillFinding(
-            key="rpo", severity=Criticality.high,
+            key="rpo", severity="high",
             description=f"{result.data_loss_minutes:g} minutes of data or work were lost, against a recovery-point "
                         f"objective of {result.rpo_minutes} minutes.",
             action="Back up or replicate more often, or revise the plan's recovery-point objective.",

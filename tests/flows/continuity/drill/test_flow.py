@@ -128,7 +128,7 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
             select(HumanStep).where(HumanStep.subject_type == "drill")))
         actions = list(db.exec(select(Finding, CorrectiveAction)
                                .join(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
-                               .where(Finding.drill_id == drill.id)))
+                               .where(Finding.origin_type == "drill", Finding.origin_id == drill.id)))
         assert {f.severity for f, _ in actions} == {"high", "medium"} and len(actions) == 3
         assert all(a.due_at > utcnow() + timedelta(days=7) for _, a in actions)
         plan = db.get(ContinuityPlan, org["plan_id"])
@@ -158,7 +158,8 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
     time.sleep(0.5)
     assert len(smtp.messages()) == sent, "a re-run sends nothing again"
     with session() as db:
-        assert len(list(db.exec(select(Finding).where(Finding.drill_id == result.drill_id)))) == 3
+        assert len(list(db.exec(select(Finding).where(Finding.origin_type == "drill",
+                                                      Finding.origin_id == result.drill_id)))) == 3
 
 
 def _step_of(url: str) -> int:
@@ -269,7 +270,8 @@ def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
         drill = db.get(Drill, result.drill_id)
         assert drill is not None and drill.measure == DrillMeasure.recovery and drill.data_loss_minutes == 90
         [(finding, action)] = db.exec(select(Finding, CorrectiveAction).join(
-            CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id).where(Finding.drill_id == drill.id))
+            CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
+            .where(Finding.origin_type == "drill", Finding.origin_id == drill.id))
         assert finding.description == ("90 minutes of data or work were lost, against a recovery-point objective "
                                        "of 60 minutes.")
         assert action.owner_id == plan.owner_id
