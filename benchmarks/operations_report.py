@@ -54,9 +54,8 @@ from benchmarks._table import Row, print_rows  # noqa: E402
 from engine import prefect_postgres  # noqa: E402
 from engine.cli import _import_demo_data  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
-from flows import operations_report as report  # noqa: E402
-from flows import report_charts as charts  # noqa: E402
-from flows import report_rules as rules  # noqa: E402
+from flows.reporting.operations_report import charts, rules, tasks  # noqa: E402
+from flows.reporting.operations_report import flow as report  # noqa: E402
 from registry import HumanStep, Person, StepStatus, session  # noqa: E402
 from registry.clock import utcnow  # noqa: E402
 from registry.demo import seed  # noqa: E402
@@ -115,18 +114,18 @@ def _stages(period: rules.Period, repeat: int) -> dict[str, float]:
     now = utcnow()
 
     def sections() -> rules.Sections:
-        ages, oldest = report.findings_section.fn(now)
-        health, shortages = report.inventory_section.fn()
-        return rules.Sections(kpis=report.kpi_section.fn(period), ages=ages, oldest=oldest,
-                              latency=report.latency_section.fn(period, tz), vendors=report.vendor_section.fn(),
-                              inventory=health, shortages=shortages, obligations=report.obligations_section.fn(now, tz))
+        ages, oldest = tasks.findings_section.fn(now)
+        health, shortages = tasks.inventory_section.fn()
+        return rules.Sections(kpis=tasks.kpi_section.fn(period), ages=ages, oldest=oldest,
+                              latency=tasks.latency_section.fn(period, tz), vendors=tasks.vendor_section.fn(),
+                              inventory=health, shortages=shortages, obligations=tasks.obligations_section.fn(now, tz))
 
     queried, built = _median(sections, repeat)
     folder = WORK / "stages"
     drawn, _ = _median(lambda: (charts.kpi_trends(built.kpis, period, folder / charts.KPI_TRENDS),
                                 charts.findings_by_age(built.ages, folder / charts.FINDINGS_AGE)), repeat)
     top = rules.headline(built)
-    whole, _ = _median(lambda: report.render.fn(period, built, top, now, tz), repeat)
+    whole, _ = _median(lambda: tasks.render.fn(period, built, top, now, tz), repeat)
     return {"registry queries": queried, "charts": drawn, "charts + HTML + PDF + CSV": whole}
 
 

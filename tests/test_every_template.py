@@ -23,7 +23,8 @@ from flows.continuity.plan_review.flow import ReviewParameters as PlanReviewPara
 from flows.continuity.plan_review.flow import continuity_review
 from flows.engine.deadline_sweep.flow import deadline_sweep
 from flows.continuity.drill.flow import DrillParameters, emergency_drill
-from flows.operations_report import DISTRIBUTION_ROLE, ReportParameters, operations_report
+from flows.reporting.operations_report.flow import ReportParameters, operations_report
+from flows.reporting.operations_report.rules import DISTRIBUTION_ROLE
 from flows.supply.vendor_review.flow import ReviewParameters as VendorReviewParameters
 from flows.supply.vendor_review.flow import vendor_review
 from registry import Facility, Notification, session

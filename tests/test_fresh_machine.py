@@ -19,7 +19,7 @@ from engine.deployments import PROJECT_ROOT
 
 BROWSER_TESTS = [
     "tests/engine/test_inbox.py::test_the_inbox_shows_a_mails_inline_chart_as_a_mail_client_would",
-    "tests/flows/test_operations_report.py::test_the_html_report_shows_its_charts_in_chromium",
+    "tests/flows/reporting/operations_report/test_flow.py::test_the_html_report_shows_its_charts_in_chromium",
     "tests/flows/test_signoff_browser.py::test_manager_approves_in_chromium_and_the_waiting_run_completes",
 ]
 REASON = "Debian's chromium is not installed at /nonexistent (apt-get install chromium); browser tests skipped"

@@ -25,7 +25,7 @@ from sqlmodel import func, select
 from engine import links
 from engine.gateway import MAX_BODY_BYTES
 from engine.settings import Settings, get_settings
-from flows.operations_report import ReportParameters, operations_report
+from flows.reporting.operations_report.flow import ReportParameters, operations_report
 from registry import AuditEvent, Direction, HumanStep, KpiDefinition, KpiMeasurement, StepStatus, session
 from registry.clock import utcnow
 from tests import factories

@@ -266,7 +266,7 @@ deployments:
         timezone: UTC
         active: true
   - name: {prefix}-report
-    entrypoint: flows/operations_report.py:operations_report
+    entrypoint: flows/reporting/operations_report/flow.py:operations_report
     parameters:
       params:
         period: last-week

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from flows.report_rules import AgeRow, KpiRow, Period, Status
+from flows.reporting.operations_report.rules import AgeRow, KpiRow, Period, Status
 
 KPI_TRENDS = "kpi-trends.png"
 FINDINGS_AGE = "findings-age.png"

@@ -16,7 +16,8 @@ from registry.clock import as_utc
 from registry.kpis import Direction
 from registry.supply import Standing
 
-ACTOR = "operations-report"
+# Everyone active holding this role receives the report.
+DISTRIBUTION_ROLE = "operations_report"
 OBLIGATION_HORIZON_DAYS = 30
 # A change smaller than this share of the target (or 0.01 of a unit for a zero target) is no trend at all.
 STEADY_SHARE = 0.005

@@ -24,7 +24,8 @@ from pypdf import PdfReader
 from sqlmodel import col, func, select
 
 from engine.settings import get_settings
-from flows.operations_report import KPI_ARTIFACT, MARKDOWN_ARTIFACT, ReportParameters, operations_report
+from flows.reporting.operations_report.flow import ReportParameters, operations_report
+from flows.reporting.operations_report.tasks import KPI_ARTIFACT, MARKDOWN_ARTIFACT
 from registry import (
     AuditEvent,
     ContinuityPlan,

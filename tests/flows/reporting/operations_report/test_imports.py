@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import col, func, select
 from typer.testing import CliRunner
 
-import flows.kpi_data  # noqa: F401  (registers the import kinds)
+import flows.reporting.operations_report  # noqa: F401  (registers the import kinds)
 from engine.cli import app
 from engine.importer import ImportRefused, import_csv
 from engine.settings import get_settings
@@ -17,7 +17,7 @@ from registry import Direction, KpiDefinition, KpiMeasurement, Person, Vendor, s
 from registry.demo import seed
 from tests.factories import count, csv_file
 
-DEMO = Path(__file__).resolve().parents[2] / "demo"
+DEMO = Path(__file__).resolve().parents[4] / "demo"
 
 
 def _demo_people() -> None:

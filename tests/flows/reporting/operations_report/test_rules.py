@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from flows.report_rules import (
+from flows.reporting.operations_report.rules import (
     AGE_BUCKETS,
     AgeRow,
     InventoryHealth,

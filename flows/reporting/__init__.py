@@ -1,0 +1,1 @@
+"""Reporting: what the director reads about every other process."""

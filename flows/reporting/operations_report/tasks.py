@@ -1,0 +1,319 @@
+"""The operations report's tasks: each loads one section from the registry, or renders, records, publishes, sends."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlmodel import col, select
+
+from engine import notify
+from engine.exports import csv_bytes
+from engine.reports import report_path, save_pdf, save_report
+from engine.templates import render_page
+from flows.reporting.operations_report import PROCESS, charts, rules
+from registry import (
+    ContinuityPlan,
+    Control,
+    CorrectiveAction,
+    DrillProgram,
+    Facility,
+    Finding,
+    HumanStep,
+    InventoryItem,
+    KpiDefinition,
+    KpiMeasurement,
+    OperationsReport,
+    PurchaseRequest,
+    PurchaseRequestLine,
+    StepStatus,
+    Vendor,
+    VendorScorecard,
+    session,
+    trail,
+)
+from registry.clock import as_utc
+from registry.people import names_by_id, people_with_role
+from registry.supply import OPEN_REQUEST_STATUSES
+
+MARKDOWN_ARTIFACT = "operations-report"
+KPI_ARTIFACT = "operations-report-kpis"
+CLOSED = ("closed", "resolved", "done", "verified", "cancelled")  # any other status counts as open
+OLDEST_SHOWN = 10
+SHORTAGES_SHOWN = 15
+TEMPLATES = "reporting/operations_report"
+
+
+def _bounds(period: rules.Period, tz: str) -> tuple[datetime, datetime]:
+    """The period's first moment and the moment after its last day, in UTC."""
+    zone = ZoneInfo(tz)
+    start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=zone)
+    after = period.end + timedelta(days=1)
+    return as_utc(start), as_utc(datetime(after.year, after.month, after.day, tzinfo=zone))
+
+
+@task
+def kpi_section(period: rules.Period) -> list[rules.KpiRow]:
+    """Every active KPI with its measurements over the chart window, in two queries."""
+    first, last = period.window()
+    with session() as db:
+        kpis = list(db.exec(select(KpiDefinition).where(col(KpiDefinition.active).is_(True))
+                            .order_by(col(KpiDefinition.code))))
+        owners = names_by_id(db, {k.owner_id for k in kpis})
+        points: dict[int, list[tuple[date, float]]] = {k.id or 0: [] for k in kpis}
+        measured = select(col(KpiMeasurement.kpi_id), col(KpiMeasurement.measured_on), col(KpiMeasurement.value))
+        rows = db.exec(measured.where(col(KpiMeasurement.kpi_id).in_(list(points)),
+                                      col(KpiMeasurement.measured_on) >= first,
+                                      col(KpiMeasurement.measured_on) <= last)).all() if points else []
+        for kpi_id, day, value in rows:
+            points[kpi_id].append((day, value))
+    return [rules.summarize_kpi(rules.KpiSpec(id=k.id or 0, code=k.code, name=k.name, unit=k.unit, target=k.target,
+                                              direction=k.direction, owner=owners.get(k.owner_id or 0, ""),
+                                              description=k.description), points[k.id or 0], period)
+            for k in kpis]
+
+
+@task
+def findings_section(now: datetime) -> tuple[list[rules.AgeRow], list[rules.OpenItem]]:
+    """Open findings and corrective actions by age, and the oldest of them."""
+    with session() as db:
+        findings = list(db.exec(select(Finding, CorrectiveAction)
+                                .outerjoin(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
+                                .where(col(Finding.status).not_in(CLOSED))))
+        actions = list(db.exec(select(CorrectiveAction, Finding)
+                               .join(Finding, col(Finding.id) == CorrectiveAction.finding_id)
+                               .where(col(CorrectiveAction.status).not_in(CLOSED))))
+        owner_ids: set[int | None] = {a.owner_id for a, _ in actions}
+        owner_ids |= {a.owner_id for _, a in findings if a is not None}
+        owners = names_by_id(db, owner_ids)
+    items = [rules.OpenItem("finding", f.description, f.severity.value, owners.get(a.owner_id, "") if a else "",
+                            rules.age_days(f.created_at, now)) for f, a in findings]
+    items += [rules.OpenItem("corrective action", a.description, f.severity.value, owners.get(a.owner_id, ""),
+                             rules.age_days(a.created_at, now), as_utc(a.due_at), as_utc(a.due_at) < now)
+              for a, f in actions]
+    ages = rules.age_table([(i.age_days, i.severity) for i in items if i.kind == "finding"],
+                           [(i.age_days, i.overdue) for i in items if i.kind == "corrective action"])
+    return ages, sorted(items, key=lambda i: (-i.age_days, i.kind))[:OLDEST_SHOWN]
+
+
+@task
+def latency_section(period: rules.Period, tz: str) -> list[rules.LatencyRow]:
+    """Hours from asking to answer for every approval and request answered in the period."""
+    start, end = _bounds(period, tz)
+    answered = col(HumanStep.answered_at)
+    with session() as db:
+        steps = db.execute(sa.select(col(HumanStep.kind), col(HumanStep.form), col(HumanStep.created_at), answered,
+                                     col(HumanStep.due_at))
+                           .where(col(HumanStep.status) == StepStatus.answered, answered >= start, answered < end))
+        return rules.latency_rows((k, f, asked, done, due) for k, f, asked, done, due in steps if done)
+
+
+@task
+def vendor_section() -> list[rules.VendorLine]:
+    """Active vendors, their standing and their latest score."""
+    with session() as db:
+        vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True)).order_by(col(Vendor.code))))
+        owners = names_by_id(db, {v.owner_id for v in vendors})
+        latest: dict[int, tuple[str, float | None]] = {}
+        for vendor_id, period, score in db.exec(select(VendorScorecard.vendor_id, VendorScorecard.period,
+                                                       VendorScorecard.score)
+                                                .order_by(col(VendorScorecard.created_at), col(VendorScorecard.id))):
+            latest[vendor_id] = (period, score)
+    return [rules.VendorLine(code=v.code, name=v.name, owner=owners.get(v.owner_id, ""), standing=v.standing.value,
+                             score=latest.get(v.id or 0, ("", None))[1],
+                             scored_period=latest.get(v.id or 0, ("", None))[0], contract_end=v.contract_end)
+            for v in vendors]
+
+
+@task
+def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shortage]]:
+    """Stock totals in one aggregate; the items at or below their reorder point through its partial index."""
+    item = InventoryItem.__table__  # type: ignore[attr-defined]
+    line = PurchaseRequestLine.__table__  # type: ignore[attr-defined]
+    request = PurchaseRequest.__table__  # type: ignore[attr-defined]
+    vendor = Vendor.__table__  # type: ignore[attr-defined]
+    low = item.c.on_hand <= item.c.reorder_point
+    totals = sa.select(sa.func.count(), sa.func.sum(sa.case((item.c.on_hand == 0, 1), else_=0)),
+                       sa.func.sum(item.c.on_hand * item.c.unit_cost))
+    on_order = (sa.select(line.c.item_id, sa.func.sum(line.c.quantity).label("quantity"))
+                .join(request, request.c.id == line.c.request_id)
+                .where(request.c.status.in_(OPEN_REQUEST_STATUSES)).group_by(line.c.item_id).subquery("on_order"))
+    open_qty = sa.func.coalesce(on_order.c.quantity, 0)
+    short = (sa.select(item.c.sku, item.c.location, item.c.description, vendor.c.code, item.c.on_hand,
+                       item.c.reorder_point, open_qty)
+             .join(vendor, vendor.c.id == item.c.vendor_id).outerjoin(on_order, on_order.c.item_id == item.c.id)
+             .where(low).order_by(item.c.on_hand, item.c.reorder_point.desc(), item.c.sku, item.c.location))
+    with session() as db:
+        connection = db.connection()
+        count, empty, value = connection.execute(totals).one()
+        if not count:
+            return None, []
+        shortages = [rules.Shortage(*row) for row in connection.execute(short)]
+    health = rules.InventoryHealth(
+        items=int(count), at_or_below=len(shortages), out_of_stock=int(empty or 0),
+        covered=sum(s.on_hand + s.on_order > s.reorder_point for s in shortages), stock_value=float(value or 0))
+    return health, shortages[:SHORTAGES_SHOWN]
+
+
+@task
+def obligations_section(now: datetime, tz: str) -> list[rules.Obligation]:
+    """What falls due within the horizon (or is overdue) by every cadence in the registry, and action deadlines."""
+    horizon = now + timedelta(days=rules.OBLIGATION_HORIZON_DAYS)
+    zone = ZoneInfo(tz)
+    found: list[rules.Obligation] = []
+    with session() as db:
+        controls = list(db.exec(select(Control).where(col(Control.active).is_(True))))
+        vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True))))
+        plans = list(db.exec(select(ContinuityPlan).where(col(ContinuityPlan.active).is_(True))))
+        drills = list(db.exec(select(DrillProgram, Facility)
+                              .join(Facility, col(Facility.id) == DrillProgram.facility_id)
+                              .where(col(DrillProgram.active).is_(True))))
+        actions = list(db.exec(select(CorrectiveAction).where(col(CorrectiveAction.status).not_in(CLOSED),
+                                                              col(CorrectiveAction.due_at) < horizon)))
+        owners = names_by_id(db, {c.owner_id for c in controls} | {v.owner_id for v in vendors}
+                        | {p.owner_id for p in plans} | {a.owner_id for a in actions})
+    for c in controls:
+        due = c.next_due_at or rules.cadence_due(c.cadence, c.last_tested_at, now, tz)
+        found.append(rules.obligation("Control test", f"{c.ref} {c.title}", owners.get(c.owner_id or 0, ""), due, now))
+    for v in vendors:
+        owner = owners.get(v.owner_id, "")
+        due = v.next_review_at or rules.cadence_due(v.review_cadence, v.last_reviewed_at, now, tz)
+        found.append(rules.obligation("Vendor review", f"{v.code} {v.name}", owner, due, now))
+        if v.contract_end is not None and v.contract_end >= now.astimezone(zone).date():
+            end = datetime(v.contract_end.year, v.contract_end.month, v.contract_end.day, tzinfo=zone)
+            found.append(rules.obligation("Contract end", f"{v.code} {v.name}", owner, end, now))
+    for p in plans:
+        due = rules.cadence_due(p.review_cadence, p.last_reviewed_at, now, tz)
+        found.append(rules.obligation("Plan review", f"{p.code} {p.name}", owners.get(p.owner_id or 0, ""), due, now))
+    for program, facility in drills:
+        due = rules.cadence_due(program.cadence, program.last_run_at, now, tz)
+        found.append(rules.obligation("Drill", f"{program.title} ({facility.name})", "", due, now))
+    for a in actions:
+        found.append(rules.obligation("Corrective action", a.description, owners.get(a.owner_id, ""), a.due_at, now))
+    return rules.due_soon(found)
+
+
+def _csv(rows: list[rules.Figure]) -> bytes:
+    # Names and units come from imports and forms: a "=2+3" among them must not run in the reader's spreadsheet.
+    return csv_bytes(rules.FIGURE_COLUMNS, rows)
+
+
+_heap_frozen = False
+
+
+def _freeze_the_long_lived() -> None:
+    """Once per process, with the drawing and printing libraries loaded: everything alive by then (Prefect,
+    SQLAlchemy, matplotlib, WeasyPrint — half a million objects) lives as long as the process. Frozen, it is left
+    out of the full collections that the charts' and the PDF's allocations set off; each of them otherwise scans
+    it all again, 0.3–0.8 s of a month's report (cProfile and pyinstrument put it in whatever WeasyPrint function
+    happened to allocate)."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import weasyprint  # noqa: F401
+
+    gc.collect(1)  # the young garbage goes first, cheaply; only what survives is frozen
+    gc.freeze()
+    _heap_frozen = True
+
+
+@task
+def render(period: rules.Period, sections: rules.Sections, top: rules.Headline, generated_at: datetime,
+           tz: str) -> dict[str, str]:
+    """Charts, the HTML report beside them, its PDF and the CSV of every figure, all in the report's folder."""
+    _freeze_the_long_lived()
+    folder = f"operations/{period.key}"
+    base = report_path(f"{folder}/report.html").parent
+    drawn = {"kpis": charts.kpi_trends(sections.kpis, period, base / charts.KPI_TRENDS),
+             "ages": charts.findings_by_age(sections.ages, base / charts.FINDINGS_AGE)}
+    html = save_report(f"{folder}/report.html", f"{TEMPLATES}/report.html", {
+        "period": period, "sections": sections, "top": top, "generated_at": generated_at,
+        "person": {"timezone": tz}, "charts": {k: v.name if v else None for k, v in drawn.items()},
+        "horizon_days": rules.OBLIGATION_HORIZON_DAYS,
+        "steady_share": rules.STEADY_SHARE})
+    pdf = save_pdf(f"{folder}/report.pdf", html.path.read_text(encoding="utf-8"))
+    figures = _csv(rules.figures(period, sections, top))
+    table = base / "figures.csv"
+    table.write_bytes(figures)
+    return {"html": str(html.path), "pdf": str(pdf.path), "csv": str(table), "pdf_sha256": pdf.sha256,
+            "html_sha256": html.sha256, "csv_sha256": hashlib.sha256(figures).hexdigest(),
+            **{f"chart_{k}": str(v) for k, v in drawn.items() if v}}
+
+
+@task
+def record(period: rules.Period, files: dict[str, str], generated_at: datetime) -> int:
+    """The period's report row (a rebuild replaces its files) and a trail event naming the PDF by its hash."""
+    with session() as db:
+        row = db.exec(select(OperationsReport).where(OperationsReport.key == period.key)).first()
+        row = row or OperationsReport(key=period.key, period_start=period.start, period_end=period.end,
+                                      html_path="", pdf_path="", csv_path="", pdf_sha256="")
+        row.generated_at, row.html_path, row.pdf_path = generated_at, files["html"], files["pdf"]
+        row.csv_path, row.pdf_sha256 = files["csv"], files["pdf_sha256"]
+        db.add(row)
+        db.flush()
+        trail.record(db, actor=PROCESS.actor, action="operations_report.built", entity_type="operations_report",
+                     entity_id=row.id or 0, data={"key": period.key, "first_day": period.start,
+                                                  "last_day": period.end, "pdf_sha256": files["pdf_sha256"],
+                                                  "html_sha256": files["html_sha256"],
+                                                  "csv_sha256": files["csv_sha256"], "pdf": files["pdf"]})
+        return row.id or 0
+
+
+def _kpi_table(kpis: list[rules.KpiRow]) -> list[dict[str, Any]]:
+    def shown(value: float | None) -> float | str:
+        return "—" if value is None else round(value, 2)
+
+    return [{"KPI": f"{k.spec.code} {k.spec.name}", "unit": k.spec.unit, "target": k.spec.target,
+             "better": k.spec.direction.value, "period mean": shown(k.value), "latest": shown(k.latest),
+             "previous period": shown(k.previous), "change": shown(k.change), "trend": k.trend.value,
+             "status": k.status.value, "measurements": k.measurements} for k in kpis]
+
+
+@task
+def publish(period: rules.Period, sections: rules.Sections, top: rules.Headline, files: dict[str, str],
+            seconds: float) -> None:
+    """The latest report in the Prefect UI: a markdown summary and the KPI table, under stable keys."""
+    summary = render_page(f"{TEMPLATES}/summary.md", {
+        "period": period, "sections": sections, "top": top, "files": files, "seconds": seconds})
+    create_markdown_artifact(summary, key=MARKDOWN_ARTIFACT,
+                             description=f"Operations report {period.key}: {top.kpis_met} of {top.kpis} KPIs met")
+    create_table_artifact(_kpi_table(sections.kpis), key=KPI_ARTIFACT,
+                          description=f"KPIs against target, {period.label} ({period.start} to {period.end})")
+
+
+def _message_context(period: rules.Period, sections: rules.Sections, top: rules.Headline,
+                     files: dict[str, str]) -> dict[str, Any]:
+    """What the e-mail says: the headline, the KPI table and the charts by file name (no measurement series)."""
+    kpis = [{**{k: v for k, v in asdict(row).items() if k not in ("points", "spec")}, **asdict(row.spec)}
+            for row in sections.kpis]
+    return {"period": {"key": period.key, "label": period.label, "start": period.start, "end": period.end},
+            "top": asdict(top), "kpis": kpis,
+            "charts": {k.removeprefix("chart_"): Path(v).name for k, v in files.items() if k.startswith("chart_")}}
+
+
+@task
+def send(period: rules.Period, sections: rules.Sections, top: rules.Headline,
+         files: dict[str, str]) -> tuple[int, int]:
+    """One message per person on the distribution list, the PDF attached and the charts inline; once per period."""
+    attachments = [Path(files["pdf"])] + [Path(v) for k, v in files.items() if k.startswith("chart_")]
+    context = _message_context(period, sections, top, files)
+    with session() as db:
+        people = people_with_role(db, rules.DISTRIBUTION_ROLE)
+        ids = [row.id for person in people
+               for row in notify.enqueue(db, key=f"operations-report-{period.key}-{person.id}",
+                                         recipient_id=person.id or 0, template=f"{TEMPLATES}/report_mail",
+                                         context={**context, "recipient": notify.recipient(person)},
+                                         attachments=attachments) if row.id is not None]
+    if not people:
+        get_run_logger().warning("Nobody holds the %s role: the report is built but sent to no one.",
+                                 rules.DISTRIBUTION_ROLE)
+    return len(people), len(notify.deliver_due(ids=ids).sent) if ids else 0
