@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from registry import trail
+
 _DEV_SECRET = "opsdirector-local-development-secret-not-for-production"
 
 
@@ -135,3 +137,12 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def _trail_settings() -> tuple[bytes | None, Path, Path]:
+    settings = get_settings()
+    key = settings.trail_key.get_secret_value().encode() if settings.trail_key else None
+    return key, settings.trail_key_file, settings.trail_checkpoints
+
+
+trail.configure(_trail_settings)

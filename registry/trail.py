@@ -14,7 +14,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,14 +43,31 @@ class AuditEvent(SQLModel, table=True):
     hash: str = Field(unique=True)
 
 
-def _trail_settings() -> tuple[bytes | None, Path, Path]:
-    # The key and the checkpoint file come from the one place settings are read (env, .env, the production
-    # refusal); imported here, not at module level, so the registry still imports nothing of ours when loaded.
-    from engine.settings import get_settings
+TrailSettings = Callable[[], tuple[bytes | None, Path, Path]]
+"""() → (the key or None for the development key file, the key file, the checkpoint file)."""
 
-    settings = get_settings()
-    key = settings.trail_key.get_secret_value().encode() if settings.trail_key else None
-    return key, settings.trail_key_file, settings.trail_checkpoints
+
+def _from_environment() -> tuple[bytes | None, Path, Path]:
+    # Used only until the engine hands over its settings (configure): a registry used alone (a migration).
+    data_dir = Path(os.environ.get("OPS_DATA_DIR", ".ops-data"))
+    key = os.environ.get("OPS_TRAIL_KEY")
+    checkpoints = os.environ.get("OPS_TRAIL_CHECKPOINT_PATH")
+    return (key.encode() if key else None, data_dir / "trail.key",
+            Path(checkpoints) if checkpoints else data_dir / "trail-checkpoints.jsonl")
+
+
+_source: TrailSettings = _from_environment
+
+
+def configure(source: TrailSettings) -> None:
+    """Where the trail's key and checkpoints come from: engine.settings hands over the one place settings are
+    read (env, .env, the production refusal), so the registry imports nothing of ours."""
+    global _source
+    _source = source
+
+
+def _trail_settings() -> tuple[bytes | None, Path, Path]:
+    return _source()
 
 
 def _development_key(path: Path) -> bytes:
