@@ -135,6 +135,7 @@ class VendorScorecard(SQLModel, table=True):
     standing_before: Standing
     standing_proposed: Standing
     step_id: int | None = Field(default=None, foreign_key="human_step.id")
+    decided_at: datetime | None = Field(default=None, description="When its change of standing was settled.")
     applied_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

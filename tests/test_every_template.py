@@ -27,6 +27,7 @@ from flows.reporting.operations_report.flow import ReportParameters, operations_
 from flows.reporting.operations_report.rules import DISTRIBUTION_ROLE
 from flows.supply.vendor_review.flow import ReviewParameters as VendorReviewParameters
 from flows.supply.vendor_review.flow import vendor_review
+from flows.supply.vendor_review.notices import NoticeParameters, vendor_contract_notices
 from registry import Facility, Notification, session
 from registry.people import people_with_role
 from tests import factories
@@ -84,6 +85,7 @@ def test_every_process_previews_what_it_would_send_on_the_demo_registry(prefect_
         emergency_drill(DrillParameters(facility=facility, preview=True)),
         emergency_drill(DrillParameters(facility=facility, kind="it_outage_tabletop", preview=True)),
         vendor_review(VendorReviewParameters(preview=True)),
+        vendor_contract_notices(NoticeParameters(preview=True)),
     ]
     assert all(outcome.status == "preview" for outcome in previews if hasattr(outcome, "status")), previews
     deadline_sweep()

@@ -44,8 +44,8 @@ def test_the_vendor_review_runs_quarterly_and_its_contract_notices_daily() -> No
     by_name = {s.name: s for s in SPECS}
     assert by_name["vendor-review"].schedules[0]["cron"] == "30 7 1 1,4,7,10 *"
     notices = by_name["vendor-contract-notices"]
-    assert notices.entrypoint == by_name["vendor-review"].entrypoint
-    assert notices.parameters == {"params": {"contracts_only": True}}
+    assert notices.entrypoint == "flows/supply/vendor_review/notices.py:vendor_contract_notices"
+    assert notices.parameters == {}
     assert croniter.match(notices.schedules[0]["cron"], datetime(2026, 11, 25, 6, 30))
 
 

@@ -1,4 +1,8 @@
-"""The vendor review's rules: plain functions, no Prefect, no database."""
+"""The vendor review's rules: plain functions, no Prefect, no database.
+
+Standings are the registry's values as plain strings (registry.supply.Standing is a StrEnum of the same):
+preferred > approved > probation > disqualified.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.supply import Standing
-
-ACTOR = "vendor-review"  # who the trail names for what the process itself does
+RANK: dict[str, int] = {"preferred": 3, "approved": 2, "probation": 1, "disqualified": 0}
+WATCHED = {"probation": "medium", "disqualified": "high"}
+"""A fall to one of these standings is a finding, of this severity: the vendor's owner acts on it."""
 
 # Paying this much over the contracted price (as a share of the contracted value) scores 0 on price.
 PRICE_VARIANCE_AT_ZERO = 0.10
@@ -140,31 +144,39 @@ def score(measured: Metrics, weights: Weights) -> float | None:
     return round(100 * sum(weight * value for weight, value in counted) / total_weight, 1)
 
 
-def standing_for(points: float | None, current: Standing, thresholds: Thresholds) -> Standing:
+def standing_for(points: float | None, current: str, thresholds: Thresholds) -> str:
     """The standing a score earns; without a score the vendor keeps the one it has."""
     if points is None:
         return current
     if points >= thresholds.preferred:
-        return Standing.preferred
+        return "preferred"
     if points >= thresholds.approved:
-        return Standing.approved
+        return "approved"
     if points >= thresholds.probation:
-        return Standing.probation
-    return Standing.disqualified
+        return "probation"
+    return "disqualified"
 
 
-def decision_label(*, deliveries: int, before: Standing, proposed: Standing, applied: bool,
-                   step_status: str | None, answer: str | None) -> str:
-    """Where a scorecard's standing stands, for tables and reports."""
+def decision_label(*, deliveries: int, before: str, proposed: str, applied: bool, verdict: str | None) -> str:
+    """Where a scorecard's standing stands, for tables and reports; `verdict` is the approval's (approved,
+    rejected, expired, cancelled), None while nobody has decided."""
     if before == proposed:
         return "no deliveries: standing kept" if deliveries == 0 else "unchanged"
     if applied:
         return "approved"
-    if step_status == "answered":
-        return "rejected" if answer == "reject" else "approved, not yet applied"
-    if step_status in ("expired", "cancelled"):
-        return step_status
+    if verdict == "approved":
+        return "approved, not yet applied"
+    if verdict is not None:
+        return verdict
     return "awaiting approval"
+
+
+def fall_severity(before: str, after: str) -> str | None:
+    """A change of standing that needs a corrective action: down to probation (medium) or to disqualified (high);
+    None for a rise, a change that keeps the vendor above probation, or no change."""
+    if RANK[after] >= RANK[before]:
+        return None
+    return WATCHED.get(after)
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,27 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
+from engine import occasions
 from engine.settings import get_settings
 from engine.sweep import sweep
-from flows.supply.vendor_review.flow import ReviewOutcome, ReviewParameters, measure, vendor_review
-from flows.supply.vendor_review.notices import today
+from flows.supply.vendor_review.flow import ReviewOutcome, ReviewParameters, vendor_review
+from flows.supply.vendor_review.notices import NoticeParameters, today, vendor_contract_notices
 from flows.supply.vendor_review.report import ARTIFACT_KEY
 from flows.supply.vendor_review.rules import DeliveryLine, totals
-from flows.supply.vendor_review.tasks import procurement_manager
+from flows.supply.vendor_review.tasks import measure, procurement_manager
 from registry import (
+    ActionStatus,
     AuditEvent,
     ContractNotice,
+    CorrectiveAction,
+    Criticality,
     Delivery,
+    Finding,
+    FindingStatus,
     HumanStep,
     Notification,
+    Occasion,
+    OccasionStatus,
     Person,
     Standing,
     Vendor,
@@ -208,9 +216,11 @@ def test_a_quarterly_review_scores_asks_once_and_applies_only_what_is_approved(
     assert "approved → <strong>preferred</strong> proposed, awaiting the procurement manager" in olive_mail.html
     assert len(_mails(smtp, "Approval needed")) == 1
 
-    [built] = _events("vendor_review.report_built")[-1:]
-    report = Path(built.data["path"])
-    assert built.data["sha256"] == hashlib.sha256(report.read_bytes()).hexdigest()
+    with session() as db:
+        built = occasions.find(db, "vendor-review", PERIOD)
+    assert built is not None and built.report_path is not None and built.status == OccasionStatus.closed
+    report = Path(built.report_path)
+    assert built.report_sha256 == hashlib.sha256(report.read_bytes()).hexdigest() == result.report_sha256
     html = report.read_text()
     assert html.count("<rect ") == 3 and "no deliveries: no score, standing kept" in html and "<svg" in html
     rows = {r["vendor"]: r for r in _artifact_rows(outcome["run_id"])}
@@ -244,6 +254,43 @@ def test_a_change_nobody_decides_expires_and_the_standing_stays(prefect_api: str
     assert _cards()[vendor.id or 0].applied_at is None
 
 
+def test_an_approved_fall_to_probation_is_a_finding_with_an_action_for_the_owner(
+        prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
+    buyer = _person("Paula Procurement", roles=["procurement_manager"])
+    owner = _person("Olive Owner")
+    vendor = _vendor(owner, [{"delivered": IN_PERIOD + timedelta(days=9)}])  # late: approved → probation
+    thread, outcome = _in_background(ReviewParameters(period=PERIOD))
+    [approvals] = smtp.wait_for(1, seconds=60, to=buyer.email)
+    [link] = links_in(approvals.html)
+    _wait_until_paused()
+    assert answer_link(gateway.client, link, {"decision": "approve", "comment": "Agreed."}).status_code == 200
+    thread.join(timeout=90)
+    assert "error" not in outcome, outcome.get("error")
+    assert (outcome["result"].proposed, outcome["result"].approved) == (1, 1)
+
+    card = _cards()[vendor.id or 0]
+    with session() as db:
+        [finding] = db.exec(select(Finding)).all()
+        [action] = db.exec(select(CorrectiveAction)).all()
+        review = occasions.find(db, "vendor-review", PERIOD)
+        step = db.get(HumanStep, action.step_id)
+    assert review is not None and step is not None
+    assert (finding.origin_type, finding.origin_id, finding.code, finding.severity, finding.process) \
+        == ("vendor_scorecard", card.id, "standing-fell", Criticality.medium, "vendor-review")
+    assert (finding.occasion_id, finding.verifier_id, finding.status) == (review.id, buyer.id, FindingStatus.open)
+    assert (action.owner_id, action.status, step.person_id, step.form) == (owner.id, ActionStatus.open, owner.id,
+                                                                           "action_done")
+    [told] = _mails(smtp, "Corrective action needed", to=owner.email)
+    assert vendor.code in told.text and "approved → probation" in told.text
+    [action_link] = links_in(told.html)
+    page = gateway.client.get(action_link)
+    assert page.status_code == 200 and step.title in page.text
+
+    before, sent = _snapshot(), len(smtp.messages())
+    vendor_review(ReviewParameters(period=PERIOD))
+    assert _snapshot() == before and len(smtp.messages()) == sent, "raised once, told once"
+
+
 def test_contract_notices_at_60_and_30_days_are_sent_once(prefect_api: str, smtp: Mailbox) -> None:
     olive, omar = _person("Olive Owner"), _person("Omar Owner")
     now = today()
@@ -257,8 +304,8 @@ def test_contract_notices_at_60_and_30_days_are_sent_once(prefect_api: str, smtp
         assert warned.contract_end is not None
         db.add(ContractNotice(vendor_id=warned.id or 0, contract_end=warned.contract_end, days_before=60))
 
-    first = vendor_review(ReviewParameters(period=PERIOD))
-    assert first.contract_notices == 4 and first.proposed == 0
+    first = vendor_contract_notices()
+    assert first.contract_notices == 4
     [olive_mail] = _mails(smtp, "Vendor contracts ending soon", to=olive.email)
     assert f"<strong>{soon.code} {soon.name}</strong>: the contract ends on <strong>{soon.contract_end}</strong>, " \
            "in 45 days (60-day notice)" in olive_mail.html
@@ -272,10 +319,11 @@ def test_contract_notices_at_60_and_30_days_are_sent_once(prefect_api: str, smtp
                         (warned.id, 30): 1, (urgent.id, 60): 1, (urgent.id, 30): 1}, "both thresholds recorded"
 
     sent = len(smtp.messages())
-    daily = vendor_review(ReviewParameters(contracts_only=True))
+    daily = vendor_contract_notices(NoticeParameters())
     assert (daily.status, daily.contract_notices) == ("contracts", 0)
-    assert vendor_review(ReviewParameters(period=PERIOD)).contract_notices == 0
     assert len(smtp.messages()) == sent, "never again on later runs"
+    assert vendor_review(ReviewParameters(period=PERIOD)).proposed == 0
+    assert len(_mails(smtp, "Vendor contract")) == 2, "the review itself sends no contract notice"
 
 
 def test_one_vendor_by_code_even_when_not_due_and_without_deliveries(prefect_api: str, smtp: Mailbox) -> None:
@@ -302,9 +350,12 @@ def test_preview_writes_and_sends_nothing(prefect_api: str, smtp: Mailbox) -> No
     _vendor(org["olive"], contract_end=today() + timedelta(days=20))  # due for review too, without deliveries
     result = vendor_review(ReviewParameters(period=PERIOD, preview=True))
     assert result.status == "preview" and result.vendors == 5
-    assert result.detail.startswith("5 scorecard(s), 2 change(s) of standing and 1 contract notice(s)")
+    assert result.detail.startswith("5 scorecard(s), 2 change(s) of standing in 3 message(s)")
+    notices = vendor_contract_notices(NoticeParameters(preview=True))
+    assert (notices.status, notices.contract_notices) == ("preview", 1)
+    assert notices.detail.startswith("1 contract notice(s) in 1 message(s)")
     with session() as db:
-        for table in (VendorScorecard, HumanStep, Notification, ContractNotice, AuditEvent):
+        for table in (VendorScorecard, HumanStep, Notification, ContractNotice, AuditEvent, Occasion):
             assert db.exec(select(table)).all() == [], table.__name__
         assert all(v.last_reviewed_at is None for v in db.exec(select(Vendor)))
     assert smtp.messages() == []

@@ -15,6 +15,7 @@ from flows.supply.vendor_review.rules import (
     Weights,
     contract_notice,
     decision_label,
+    fall_severity,
     metrics,
     score,
     standing_for,
@@ -148,18 +149,36 @@ def test_contract_notice_once_per_threshold(days_left: int, already: set[int], e
 
 
 @pytest.mark.parametrize(
-    ("deliveries", "before", "proposed", "applied", "status", "answer", "label"),
+    ("deliveries", "before", "proposed", "applied", "verdict", "label"),
     [
-        (0, Standing.approved, Standing.approved, False, None, None, "no deliveries: standing kept"),
-        (5, Standing.approved, Standing.approved, False, None, None, "unchanged"),
-        (5, Standing.approved, Standing.preferred, False, "pending", None, "awaiting approval"),
-        (5, Standing.approved, Standing.preferred, True, "answered", "approve", "approved"),
-        (5, Standing.approved, Standing.preferred, False, "answered", "approve", "approved, not yet applied"),
-        (5, Standing.approved, Standing.probation, False, "answered", "reject", "rejected"),
-        (5, Standing.approved, Standing.probation, False, "expired", None, "expired"),
+        (0, Standing.approved, Standing.approved, False, None, "no deliveries: standing kept"),
+        (5, Standing.approved, Standing.approved, False, None, "unchanged"),
+        (5, Standing.approved, Standing.preferred, False, None, "awaiting approval"),
+        (5, Standing.approved, Standing.preferred, True, "approved", "approved"),
+        (5, Standing.approved, Standing.preferred, False, "approved", "approved, not yet applied"),
+        (5, Standing.approved, Standing.probation, False, "rejected", "rejected"),
+        (5, Standing.approved, Standing.probation, False, "expired", "expired"),
     ],
 )
-def test_decision_label(deliveries: int, before: Standing, proposed: Standing, applied: bool, status: str | None,
-                        answer: str | None, label: str) -> None:
+def test_decision_label(deliveries: int, before: Standing, proposed: Standing, applied: bool, verdict: str | None,
+                        label: str) -> None:
     assert decision_label(deliveries=deliveries, before=before, proposed=proposed, applied=applied,
-                          step_status=status, answer=answer) == label
+                          verdict=verdict) == label
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "severity"),
+    [
+        (Standing.approved, Standing.probation, "medium"),
+        (Standing.preferred, Standing.probation, "medium"),
+        (Standing.approved, Standing.disqualified, "high"),
+        (Standing.probation, Standing.disqualified, "high"),
+        (Standing.preferred, Standing.approved, None),
+        (Standing.probation, Standing.approved, None),
+        (Standing.disqualified, Standing.probation, None),
+        (Standing.probation, Standing.probation, None),
+    ],
+)
+def test_a_fall_to_probation_or_worse_needs_a_corrective_action(before: Standing, after: Standing,
+                                                                 severity: str | None) -> None:
+    assert fall_severity(before, after) == severity
