@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
-from prefect.runtime import deployment
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from engine import cadences, followups, runs
+from engine import runs
 from engine.answers import answer_of
 from engine.deadlines import working_days_from_now
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
@@ -23,7 +22,6 @@ from engine.settings import get_settings
 from engine.sweep import SweepReport, escalate
 from engine.templates import in_sentence
 from engine.work import Digest, preview, request, unit
-from flows.continuity.drill.calendar import due_drills
 from flows.continuity.drill.forms import DrillAck, DrillRecovery
 from flows.continuity.drill.rules import Acknowledgement, DrillFigures, RecoveryReport, figures, findings
 from registry import (
@@ -53,7 +51,6 @@ if TYPE_CHECKING:
 
 ACTOR = "emergency-drill"
 TEMPLATES = "continuity/drill"
-DRILL_DEPLOYMENT = "emergency-drill/emergency-drill"
 
 
 @dataclass(frozen=True)
@@ -379,40 +376,3 @@ def _raise_findings(db: Session, drill: Drill, result: DrillFigures) -> None:
                                                  "action": found.action, "due_at": raised.action.due_at,
                                                  "step_id": raised.step.id})
     actions.queue(db)
-
-
-@task
-def start_due_drills(drill_deployment: str = DRILL_DEPLOYMENT) -> list[str]:
-    """Start one drill run for every programme whose cadence has come round; what was started.
-
-    A programme never run before starts counting now, so installing one does not set off a drill at once.
-    Occurrences missed while nothing was running are not made up: the next run is the next occurrence.
-    """
-    tz, now = get_settings().timezone, utcnow()
-    started: list[str] = []
-    with unit() as db:
-        due = [(d.program.id or 0, d.program.kind, d.program.cadence, d.program.last_run_at, d.facility.code,
-                d.occasion) for d in due_drills(db, now)]
-        for program in db.exec(select(DrillProgram).where(col(DrillProgram.last_run_at).is_(None))):
-            program.last_run_at = now
-            db.add(program)
-    for program_id, kind, cadence, last_run_at, code, occasion in due:
-        if last_run_at is None:
-            continue
-        # Started before it is claimed: a crash or a refused API call in between leaves the occasion due, and
-        # the run's key makes the next look find the same run instead of starting a second one.
-        if deployment.get_id():
-            run_id = followups.fan_out(drill_deployment, key=f"drill-{program_id}-{occasion.isoformat()}",
-                                       parameters={"params": {"facility": code, "kind": kind,
-                                                              "occasion": occasion.isoformat()}},
-                                       run_name=f"{kind} {code} {occasion:%Y-%m-%d}")
-            note = f"{code} {kind}: flow run {run_id}"
-        else:
-            note = f"{code} {kind} due {occasion.isoformat()}: not running from a deployment, start it with a facility"
-        # The programme keeps when it last ran, not when it is next due (the claim's usual column): it is claimed
-        # on that, and moved to now, which the cadence counts from.
-        with unit() as db:
-            if cadences.claim(db, DrillProgram, program_id, seen=last_run_at, cadence=cadence, after=now, tz=tz,
-                              column="last_run_at", last_run_at=now) is not None:
-                started.append(note)
-    return started

@@ -298,7 +298,7 @@ def test_a_due_drill_the_prefect_api_refused_to_start_is_started_by_the_next_loo
         registry_db: str, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.continuity.drill.tasks import start_due_drills
+    from flows.continuity.drill.dispatch import start_due_drills
 
     org = _building(occupants=1)
     with session() as db:
