@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine import gate, runs
 from engine.work import preview
@@ -14,7 +12,7 @@ from flows.supply.vendor_review import report, rules, tasks
 
 class ReviewParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    vendor_code: str | None = Field(
+    vendor_code: rules.VendorCode = Field(
         None, title="Vendor code",
         description="Review only this vendor, whatever its cadence. Empty: every active vendor due by its review "
                     "cadence in the period.",
@@ -32,12 +30,6 @@ class ReviewParameters(BaseModel):
         description="How long the procurement manager has to approve or reject each change of standing.",
     )
     preview: bool = Field(False, title="Preview", description="Render what would be sent; write and send nothing.")
-
-    @field_validator("vendor_code", mode="before")
-    @classmethod
-    def _blank_is_every_vendor(cls, value: Any) -> Any:
-        return (value.strip() or None) if isinstance(value, str) else value
-
 
 class ReviewOutcome(BaseModel):
     period: str
@@ -62,7 +54,7 @@ def vendor_review(params: ReviewParameters = ReviewParameters()) -> ReviewOutcom
     (one message listing every change); a fall to probation or worse, once approved, is a finding with a
     corrective action for the vendor's owner. The review period is an occasion holding the HTML report (score
     chart) and its SHA-256; the scorecards are a Prefect table. Safe to re-run: every step is keyed, so nothing
-    is scored, asked or sent twice. Contract-end notices are the vendor-contract-notices flow.
+    is scored, asked or sent twice. Contract-end notices are the daily vendor-contract-notices deployment.
     """
     period = tasks.period_of(params.period, flow_run.get_scheduled_start_time())
     vendor_ids = tasks.vendors_due(params.vendor_code, period)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from prefect import task
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from engine import runs
@@ -21,16 +20,10 @@ from registry.clock import utcnow
 
 class NoticeParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    vendor_code: str | None = Field(None, title="Vendor code",
+    vendor_code: rules.VendorCode = Field(None, title="Vendor code",
                                     description="Only this vendor's contract. Empty: every active vendor's.")
     preview: bool = Field(False, title="Preview",
                           description="Render the notices that would be sent; record and send nothing.")
-
-    @field_validator("vendor_code", mode="before")
-    @classmethod
-    def _blank_is_every_vendor(cls, value: Any) -> Any:
-        return (value.strip() or None) if isinstance(value, str) else value
-
 
 class NoticeOutcome(BaseModel):
     status: str
@@ -96,7 +89,7 @@ def notify_contract_ends(vendor_code: str | None) -> int:
     return len(owed)
 
 
-@runs.process_flow("vendor-contract-notices")
+@runs.process_flow("vendor-review-contract-notices")  # its deployment: vendor-contract-notices
 def vendor_contract_notices(params: NoticeParameters = NoticeParameters()) -> NoticeOutcome:  # noqa: B008
     """Daily contract-end notices: each vendor owner gets one message listing their contracts that end within 60
     or 30 days, once per threshold and never again (a contract reaching both at once is told the nearer one).

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 RANK: dict[str, int] = {"preferred": 3, "approved": 2, "probation": 1, "disqualified": 0}
 WATCHED = {"probation": "medium", "disqualified": "high"}
@@ -21,6 +22,14 @@ WATCHED = {"probation": "medium", "disqualified": "high"}
 PRICE_VARIANCE_AT_ZERO = 0.10
 
 CONTRACT_NOTICE_DAYS = (60, 30)
+
+
+def _blank_is_none(value: Any) -> Any:
+    return (value.strip() or None) if isinstance(value, str) else value
+
+
+VendorCode = Annotated[str | None, BeforeValidator(_blank_is_none)]
+"""A vendor code as a form gives it: padding dropped, blank meaning every vendor."""
 
 
 class Weights(BaseModel):
