@@ -1,0 +1,87 @@
+"""A gate asks, waits with the run paused, and resumes it with the Decision: who decided what, and why."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+from prefect import flow
+from sqlmodel import select
+
+from engine import gate
+from engine.answers import Decision, Verdict
+from engine.work import unit
+from registry import HumanStep, session
+from registry.clock import utcnow
+from tests import factories
+from tests.conftest import Gateway, Mailbox
+from tests.links import answer_link, links_in
+
+
+@flow(name="ops-test-gate")
+def _gated(key: str, approver_id: int, requester_id: int) -> Decision | str:
+    with unit() as db:
+        step = gate.ask(db, key=key, approver_id=approver_id, requested_by_id=requester_id, title="Approve the spend",
+                        subject_type="test", subject_id=1, due_at=utcnow() + timedelta(hours=1),
+                        template="step_reminder", context={}, actor="test")
+        step_id = step.id or 0
+    decided = gate.wait(step_id)
+    return decided.detail if isinstance(decided, gate.HeldElsewhere) else decided
+
+
+def _step(key: str) -> HumanStep:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with session() as db:
+            if (found := db.exec(select(HumanStep).where(HumanStep.key == key)).first()) is not None:
+                return found
+        time.sleep(0.1)
+    raise AssertionError(f"no step {key}")
+
+
+def test_a_rejection_from_the_link_resumes_the_gate_with_who_rejected_and_why(prefect_api: str, smtp: Mailbox,
+                                                                             gateway: Gateway) -> None:
+    key = f"gate-{uuid.uuid4().hex[:8]}"
+    with session() as db:
+        approver, requester = factories.person(db, "Ann Approver"), factories.person(db, "Rob Requester")
+        ids = (approver.id or 0, requester.id or 0)
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(out=_gated(key, *ids)), daemon=True)
+    thread.start()
+    [mail] = smtp.wait_for(1, seconds=30)
+    assert approver.email in mail.to, "the gate's message goes to the approver, queued with the step"
+    _step(key)
+    response = answer_link(gateway.client, links_in(mail.html)[0], {"decision": "reject", "comment": "Over budget."})
+    assert response.status_code == 200
+    thread.join(timeout=60)
+    decided = result.get("out")
+    assert isinstance(decided, Decision), decided
+    assert (decided.verdict, decided.by, decided.by_name, decided.comment) == (
+        Verdict.rejected, approver.email, "Ann Approver", "Over budget.")
+    assert not decided.approved and decided.answered
+
+
+def test_a_second_run_at_a_gate_another_live_run_waits_at_is_told_so(prefect_api: str, smtp: Mailbox,
+                                                                     gateway: Gateway) -> None:
+    key = f"gate-{uuid.uuid4().hex[:8]}"
+    with session() as db:
+        approver, requester = factories.person(db), factories.person(db)
+        ids = (approver.id or 0, requester.id or 0)
+    first: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: first.update(out=_gated(key, *ids)), daemon=True)
+    thread.start()
+    step = _step(key)
+    deadline = time.monotonic() + 30
+    while step.flow_run_id is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        step = _step(key)
+    second = _gated(key, *ids)
+    assert isinstance(second, str) and second.startswith("already awaited by flow run")
+    [mail] = smtp.wait_for(1, seconds=30)
+    answer_link(gateway.client, links_in(mail.html)[0], {"decision": "approve"}).raise_for_status()
+    thread.join(timeout=60)
+    decided = first.get("out")
+    assert isinstance(decided, Decision) and decided.approved
+    assert len(smtp.messages()) == 1, "the duplicate run asked nobody again"
