@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 import tempfile
+import threading
 import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +30,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine import findings, inbox, links, runs
+from engine import findings, inbox, links
 from engine.forms import form_model
 from engine.human_steps import ATTACHMENT, record_answer
 from engine.processes import discover
@@ -388,8 +390,21 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
     response = _page("answered.html", {"title": title, "answer": answer})
     # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
     # Right after the page is sent, then a few more tries (a run can still be suspending), then the sweep.
-    response.background = BackgroundTask(runs.hand_back_soon, step_id, RESUME_TRIES)
+    response.background = BackgroundTask(_hand_back_soon, step_id)
     return response
+
+
+def _hand_back_soon(step_id: int) -> None:
+    # The Prefect client costs a second of imports: the gateway is ready without it, and loads it in the
+    # background as it starts (_load_prefect_client), so the first resume does not wait for it either.
+    from engine import runs
+
+    runs.hand_back_soon(step_id, RESUME_TRIES)
+
+
+def _load_prefect_client() -> None:
+    threading.Thread(target=importlib.import_module, args=("engine.runs",), name="load-prefect-client",
+                     daemon=True).start()
 
 
 def _apply_to_action(step_id: int) -> None:
@@ -429,5 +444,11 @@ def create_app() -> Starlette:
     ]
     if get_settings().catches_mail:
         routes += inbox.routes(_page)
-    return Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)],
+    return Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)], lifespan=_lifespan,
                      exception_handlers={HTTPException: _http_problem, Exception: _server_problem})
+
+
+@asynccontextmanager
+async def _lifespan(_app: Starlette) -> AsyncIterator[None]:
+    _load_prefect_client()
+    yield
