@@ -55,7 +55,7 @@ from sqlmodel import Session, select  # noqa: E402
 from engine import notify, sweep  # noqa: E402
 from engine.deadlines import due_within, quarter_bounds  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
-from flows.compliance_audit import AuditParameters, open_audit  # noqa: E402
+from flows.compliance.audit.tasks import open_audit  # noqa: E402
 from flows.supply.inventory_reorder.tasks import select_reorder_lines  # noqa: E402
 from registry import HumanStep, Person, get_engine, reset_engines  # noqa: E402
 from registry import session as registry_session  # noqa: E402
@@ -184,7 +184,6 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
     key = trail_key()
     with engine.connect() as conn:
         framework_id, = conn.exec_driver_sql(f"SELECT id FROM framework WHERE name = '{framework}'").one()
-    params = AuditParameters(framework=framework)
     base = 3000 + 10 * (uuid.uuid4().int % 400)  # ours in base.., raw SQL in base + 5..
     ours: list[float] = []
     raw: list[float] = []
@@ -192,7 +191,7 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
         for n in range(repeat + 1):
             quarter = n % 4 + 1
             started = time.perf_counter()
-            open_audit.fn(params, f"{base + n // 4}-Q{quarter}")
+            open_audit.fn(framework, f"{base + n // 4}-Q{quarter}", 5)
             ours.append((time.perf_counter() - started) * 1000)
 
             period = f"{base + 5 + n // 4}-Q{quarter}"

@@ -18,7 +18,7 @@ from sqlmodel import col, func, select
 from engine.deployments import PROJECT_ROOT
 from engine.settings import get_settings
 from engine.templates import TEMPLATES_DIR
-from flows.compliance_audit import AuditParameters, compliance_audit
+from flows.compliance.audit.flow import AuditParameters, compliance_audit
 from flows.continuity.plan_review.flow import ReviewParameters as PlanReviewParameters
 from flows.continuity.plan_review.flow import continuity_review
 from flows.engine.deadline_sweep.flow import deadline_sweep

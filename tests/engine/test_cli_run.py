@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from flows.compliance_audit import compliance_audit
+from flows.compliance.audit.flow import compliance_audit
 
 
 def _run(*args: str) -> Any:

@@ -52,7 +52,8 @@ def _people_with_requests(count: int, *, director: bool = True) -> list[Person]:
         for person in people:
             step = factories.step(db, person, kind="form", expires=utcnow() + timedelta(days=2))
             notify.enqueue(db, key=f"request-{person.id}", recipient_id=person.id or 0,
-                           template="evidence_request", context=_evidence_context(person.name, step.id or 0))
+                           template="compliance/audit/evidence_request",
+                           context=_evidence_context(person.name, step.id or 0))
     return people
 
 

@@ -26,7 +26,8 @@ def test_a_digest_reaches_a_real_smtp_server_with_one_working_link_per_request(g
     with session() as db:
         owner = factories.person(db, "Olive Owner")
         steps = [factories.step(db, owner, kind="form") for _ in range(3)]
-        rows = notify.enqueue(db, key="digest-1", recipient_id=owner.id or 0, template="evidence_request",
+        rows = notify.enqueue(db, key="digest-1", recipient_id=owner.id or 0,
+                              template="compliance/audit/evidence_request",
                               context=_evidence_context(owner.name, [s.id or 0 for s in steps]))
     report = notify.deliver_due()
     assert report.sent == [r.id for r in rows]
@@ -50,7 +51,7 @@ def test_queueing_the_same_key_twice_sends_once(smtp: Mailbox) -> None:
         step = factories.step(db, owner, kind="form")
     for _ in range(2):
         with session() as db:
-            notify.enqueue(db, key="once", recipient_id=owner.id or 0, template="evidence_request",
+            notify.enqueue(db, key="once", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                            context=_evidence_context(owner.name, [step.id or 0]))
         notify.deliver_due()
     smtp.wait_for(1)
@@ -61,8 +62,8 @@ def test_queueing_the_same_key_twice_sends_once(smtp: Mailbox) -> None:
 def test_a_template_error_is_reported_before_anything_is_written(smtp: Mailbox) -> None:
     with session() as db:
         owner = factories.person(db)
-    with pytest.raises(TemplateProblem, match="evidence_request"), session() as db:
-        notify.enqueue(db, key="broken", recipient_id=owner.id or 0, template="evidence_request",
+    with pytest.raises(TemplateProblem, match="compliance/audit/evidence_request"), session() as db:
+        notify.enqueue(db, key="broken", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                        context={"recipient": {"name": "x"}})  # no audit, no controls
     with pytest.raises(TemplateProblem, match="no_such_template"), session() as db:
         notify.enqueue(db, key="missing", recipient_id=owner.id or 0, template="no_such_template", context={})
@@ -73,7 +74,7 @@ def test_a_template_error_is_reported_before_anything_is_written(smtp: Mailbox) 
 
 
 def test_preview_renders_without_writing_or_sending(smtp: Mailbox) -> None:
-    message = notify.preview("evidence_request", _evidence_context("Pat", [7]))
+    message = notify.preview("compliance/audit/evidence_request", _evidence_context("Pat", [7]))
     assert "Pat" in message.text and "minted on delivery" in message.text and "C-0" in message.html
     with session() as db:
         assert db.exec(select(Notification)).all() == []
@@ -84,7 +85,7 @@ def test_html_is_escaped_in_messages(smtp: Mailbox) -> None:
     with session() as db:
         owner = factories.person(db, "Eve <script>alert(1)</script>")
         step = factories.step(db, owner, kind="form")
-        notify.enqueue(db, key="escape", recipient_id=owner.id or 0, template="evidence_request",
+        notify.enqueue(db, key="escape", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                        context=_evidence_context(owner.name, [step.id or 0]))
     notify.deliver_due()
     [mail] = smtp.wait_for(1)
@@ -104,7 +105,7 @@ def test_an_unreachable_server_is_retried_with_capped_back_off_until_the_step_ex
         director.roles = ["director"]
         owner = factories.person(db)
         step = factories.step(db, owner, kind="form", expires=expires)
-        notify.enqueue(db, key="retry", recipient_id=owner.id or 0, template="evidence_request",
+        notify.enqueue(db, key="retry", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                        context=_evidence_context(owner.name, [step.id or 0]))
     first = notify.deliver_due()
     assert len(first.retrying) == 1
@@ -143,7 +144,7 @@ def test_a_message_useful_for_minutes_is_tried_often_enough_to_catch_a_server_co
     with session() as db:
         owner = factories.person(db)
         step = factories.step(db, owner, kind="form", expires=expires)
-        notify.enqueue(db, key="drill-like", recipient_id=owner.id or 0, template="evidence_request",
+        notify.enqueue(db, key="drill-like", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                        context=_evidence_context(owner.name, [step.id or 0]))
     tries = 0
     while now < expires:
@@ -163,7 +164,7 @@ def test_with_nobody_to_tell_a_message_is_never_given_up(registry_db: str, monke
     with session() as db:
         owner = factories.person(db)
         step = factories.step(db, owner, kind="form", expires=utcnow() + timedelta(hours=1))
-        notify.enqueue(db, key="alone", recipient_id=owner.id or 0, template="evidence_request",
+        notify.enqueue(db, key="alone", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                        context=_evidence_context(owner.name, [step.id or 0]))
     notify.deliver_due()
     report = notify.deliver_due(now=utcnow() + timedelta(days=5))
@@ -174,7 +175,7 @@ def test_a_webhook_channel_gets_the_text_message(registry_db: str, http_listener
     with session() as db:
         owner = factories.person(db, channels=[f"json://{http_listener.url}/hook"])
         step = factories.step(db, owner, kind="form")
-        notify.enqueue(db, key="hook", recipient_id=owner.id or 0, template="evidence_request",
+        notify.enqueue(db, key="hook", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                        context=_evidence_context(owner.name, [step.id or 0]))
     assert len(notify.deliver_due().sent) == 1
     [(path, body)] = http_listener.received
@@ -188,7 +189,7 @@ def test_each_channel_of_a_person_is_delivered_and_retried_on_its_own(smtp: Mail
     with session() as db:
         owner = factories.person(db, channels=[smtp.url + "&to=two@test.example", dead])
         step = factories.step(db, owner, kind="form")
-        notify.enqueue(db, key="multi", recipient_id=owner.id or 0, template="evidence_request",
+        notify.enqueue(db, key="multi", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                        context=_evidence_context(owner.name, [step.id or 0]))
     report = notify.deliver_due()
     assert len(report.sent) == 1 and len(report.retrying) == 1
@@ -202,7 +203,7 @@ def test_a_long_subject_and_the_templates_own_text_arrive_intact(smtp: Mailbox) 
         step = factories.step(db, owner, kind="form")
         context = _evidence_context(owner.name, [step.id or 0])
         context["audit"]["framework"] = "ISO 27001 information security management system"  # type: ignore[index]
-        [row] = notify.enqueue(db, key="long", recipient_id=owner.id or 0, template="evidence_request",
+        [row] = notify.enqueue(db, key="long", recipient_id=owner.id or 0, template="compliance/audit/evidence_request",
                                context=context)
     assert len(f"Subject: {row.subject}") > 78 and not row.subject.isascii()
     assert notify.deliver_due().sent == [row.id]

@@ -21,20 +21,20 @@ def _context(timezone: str) -> dict[str, object]:
 @pytest.mark.parametrize(("timezone", "shown"), [("UTC", "17:00 UTC"), ("America/New_York", "12:00 EST"),
                                                   ("Asia/Tokyo", "02:00 JST")])
 def test_deadlines_are_shown_in_the_recipients_time_zone(timezone: str, shown: str) -> None:
-    message = render_message("evidence_request", _context(timezone), _link)
+    message = render_message("compliance/audit/evidence_request", _context(timezone), _link)
     assert shown in message.text and shown in message.html
 
 
 def test_links_appear_in_both_bodies() -> None:
-    message = render_message("evidence_request", _context("UTC"), _link)
+    message = render_message("compliance/audit/evidence_request", _context("UTC"), _link)
     assert "https://gw.test/s/token-4" in message.text and 'href="https://gw.test/s/token-4"' in message.html
 
 
 def test_a_missing_value_names_the_template_instead_of_rendering_blank() -> None:
     context = _context("UTC")
     del context["audit"]
-    with pytest.raises(TemplateProblem, match="messages/evidence_request.*audit"):
-        render_message("evidence_request", context, _link)
+    with pytest.raises(TemplateProblem, match="compliance/audit/evidence_request.*audit"):
+        render_message("compliance/audit/evidence_request", context, _link)
 
 
 def test_pages_escape_what_people_typed() -> None:

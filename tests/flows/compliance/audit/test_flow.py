@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from flows.compliance_audit import AuditOutcome, AuditParameters, compliance_audit
+from flows.compliance.audit.flow import AuditOutcome, AuditParameters, compliance_audit
 from registry import (
     Audit,
     AuditEvent,
@@ -160,7 +160,7 @@ def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_a
 
 
 _RUN_FLOW = """
-from flows.compliance_audit import AuditParameters, compliance_audit
+from flows.compliance.audit.flow import AuditParameters, compliance_audit
 compliance_audit(AuditParameters(framework={framework!r}, period="2026-Q4"))
 """
 

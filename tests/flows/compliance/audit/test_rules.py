@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.compliance_rules import finding_severity, finding_text, summarize
+from flows.compliance.audit.rules import finding_severity, finding_text, summarize
 from registry.compliance import Criticality, TestResult
 
 

@@ -1,0 +1,1 @@
+"""Compliance: audits of control frameworks."""
