@@ -106,6 +106,8 @@ class PurchaseRequest(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: datetime | None = None
     ordered_at: datetime | None = None
+    order_not_sent_at: datetime | None = Field(
+        default=None, description="When the requester was told the order could not be sent (no vendor contact).")
 
 
 class PurchaseRequestLine(SQLModel, table=True):

@@ -16,7 +16,6 @@ from engine.deadlines import answer_window
 from engine.work import unit
 from flows.supply.purchase_approval import rules
 from registry import (
-    AuditEvent,
     HumanStep,
     InventoryItem,
     Person,
@@ -137,10 +136,11 @@ def _place_one(db: Session, request: PurchaseRequest, actor: str) -> bool:
     contact = db.get(Person, vendor.contact_id) if vendor.contact_id else None
     context = request_context(db, request)
     if contact is None:
-        noted = db.exec(select(AuditEvent.id).where(AuditEvent.action == ORDER_NOT_SENT,
-                                                    AuditEvent.entity_type == "purchase_request",
-                                                    AuditEvent.entity_id == request.id)).first()
-        if noted is None:
+        # One conditional UPDATE: the requester is told once, however many daily runs still find no contact.
+        noted = db.execute(update(PurchaseRequest).where(
+            col(PurchaseRequest.id) == request.id, col(PurchaseRequest.order_not_sent_at).is_(None))
+            .values(order_not_sent_at=utcnow()).execution_options(synchronize_session=False))
+        if noted.rowcount == 1:  # type: ignore[attr-defined]
             trail.record(db, actor=actor, action=ORDER_NOT_SENT, entity_type="purchase_request",
                          entity_id=request.id, data={"vendor": vendor.code,
                                                      "reason": "the vendor has no order contact"})
