@@ -51,7 +51,7 @@ from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from benchmarks._table import Row, print_rows  # noqa: E402
-from engine import prefect_postgres  # noqa: E402
+from engine import periods, prefect_postgres  # noqa: E402
 from engine.cli import _import_demo_data  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
 from flows.reporting.operations_report import charts, rules, tasks  # noqa: E402
@@ -108,17 +108,18 @@ def _median(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def _stages(period: rules.Period, repeat: int) -> dict[str, float]:
+def _stages(period: periods.Period, repeat: int) -> dict[str, float]:
     """Each stage's median, called directly (no Prefect): where a report's time goes."""
     tz = get_settings().timezone
     now = utcnow()
 
     def sections() -> rules.Sections:
-        ages, oldest = tasks.findings_section.fn(now)
+        findings = tasks.findings_section.fn(now, period, tz)
         health, shortages = tasks.inventory_section.fn()
-        return rules.Sections(kpis=tasks.kpi_section.fn(period), ages=ages, oldest=oldest,
-                              latency=tasks.latency_section.fn(period, tz), vendors=tasks.vendor_section.fn(),
-                              inventory=health, shortages=shortages, obligations=tasks.obligations_section.fn(now, tz))
+        return rules.Sections(kpis=tasks.kpi_section.fn(period), ages=findings.ages, oldest=findings.oldest,
+                              resolution=findings.resolution, latency=tasks.latency_section.fn(period, tz),
+                              vendors=tasks.vendor_section.fn(), inventory=health, shortages=shortages,
+                              obligations=tasks.obligations_section.fn(now))
 
     queried, built = _median(sections, repeat)
     folder = WORK / "stages"
@@ -207,10 +208,10 @@ def main() -> None:
         _registry(args.people)
         print(f"registry: demo organisation and a year of demo data in {time.perf_counter() - began:.2f} s"
               + (f", plus {args.people} people × 104 answered requests" if args.people else ""))
-        today = utcnow().date()
-        month = rules.parse_period("this-month", today)
+        today = periods.today()
+        month = periods.parse("this-month", today)
         year_text = f"{today - timedelta(days=364)}..{today}"
-        year = rules.parse_period(year_text, today)
+        year = periods.parse(year_text, today)
         # Heartbeats cost a sync flow ~1 s on exit: the same setting for both sides.
         began = time.perf_counter()
         with _prefect_server(args.prefect_db), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

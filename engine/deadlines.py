@@ -1,4 +1,4 @@
-"""Due dates: cron cadences, working days, quarters."""
+"""Due dates: cron cadences and working days. Quarters are periods (engine.periods), named here as before."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from engine.periods import quarter_bounds, quarter_of
 from engine.settings import get_settings
 from registry.clock import as_utc, utcnow
+
+__all__ = ["add_working_days", "answer_window", "due_within", "next_due", "quarter_bounds", "quarter_of",
+           "working_days_from_now"]
 
 
 def next_due(cadence: str, after: datetime, tz: str = "UTC") -> datetime:
@@ -34,26 +38,6 @@ def add_working_days(start: datetime, days: int, tz: str = "UTC", holidays: Iter
         if day.weekday() < 5 and day not in skip:
             remaining -= 1
     return as_utc(datetime(day.year, day.month, day.day, 17, 0, tzinfo=zone))
-
-
-def quarter_of(moment: datetime, tz: str = "UTC") -> str:
-    local = as_utc(moment).astimezone(ZoneInfo(tz))
-    return f"{local.year}-Q{(local.month - 1) // 3 + 1}"
-
-
-def quarter_bounds(period: str, tz: str = "UTC") -> tuple[datetime, datetime]:
-    """UTC start (inclusive) and end (exclusive) of a period named like 2026-Q4."""
-    try:
-        year_text, quarter_text = period.upper().split("-Q")
-        year, quarter = int(year_text), int(quarter_text)
-        if not 1 <= quarter <= 4:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"period {period!r} is not a quarter like 2026-Q4") from None
-    zone = ZoneInfo(tz)
-    start = datetime(year, 3 * quarter - 2, 1, tzinfo=zone)
-    end = datetime(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1, tzinfo=zone)
-    return as_utc(start), as_utc(end)
 
 
 def working_days_from_now(days: int, start: datetime | None = None) -> datetime:

@@ -13,7 +13,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from flows.reporting.operations_report.rules import AgeRow, KpiRow, Period, Status
+from engine.periods import Period
+from flows.reporting.operations_report.rules import AgeRow, KpiRow, Status, chart_window
 
 KPI_TRENDS = "kpi-trends.png"
 FINDINGS_AGE = "findings-age.png"
@@ -100,7 +101,7 @@ def kpi_trends(kpis: Sequence[KpiRow], period: Period, path: Path) -> Path | Non
         return None
     columns = 2 if len(drawn) > 1 else 1
     rows = math.ceil(len(drawn) / columns)
-    first, last = period.window()
+    first, last = chart_window(period)
     height = 0.3 + 1.9 * rows
     panel_height = (height - _ABOVE - _BELOW - (rows - 1) * (_ABOVE + _BELOW)) / rows
     panel_width = (_WIDTH_INCHES - _LEFT - _RIGHT - (columns - 1) * _BETWEEN_COLUMNS) / columns

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine import runs
+from engine import periods, runs
 from engine.settings import get_settings
 from flows.reporting.operations_report import rules
 from flows.reporting.operations_report.tasks import (
@@ -26,19 +25,16 @@ from flows.reporting.operations_report.tasks import (
     send,
     vendor_section,
 )
-from registry.clock import as_utc, utcnow
-
-_PERIOD_PATTERN = (r"^\s*(last-week|this-week|last-month|this-month|\d{4}-\d{2}|\d{4}-[Ww]\d{2}|\d{4}-[Qq][1-4]"
-                   r"|\d{4}-\d{2}-\d{2}\s*\.\.\s*\d{4}-\d{2}-\d{2})\s*$")
+from registry.clock import utcnow
 
 
 class ReportParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     period: str = Field(
-        "last-month", title="Period", pattern=_PERIOD_PATTERN,
-        description="last-week, this-week, last-month or this-month (counted from the run's scheduled day), or a "
-                    "month (2026-11), an ISO week (2026-W47), a quarter (2026-Q4) or a range of days "
-                    "(2026-01-01..2026-03-31).",
+        "last-month", title="Period", pattern=periods.PATTERN,
+        description="last-week, this-week, last-month, this-month, last-quarter or this-quarter (counted from "
+                    "the run's scheduled day), or a month (2026-11), an ISO week (2026-W47), a quarter (2026-Q4) or a "
+                    "range of days (2026-01-01..2026-03-31).",
     )
     send: bool = Field(
         True, title="E-mail the distribution list",
@@ -51,8 +47,8 @@ class ReportParameters(BaseModel):
     def _a_period(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        rules.parse_period(value, date.today())  # the form is all that is checked here; the run resolves it
-        return rules.normalize_period(value)
+        periods.parse(value, periods.today())  # the form is all that is checked here; the run resolves it
+        return periods.normalize(value)
 
 
 class ReportOutcome(BaseModel):
@@ -77,8 +73,10 @@ def operations_report(params: ReportParameters = ReportParameters()) -> ReportOu
 
     KPIs against their targets (the period's mean, the previous period, trend and a year of history as charts),
     open findings and corrective actions by age, how long approvals and requests took to be answered, vendor
-    standings, inventory health, and every obligation falling due in the next 30 days by any cadence (control
-    tests, vendor reviews and contract ends, plan reviews, drills, corrective actions). Writes an HTML report, its
+    standings, inventory health, and every obligation falling due in the next 30 days: what each process puts
+    on the calendar (control tests, vendor reviews and contract ends, plan reviews, drills) and the corrective
+    actions their owners still owe. Findings and actions are counted by their status: open, overdue, awaiting
+    verification, and closed or verified in the period. Writes an HTML report, its
     PDF and a CSV of every figure under reports/operations/<period>/, shows the summary and KPI table as
     artifacts, and e-mails the PDF to everyone with the operations_report role, once per period however often
     the report is rebuilt. A section without data says so.
@@ -86,14 +84,14 @@ def operations_report(params: ReportParameters = ReportParameters()) -> ReportOu
     began = time.perf_counter()
     logger = get_run_logger()
     tz = get_settings().timezone
-    today = as_utc(flow_run.get_scheduled_start_time() or utcnow()).astimezone(ZoneInfo(tz)).date()
-    period = rules.parse_period(params.period, today)
+    period = periods.parse(params.period, periods.today(at=flow_run.get_scheduled_start_time(), tz=tz))
     now = utcnow()
-    ages, oldest = findings_section(now)
+    findings = findings_section(now, period, tz)
     health, shortages = inventory_section()
-    sections = rules.Sections(kpis=kpi_section(period), ages=ages, oldest=oldest,
+    sections = rules.Sections(kpis=kpi_section(period), ages=findings.ages, oldest=findings.oldest,
+                              resolution=findings.resolution,
                               latency=latency_section(period, tz), vendors=vendor_section(), inventory=health,
-                              shortages=shortages, obligations=obligations_section(now, tz))
+                              shortages=shortages, obligations=obligations_section(now))
     top = rules.headline(sections)
     files = render(period, sections, top, now, tz)
     record(period, files, now)

@@ -1,147 +1,40 @@
-"""The operations report's rules: periods, KPI status and trend, ages, latency, obligations. No Prefect, no database."""
+"""The operations report's rules: KPI status and trend, ages, latency, obligations, the headline and the CSV rows.
+
+No Prefect, no database, no registry: KPI directions and vendor standings arrive as their string values."""
 
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Literal
 
 from engine.deadlines import next_due
-from registry.clock import as_utc
-from registry.kpis import Direction
-from registry.supply import Standing
+from engine.periods import Period
 
+HIGHER_IS_BETTER = "higher"  # registry.kpis.Direction.higher_is_better's value; "lower" is the other
 # Everyone active holding this role receives the report.
 DISTRIBUTION_ROLE = "operations_report"
 OBLIGATION_HORIZON_DAYS = 30
 # A change smaller than this share of the target (or 0.01 of a unit for a zero target) is no trend at all.
 STEADY_SHARE = 0.005
 
-PeriodKind = Literal["weekly", "monthly", "quarterly", "custom"]
-_RELATIVE = ("last-week", "this-week", "last-month", "this-month")
-PERIOD_FORMS = "last-week, this-week, last-month, this-month, 2026-11, 2026-W47, 2026-Q4 or 2026-01-01..2026-03-31"
-_LONGEST_CUSTOM_DAYS = 3 * 366
 
 
-@dataclass(frozen=True)
-class Period:
-    """Whole calendar days, both ends included, in the organisation's calendar."""
-
-    kind: PeriodKind
-    name: str
-    start: date
-    end: date
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}-{self.name}"
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    @property
-    def label(self) -> str:
-        """The period's display name: November 2026, week 47 of 2026, Q4 2026, or its first and last day."""
-        if self.kind == "monthly":
-            return self.start.strftime("%B %Y")
-        if self.kind == "weekly":
-            year, week, _ = self.start.isocalendar()
-            return f"Week {week} of {year}"
-        if self.kind == "quarterly":
-            return f"Q{(self.start.month - 1) // 3 + 1} {self.start.year}"
-        return f"{self.start:%-d %b %Y} – {self.end:%-d %b %Y}"
-
-    def previous(self) -> Period:
-        """The period just before, of the same kind (a custom range: the same number of days)."""
-        before = self.start - timedelta(days=1)
-        if self.kind == "weekly":
-            return _week(*before.isocalendar()[:2])
-        if self.kind == "monthly":
-            return _month(before.year, before.month)
-        if self.kind == "quarterly":
-            return _quarter(before.year, (before.month - 1) // 3 + 1)
-        return _custom(before - timedelta(days=self.days - 1), before)
-
-    def window(self) -> tuple[date, date]:
-        """What the trend charts show: the year up to the period's end, or the whole period if longer."""
-        try:
-            year_before = self.end.replace(year=self.end.year - 1)
-        except ValueError:  # 29 February
-            year_before = self.end.replace(year=self.end.year - 1, day=28)
-        return min(self.start, year_before + timedelta(days=1)), self.end
-
-
-def _week(year: int, week: int) -> Period:
-    start = date.fromisocalendar(year, week, 1)
-    return Period("weekly", f"{year}-W{week:02d}", start, start + timedelta(days=6))
-
-
-def _month(year: int, month: int) -> Period:
-    start = date(year, month, 1)
-    following = date(year + month // 12, month % 12 + 1, 1)
-    return Period("monthly", f"{year}-{month:02d}", start, following - timedelta(days=1))
-
-
-def _quarter(year: int, quarter: int) -> Period:
-    start = date(year, 3 * quarter - 2, 1)
-    end = _month(year, 3 * quarter).end
-    return Period("quarterly", f"{year}-Q{quarter}", start, end)
-
-
-def _custom(start: date, end: date) -> Period:
-    return Period("custom", f"{start.isoformat()}..{end.isoformat()}", start, end)
-
-
-def normalize_period(text: str) -> str:
-    """The period as typed, tidied: spaces dropped, keywords lower case, W and Q upper case."""
-    tidy = re.sub(r"\s+", "", text or "")
-    return tidy.lower() if tidy.lower() in _RELATIVE else tidy.upper()
-
-
-def parse_period(text: str, today: date) -> Period:
-    """The period a parameter names, relative ones counted from `today`; ValueError says what is accepted."""
-    value = normalize_period(text)
+def chart_window(period: Period) -> tuple[date, date]:
+    """What the trend charts show: the year up to the period's end, or the whole period if longer."""
     try:
-        if value in _RELATIVE:
-            return _relative(value, today)
-        if match := re.fullmatch(r"(\d{4})-(\d{2})", value):
-            return _month(int(match[1]), _in_range(int(match[2]), 1, 12, "month"))
-        if match := re.fullmatch(r"(\d{4})-W(\d{2})", value):
-            return _week(int(match[1]), _in_range(int(match[2]), 1, 53, "week"))
-        if match := re.fullmatch(r"(\d{4})-Q([1-4])", value):
-            return _quarter(int(match[1]), int(match[2]))
-        if match := re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", value):
-            start, end = date.fromisoformat(match[1]), date.fromisoformat(match[2])
-            if end < start:
-                raise ValueError(f"it ends ({end}) before it starts ({start})")
-            if (end - start).days >= _LONGEST_CUSTOM_DAYS:
-                raise ValueError("a range may span at most three years")
-            return _custom(start, end)
-    except ValueError as error:
-        raise ValueError(f"period {text!r} is not valid: {error}. Use {PERIOD_FORMS}.") from None
-    raise ValueError(f"period {text!r} is not one of {PERIOD_FORMS}.")
+        year_before = period.end.replace(year=period.end.year - 1)
+    except ValueError:  # 29 February
+        year_before = period.end.replace(year=period.end.year - 1, day=28)
+    return min(period.start, year_before + timedelta(days=1)), period.end
 
 
-def _in_range(number: int, low: int, high: int, what: str) -> int:
-    if not low <= number <= high:
-        raise ValueError(f"there is no {what} {number}")
-    return number
-
-
-def _relative(value: str, today: date) -> Period:
-    if value.endswith("week"):
-        day = today - timedelta(weeks=1) if value == "last-week" else today
-        return _week(*day.isocalendar()[:2])
-    if value == "last-month":
-        day = today.replace(day=1) - timedelta(days=1)
-        return _month(day.year, day.month)
-    return _month(today.year, today.month)
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands timestamps back naive; the registry stores UTC, so naive means UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Status(StrEnum):
@@ -157,15 +50,15 @@ class Trend(StrEnum):
     unknown = "no comparison"
 
 
-def kpi_status(value: float | None, target: float, direction: Direction) -> Status:
+def kpi_status(value: float | None, target: float, direction: str) -> Status:
     """Met when the figure is at the target or on its better side."""
     if value is None:
         return Status.no_data
-    met = value >= target if direction == Direction.higher_is_better else value <= target
+    met = value >= target if direction == HIGHER_IS_BETTER else value <= target
     return Status.met if met else Status.missed
 
 
-def trend(current: float | None, previous: float | None, target: float, direction: Direction) -> Trend:
+def trend(current: float | None, previous: float | None, target: float, direction: str) -> Trend:
     """Whether the figure moved towards the better side since the previous period, beyond a small tolerance."""
     if current is None or previous is None:
         return Trend.unknown
@@ -173,7 +66,7 @@ def trend(current: float | None, previous: float | None, target: float, directio
     change = current - previous
     if abs(change) <= tolerance:
         return Trend.steady
-    better = change > 0 if direction == Direction.higher_is_better else change < 0
+    better = change > 0 if direction == HIGHER_IS_BETTER else change < 0
     return Trend.improving if better else Trend.worsening
 
 
@@ -184,7 +77,7 @@ class KpiSpec:
     name: str
     unit: str
     target: float
-    direction: Direction
+    direction: str
     owner: str = ""
     description: str = ""
 
@@ -211,7 +104,7 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def summarize_kpi(spec: KpiSpec, points: Iterable[tuple[date, float]], period: Period) -> KpiRow:
     """A KPI's figures for `period` from its measurements (any span; those outside the chart window are ignored)."""
-    first, last = period.window()
+    first, last = chart_window(period)
     shown = tuple(sorted((d, v) for d, v in points if first <= d <= last))
     before = period.previous()
     inside = [(d, v) for d, v in shown if period.start <= d <= period.end]
@@ -229,7 +122,7 @@ AGE_BUCKETS = ("0–30 days", "31–60 days", "61–90 days", "over 90 days")
 
 
 def age_days(created: datetime, now: datetime) -> int:
-    return max((as_utc(now) - as_utc(created)).days, 0)
+    return max((_utc(now) - _utc(created)).days, 0)
 
 
 def age_bucket(days: int) -> str:
@@ -289,8 +182,8 @@ def latency_rows(steps: Iterable[tuple[str, str, datetime, datetime, datetime]])
     """(kind, form, asked, answered, due) per answered step → hours from asking to answer, per kind and form."""
     groups: dict[tuple[str, str], list[tuple[float, bool]]] = {}
     for kind, form, asked, answered, due in steps:
-        hours = max((as_utc(answered) - as_utc(asked)).total_seconds(), 0) / 3600
-        groups.setdefault((kind, form), []).append((hours, as_utc(answered) > as_utc(due)))
+        hours = max((_utc(answered) - _utc(asked)).total_seconds(), 0) / 3600
+        groups.setdefault((kind, form), []).append((hours, _utc(answered) > _utc(due)))
     rows = []
     for (kind, form), answers in sorted(groups.items()):
         took = [h for h, _ in answers]
@@ -316,8 +209,8 @@ class Obligation:
 
 
 def obligation(kind: str, item: str, owner: str, due_at: datetime, now: datetime) -> Obligation:
-    left = as_utc(due_at) - as_utc(now)
-    return Obligation(kind=kind, item=item, owner=owner, due_at=as_utc(due_at),
+    left = _utc(due_at) - _utc(now)
+    return Obligation(kind=kind, item=item, owner=owner, due_at=_utc(due_at),
                       days_left=math.floor(left.total_seconds() / 86400), overdue=left.total_seconds() < 0)
 
 
@@ -337,6 +230,23 @@ class OpenItem:
     age_days: int
     due_at: datetime | None = None
     overdue: bool = False
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What was settled: findings closed and actions verified in the period; actions reported done and awaiting
+    their verifier as the report was built."""
+
+    findings_closed: int = 0
+    actions_verified: int = 0
+    awaiting_verification: int = 0
+
+
+@dataclass(frozen=True)
+class FindingsSection:
+    ages: list[AgeRow]
+    oldest: list[OpenItem]
+    resolution: Resolution
 
 
 @dataclass(frozen=True)
@@ -377,6 +287,7 @@ class Sections:
     kpis: list[KpiRow] = field(default_factory=list)
     ages: list[AgeRow] = field(default_factory=list)
     oldest: list[OpenItem] = field(default_factory=list)
+    resolution: Resolution = field(default_factory=Resolution)
     latency: list[LatencyRow] = field(default_factory=list)
     vendors: list[VendorLine] = field(default_factory=list)
     inventory: InventoryHealth | None = None
@@ -384,7 +295,8 @@ class Sections:
     obligations: list[Obligation] = field(default_factory=list)
 
 
-STANDINGS = tuple(standing.value for standing in Standing)
+# registry.supply.Standing's values, in its order (a test holds them equal).
+STANDINGS = ("preferred", "approved", "probation", "disqualified")
 
 
 @dataclass(frozen=True)
@@ -396,6 +308,9 @@ class Headline:
     findings_over_90: int
     open_actions: int
     overdue_actions: int
+    findings_closed: int
+    actions_verified: int
+    actions_awaiting_verification: int
     answered_steps: int
     approval_median_hours: float | None
     request_median_hours: float | None
@@ -425,6 +340,8 @@ def headline(sections: Sections) -> Headline:
         open_findings=sum(a.findings for a in sections.ages),
         findings_over_90=sum(a.findings for a in sections.ages if a.bucket == AGE_BUCKETS[-1]),
         open_actions=sum(a.actions for a in sections.ages), overdue_actions=sum(a.overdue for a in sections.ages),
+        findings_closed=sections.resolution.findings_closed, actions_verified=sections.resolution.actions_verified,
+        actions_awaiting_verification=sections.resolution.awaiting_verification,
         answered_steps=sum(r.answered for r in sections.latency),
         approval_median_hours=_pooled_median(sections.latency, "approval"),
         request_median_hours=_pooled_median(sections.latency, "form"),
@@ -452,6 +369,10 @@ def figures(period: Period, sections: Sections, top: Headline) -> list[Figure]:
         ("summary", "findings", "open over 90 days", top.findings_over_90, "findings", None, "", ""),
         ("summary", "corrective actions", "open", top.open_actions, "actions", None, "", ""),
         ("summary", "corrective actions", "overdue", top.overdue_actions, "actions", None, "", ""),
+        ("summary", "findings", "closed in the period", top.findings_closed, "findings", None, "", ""),
+        ("summary", "corrective actions", "verified in the period", top.actions_verified, "actions", None, "", ""),
+        ("summary", "corrective actions", "awaiting verification", top.actions_awaiting_verification, "actions",
+         None, "", ""),
         ("summary", "approvals", "median latency", _rounded(top.approval_median_hours), "h", None, "", ""),
         ("summary", "requests", "median latency", _rounded(top.request_median_hours), "h", None, "", ""),
         ("summary", "obligations", "due in 30 days", top.obligations, "obligations", None, "", ""),
@@ -462,7 +383,7 @@ def figures(period: Period, sections: Sections, top: Headline) -> list[Figure]:
         item = f"{k.spec.code} {k.spec.name}"
         rows += [
             ("kpis", item, "period mean", _rounded(k.value), k.spec.unit, k.spec.target, k.status.value,
-             f"{k.measurements} measurement(s); {k.spec.direction.value} is better"),
+             f"{k.measurements} measurement(s); {k.spec.direction} is better"),
             ("kpis", item, "latest", _rounded(k.latest), k.spec.unit, k.spec.target,
              "", k.latest_on.isoformat() if k.latest_on else ""),
             ("kpis", item, "previous period mean", _rounded(k.previous), k.spec.unit, k.spec.target, "", ""),

@@ -8,63 +8,56 @@ from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
-from engine import notify
+from engine import notify, processes
 from engine.exports import csv_bytes
+from engine.periods import Period
 from engine.reports import report_path, save_pdf, save_report
 from engine.templates import render_page
+from engine.work import unit
 from flows.reporting.operations_report import PROCESS, charts, rules
 from registry import (
-    ContinuityPlan,
-    Control,
+    ActionStatus,
     CorrectiveAction,
-    DrillProgram,
-    Facility,
+    DeliveryStatus,
     Finding,
+    FindingStatus,
     HumanStep,
     InventoryItem,
     KpiDefinition,
     KpiMeasurement,
+    Notification,
     OperationsReport,
     PurchaseRequest,
     PurchaseRequestLine,
     StepStatus,
     Vendor,
     VendorScorecard,
-    session,
     trail,
 )
-from registry.clock import as_utc
+from registry.clock import as_utc, utcnow
 from registry.people import names_by_id, people_with_role
 from registry.supply import OPEN_REQUEST_STATUSES
 
 MARKDOWN_ARTIFACT = "operations-report"
 KPI_ARTIFACT = "operations-report-kpis"
-CLOSED = ("closed", "resolved", "done", "verified", "cancelled")  # any other status counts as open
+OWED = (ActionStatus.open, ActionStatus.reopened)  # the owner still has to act: late means overdue
+UNVERIFIED = (*OWED, ActionStatus.done)  # open until the verifier confirms it worked
 OLDEST_SHOWN = 10
 SHORTAGES_SHOWN = 15
 TEMPLATES = "reporting/operations_report"
 
 
-def _bounds(period: rules.Period, tz: str) -> tuple[datetime, datetime]:
-    """The period's first moment and the moment after its last day, in UTC."""
-    zone = ZoneInfo(tz)
-    start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=zone)
-    after = period.end + timedelta(days=1)
-    return as_utc(start), as_utc(datetime(after.year, after.month, after.day, tzinfo=zone))
-
-
 @task
-def kpi_section(period: rules.Period) -> list[rules.KpiRow]:
+def kpi_section(period: Period) -> list[rules.KpiRow]:
     """Every active KPI with its measurements over the chart window, in two queries."""
-    first, last = period.window()
-    with session() as db:
+    first, last = rules.chart_window(period)
+    with unit() as db:
         kpis = list(db.exec(select(KpiDefinition).where(col(KpiDefinition.active).is_(True))
                             .order_by(col(KpiDefinition.code))))
         owners = names_by_id(db, {k.owner_id for k in kpis})
@@ -76,40 +69,51 @@ def kpi_section(period: rules.Period) -> list[rules.KpiRow]:
         for kpi_id, day, value in rows:
             points[kpi_id].append((day, value))
     return [rules.summarize_kpi(rules.KpiSpec(id=k.id or 0, code=k.code, name=k.name, unit=k.unit, target=k.target,
-                                              direction=k.direction, owner=owners.get(k.owner_id or 0, ""),
+                                              direction=k.direction.value, owner=owners.get(k.owner_id or 0, ""),
                                               description=k.description), points[k.id or 0], period)
             for k in kpis]
 
 
 @task
-def findings_section(now: datetime) -> tuple[list[rules.AgeRow], list[rules.OpenItem]]:
-    """Open findings and corrective actions by age, and the oldest of them."""
-    with session() as db:
+def findings_section(now: datetime, period: Period, tz: str) -> rules.FindingsSection:
+    """Open findings and unverified corrective actions by age and the oldest of them; what closed in the period."""
+    start, end = period.bounds(tz)
+    with unit() as db:
         findings = list(db.exec(select(Finding, CorrectiveAction)
                                 .outerjoin(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
-                                .where(col(Finding.status).not_in(CLOSED))))
+                                .where(col(Finding.status) == FindingStatus.open)))
         actions = list(db.exec(select(CorrectiveAction, Finding)
                                .join(Finding, col(Finding.id) == CorrectiveAction.finding_id)
-                               .where(col(CorrectiveAction.status).not_in(CLOSED))))
+                               .where(col(CorrectiveAction.status).in_(UNVERIFIED))))
+        closed = db.exec(select(func.count()).select_from(Finding).where(
+            col(Finding.status) == FindingStatus.closed, col(Finding.closed_at) >= start,
+            col(Finding.closed_at) < end)).one()
+        verified = db.exec(select(func.count()).select_from(CorrectiveAction).where(
+            col(CorrectiveAction.status) == ActionStatus.verified, col(CorrectiveAction.verified_at) >= start,
+            col(CorrectiveAction.verified_at) < end)).one()
         owner_ids: set[int | None] = {a.owner_id for a, _ in actions}
         owner_ids |= {a.owner_id for _, a in findings if a is not None}
         owners = names_by_id(db, owner_ids)
     items = [rules.OpenItem("finding", f.description, f.severity.value, owners.get(a.owner_id, "") if a else "",
                             rules.age_days(f.created_at, now)) for f, a in findings]
     items += [rules.OpenItem("corrective action", a.description, f.severity.value, owners.get(a.owner_id, ""),
-                             rules.age_days(a.created_at, now), as_utc(a.due_at), as_utc(a.due_at) < now)
+                             rules.age_days(a.created_at, now), as_utc(a.due_at),
+                             a.status in OWED and as_utc(a.due_at) < now)
               for a, f in actions]
     ages = rules.age_table([(i.age_days, i.severity) for i in items if i.kind == "finding"],
                            [(i.age_days, i.overdue) for i in items if i.kind == "corrective action"])
-    return ages, sorted(items, key=lambda i: (-i.age_days, i.kind))[:OLDEST_SHOWN]
+    return rules.FindingsSection(
+        ages=ages, oldest=sorted(items, key=lambda i: (-i.age_days, i.kind))[:OLDEST_SHOWN],
+        resolution=rules.Resolution(findings_closed=closed, actions_verified=verified,
+                                    awaiting_verification=sum(a.status == ActionStatus.done for a, _ in actions)))
 
 
 @task
-def latency_section(period: rules.Period, tz: str) -> list[rules.LatencyRow]:
+def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
     """Hours from asking to answer for every approval and request answered in the period."""
-    start, end = _bounds(period, tz)
+    start, end = period.bounds(tz)
     answered = col(HumanStep.answered_at)
-    with session() as db:
+    with unit() as db:
         steps = db.execute(sa.select(col(HumanStep.kind), col(HumanStep.form), col(HumanStep.created_at), answered,
                                      col(HumanStep.due_at))
                            .where(col(HumanStep.status) == StepStatus.answered, answered >= start, answered < end))
@@ -119,7 +123,7 @@ def latency_section(period: rules.Period, tz: str) -> list[rules.LatencyRow]:
 @task
 def vendor_section() -> list[rules.VendorLine]:
     """Active vendors, their standing and their latest score."""
-    with session() as db:
+    with unit() as db:
         vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True)).order_by(col(Vendor.code))))
         owners = names_by_id(db, {v.owner_id for v in vendors})
         latest: dict[int, tuple[str, float | None]] = {}
@@ -151,7 +155,7 @@ def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shorta
                        item.c.reorder_point, open_qty)
              .join(vendor, vendor.c.id == item.c.vendor_id).outerjoin(on_order, on_order.c.item_id == item.c.id)
              .where(low).order_by(item.c.on_hand, item.c.reorder_point.desc(), item.c.sku, item.c.location))
-    with session() as db:
+    with unit() as db:
         connection = db.connection()
         count, empty, value = connection.execute(totals).one()
         if not count:
@@ -164,40 +168,18 @@ def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shorta
 
 
 @task
-def obligations_section(now: datetime, tz: str) -> list[rules.Obligation]:
-    """What falls due within the horizon (or is overdue) by every cadence in the registry, and action deadlines."""
+def obligations_section(now: datetime) -> list[rules.Obligation]:
+    """What every process puts on the calendar within the horizon (or overdue), and the corrective actions their
+    owners still owe: the actions are the engine's, shared by every process, not any one process's."""
     horizon = now + timedelta(days=rules.OBLIGATION_HORIZON_DAYS)
-    zone = ZoneInfo(tz)
-    found: list[rules.Obligation] = []
-    with session() as db:
-        controls = list(db.exec(select(Control).where(col(Control.active).is_(True))))
-        vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True))))
-        plans = list(db.exec(select(ContinuityPlan).where(col(ContinuityPlan.active).is_(True))))
-        drills = list(db.exec(select(DrillProgram, Facility)
-                              .join(Facility, col(Facility.id) == DrillProgram.facility_id)
-                              .where(col(DrillProgram.active).is_(True))))
-        actions = list(db.exec(select(CorrectiveAction).where(col(CorrectiveAction.status).not_in(CLOSED),
+    with unit() as db:
+        declared = [due for _, due in processes.obligations(db, horizon)]
+        actions = list(db.exec(select(CorrectiveAction).where(col(CorrectiveAction.status).in_(OWED),
                                                               col(CorrectiveAction.due_at) < horizon)))
-        owners = names_by_id(db, {c.owner_id for c in controls} | {v.owner_id for v in vendors}
-                        | {p.owner_id for p in plans} | {a.owner_id for a in actions})
-    for c in controls:
-        due = c.next_due_at or rules.cadence_due(c.cadence, c.last_tested_at, now, tz)
-        found.append(rules.obligation("Control test", f"{c.ref} {c.title}", owners.get(c.owner_id or 0, ""), due, now))
-    for v in vendors:
-        owner = owners.get(v.owner_id, "")
-        due = v.next_review_at or rules.cadence_due(v.review_cadence, v.last_reviewed_at, now, tz)
-        found.append(rules.obligation("Vendor review", f"{v.code} {v.name}", owner, due, now))
-        if v.contract_end is not None and v.contract_end >= now.astimezone(zone).date():
-            end = datetime(v.contract_end.year, v.contract_end.month, v.contract_end.day, tzinfo=zone)
-            found.append(rules.obligation("Contract end", f"{v.code} {v.name}", owner, end, now))
-    for p in plans:
-        due = rules.cadence_due(p.review_cadence, p.last_reviewed_at, now, tz)
-        found.append(rules.obligation("Plan review", f"{p.code} {p.name}", owners.get(p.owner_id or 0, ""), due, now))
-    for program, facility in drills:
-        due = rules.cadence_due(program.cadence, program.last_run_at, now, tz)
-        found.append(rules.obligation("Drill", f"{program.title} ({facility.name})", "", due, now))
-    for a in actions:
-        found.append(rules.obligation("Corrective action", a.description, owners.get(a.owner_id, ""), a.due_at, now))
+        owners = names_by_id(db, {d.owner_id for d in declared} | {a.owner_id for a in actions})
+    found = [rules.obligation(d.kind, d.what, owners.get(d.owner_id or 0, ""), d.due_at, now) for d in declared]
+    found += [rules.obligation("Corrective action", a.description, owners.get(a.owner_id, ""), a.due_at, now)
+              for a in actions]
     return rules.due_soon(found)
 
 
@@ -227,7 +209,7 @@ def _freeze_the_long_lived() -> None:
 
 
 @task
-def render(period: rules.Period, sections: rules.Sections, top: rules.Headline, generated_at: datetime,
+def render(period: Period, sections: rules.Sections, top: rules.Headline, generated_at: datetime,
            tz: str) -> dict[str, str]:
     """Charts, the HTML report beside them, its PDF and the CSV of every figure, all in the report's folder."""
     _freeze_the_long_lived()
@@ -250,9 +232,9 @@ def render(period: rules.Period, sections: rules.Sections, top: rules.Headline, 
 
 
 @task
-def record(period: rules.Period, files: dict[str, str], generated_at: datetime) -> int:
+def record(period: Period, files: dict[str, str], generated_at: datetime) -> int:
     """The period's report row (a rebuild replaces its files) and a trail event naming the PDF by its hash."""
-    with session() as db:
+    with unit() as db:
         row = db.exec(select(OperationsReport).where(OperationsReport.key == period.key)).first()
         row = row or OperationsReport(key=period.key, period_start=period.start, period_end=period.end,
                                       html_path="", pdf_path="", csv_path="", pdf_sha256="")
@@ -273,13 +255,13 @@ def _kpi_table(kpis: list[rules.KpiRow]) -> list[dict[str, Any]]:
         return "—" if value is None else round(value, 2)
 
     return [{"KPI": f"{k.spec.code} {k.spec.name}", "unit": k.spec.unit, "target": k.spec.target,
-             "better": k.spec.direction.value, "period mean": shown(k.value), "latest": shown(k.latest),
+             "better": k.spec.direction, "period mean": shown(k.value), "latest": shown(k.latest),
              "previous period": shown(k.previous), "change": shown(k.change), "trend": k.trend.value,
              "status": k.status.value, "measurements": k.measurements} for k in kpis]
 
 
 @task
-def publish(period: rules.Period, sections: rules.Sections, top: rules.Headline, files: dict[str, str],
+def publish(period: Period, sections: rules.Sections, top: rules.Headline, files: dict[str, str],
             seconds: float) -> None:
     """The latest report in the Prefect UI: a markdown summary and the KPI table, under stable keys."""
     summary = render_page(f"{TEMPLATES}/summary.md", {
@@ -290,7 +272,7 @@ def publish(period: rules.Period, sections: rules.Sections, top: rules.Headline,
                           description=f"KPIs against target, {period.label} ({period.start} to {period.end})")
 
 
-def _message_context(period: rules.Period, sections: rules.Sections, top: rules.Headline,
+def _message_context(period: Period, sections: rules.Sections, top: rules.Headline,
                      files: dict[str, str]) -> dict[str, Any]:
     """What the e-mail says: the headline, the KPI table and the charts by file name (no measurement series)."""
     kpis = [{**{k: v for k, v in asdict(row).items() if k not in ("points", "spec")}, **asdict(row.spec)}
@@ -301,19 +283,26 @@ def _message_context(period: rules.Period, sections: rules.Sections, top: rules.
 
 
 @task
-def send(period: rules.Period, sections: rules.Sections, top: rules.Headline,
+def send(period: Period, sections: rules.Sections, top: rules.Headline,
          files: dict[str, str]) -> tuple[int, int]:
     """One message per person on the distribution list, the PDF attached and the charts inline; once per period."""
     attachments = [Path(files["pdf"])] + [Path(v) for k, v in files.items() if k.startswith("chart_")]
     context = _message_context(period, sections, top, files)
-    with session() as db:
+    began = utcnow()
+    with unit() as db:
         people = people_with_role(db, rules.DISTRIBUTION_ROLE)
-        ids = [row.id for person in people
-               for row in notify.enqueue(db, key=f"operations-report-{period.key}-{person.id}",
-                                         recipient_id=person.id or 0, template=f"{TEMPLATES}/report_mail",
-                                         context={**context, "recipient": notify.recipient(person)},
-                                         attachments=attachments) if row.id is not None]
+        queued = [row.id for person in people
+                  for row in notify.enqueue(db, key=f"operations-report-{period.key}-{person.id}",
+                                            recipient_id=person.id or 0, template=f"{TEMPLATES}/report_mail",
+                                            context={**context, "recipient": notify.recipient(person)},
+                                            attachments=attachments)
+                  if row.id is not None and as_utc(row.created_at) >= began]  # a rebuild's are there already
     if not people:
         get_run_logger().warning("Nobody holds the %s role: the report is built but sent to no one.",
                                  rules.DISTRIBUTION_ROLE)
-    return len(people), len(notify.deliver_due(ids=ids).sent) if ids else 0
+    if not queued:
+        return len(people), 0
+    with unit() as db:  # the first unit delivered what it queued as it closed
+        sent = db.exec(select(func.count()).select_from(Notification).where(
+            col(Notification.id).in_(queued), col(Notification.status) == DeliveryStatus.sent)).one()
+    return len(people), sent

@@ -23,10 +23,13 @@ from pydantic import ValidationError
 from pypdf import PdfReader
 from sqlmodel import col, func, select
 
+from engine import processes
+from engine.processes import Due, Process
 from engine.settings import get_settings
 from flows.reporting.operations_report.flow import ReportParameters, operations_report
 from flows.reporting.operations_report.tasks import KPI_ARTIFACT, MARKDOWN_ARTIFACT
 from registry import (
+    ActionStatus,
     AuditEvent,
     ContinuityPlan,
     Control,
@@ -36,6 +39,7 @@ from registry import (
     DrillProgram,
     Facility,
     Finding,
+    FindingStatus,
     HumanStep,
     KpiDefinition,
     KpiMeasurement,
@@ -85,6 +89,11 @@ def _kpi(db: Any, code: str, name: str, unit: str, target: float, direction: Dir
                for day, value in values.items())
 
 
+def _origin(number: int) -> dict[str, Any]:
+    """A finding's origin made for the test: the report reads findings whatever raised them."""
+    return {"origin_type": "test", "origin_id": number, "code": "test", "process": "test-process"}
+
+
 def _step(db: Any, person: Person, kind: str, form: str, asked: datetime, hours: float | None,
           due_hours: float = 24) -> None:
     db.add(HumanStep(key=f"step-{asked.isoformat()}-{hours}-{form}", kind=kind, form=form, title="t",
@@ -112,12 +121,13 @@ def _seed() -> Seeded:
         _kpi(db, "OLD", "Retired measure", "%", 50, Direction.higher_is_better, values={"2026-10-04": 1},
              active=False)
 
-        old = Finding(severity=Criticality.high, description="Backups never restored",
+        old = Finding(**_origin(1), severity=Criticality.high, description="Backups never restored",
                       created_at=now - timedelta(days=100))
-        recent = Finding(severity=Criticality.medium, description="Badge list stale",
+        recent = Finding(**_origin(2), severity=Criticality.medium, description="Badge list stale",
                          created_at=now - timedelta(days=40))
-        closed = Finding(severity=Criticality.low, description="Fixed long ago", status="closed",
-                         created_at=now - timedelta(days=200))
+        closed = Finding(**_origin(3), severity=Criticality.low, description="Fixed long ago",
+                         status=FindingStatus.closed, created_at=now - timedelta(days=200),
+                         closed_at=datetime(2026, 10, 20, 9, tzinfo=UTC))
         db.add_all([old, recent, closed])
         db.flush()
         db.add_all([CorrectiveAction(finding_id=old.id or 0, owner_id=omar.id or 0, description="Restore a backup",
@@ -225,6 +235,8 @@ def test_the_monthly_report_shows_every_section_prints_charts_and_mails_the_list
     assert figures[("findings", "over 90 days", "overdue corrective actions")]["value"] == "1"
     assert figures[("findings", "31–60 days", "open findings")]["value"] == "1"
     assert figures[("summary", "findings", "open")]["value"] == "2", "the closed finding is not counted"
+    assert figures[("summary", "findings", "closed in the period")]["value"] == "1", "closed in October"
+    assert figures[("summary", "corrective actions", "awaiting verification")]["value"] == "0"
     approvals = {m: figures[("latency", "approval approval", m)]["value"]
                  for m in ("answered", "median", "90th percentile", "answered after due")}
     assert approvals == {"answered": "3", "median": "4.0", "90th percentile": "30.0", "answered after due": "1"}
@@ -335,7 +347,8 @@ def test_the_html_report_shows_its_charts_in_chromium(prefect_api: str, registry
     with session() as db:
         _kpi(db, "OTD", "On-time delivery", "%", 95, Direction.higher_is_better,
              values={"2026-10-04": 96, "2026-10-18": 93})
-        db.add(Finding(severity=Criticality.high, description="Open", created_at=utcnow() - timedelta(days=3)))
+        db.add(Finding(**_origin(1), severity=Criticality.high, description="Open",
+                       created_at=utcnow() - timedelta(days=3)))
     outcome = operations_report(ReportParameters(period=PERIOD, send=False))
     with browser.chromium(tmp_path / "chromium-profile") as chromium:
         page = chromium.new_page()
@@ -346,3 +359,53 @@ def test_the_html_report_shows_its_charts_in_chromium(prefect_api: str, registry
                                "i => [i.getAttribute('src'), i.complete, i.naturalWidth, i.clientWidth])")
     assert [src for src, *_ in images] == ["kpi-trends.png", "findings-age.png"]
     assert all(complete and natural > 1000 and shown > 300 for _, complete, natural, shown in images), images
+
+
+def test_obligations_are_what_each_process_declares_and_actions_count_by_their_status(
+        prefect_api: str, registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process of the test's own puts two things on the calendar; the report lists what falls in its horizon,
+    names the owner, and reads no process's tables. Actions count by status: one reported done awaits its
+    verifier (not overdue, owed by nobody), one verified this month closed its finding."""
+    now = utcnow()
+    asked: list[datetime] = []
+    with session() as db:
+        pat = _person(db, "Pat Planner", [])
+        pat_id = pat.id
+
+    def boiler_services(db: Any, horizon: datetime) -> list[Due]:
+        asked.append(horizon)
+        return [Due("Boiler service", "Boiler B-1", pat_id, now + timedelta(days=3)),
+                Due("Boiler service", "Boiler B-2", None, now - timedelta(days=2)),
+                Due("Boiler service", "Boiler B-9", None, now + timedelta(days=45))]
+
+    declared = Process(name="boiler-service", title="Boiler service", actor="boiler-service",
+                       obligations=boiler_services)
+    monkeypatch.setattr(processes, "discover", lambda: {declared.name: declared})
+    with session() as db:
+        done = Finding(**_origin(1), severity=Criticality.high, description="Boiler log missing")
+        settled = Finding(**_origin(2), severity=Criticality.low, description="Label faded",
+                          status=FindingStatus.closed, closed_at=now)
+        db.add_all([done, settled])
+        db.flush()
+        db.add_all([CorrectiveAction(finding_id=done.id or 0, owner_id=pat_id or 0, description="Keep the log",
+                                     due_at=now - timedelta(days=1), status=ActionStatus.done, done_at=now),
+                    CorrectiveAction(finding_id=settled.id or 0, owner_id=pat_id or 0, description="Relabel",
+                                     due_at=now - timedelta(days=1), status=ActionStatus.verified,
+                                     verified_at=now)])
+
+    outcome = operations_report(ReportParameters(period="this-month", send=False))
+
+    assert len(asked) == 1 and timedelta(days=30) <= asked[0] - now < timedelta(days=30, minutes=5)
+    figures = _figures(outcome.csv)
+    obligations = sorted((item, row["status"], row["detail"].split("; ")[1]) for (section, item, _), row
+                         in figures.items() if section == "obligations")
+    assert obligations == [("Boiler service: Boiler B-1", "due", "Pat Planner"),
+                           ("Boiler service: Boiler B-2", "overdue", "")], "no action is owed: one done, one verified"
+    summary = {(item, measure): row["value"] for (section, item, measure), row in figures.items()
+               if section == "summary"}
+    assert (summary[("findings", "open")], summary[("findings", "closed in the period")]) == ("1", "1")
+    assert (summary[("corrective actions", "open")], summary[("corrective actions", "overdue")]) == ("1", "0")
+    assert summary[("corrective actions", "verified in the period")] == "1"
+    assert summary[("corrective actions", "awaiting verification")] == "1"
+    html = Path(outcome.html).read_text()
+    assert "1 finding closed and 1 corrective action verified effective; 1 reported done awaits verification" in html
