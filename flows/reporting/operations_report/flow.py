@@ -94,7 +94,7 @@ def operations_report(params: ReportParameters = ReportParameters()) -> ReportOu
                               shortages=shortages, obligations=obligations_section(now))
     top = rules.headline(sections)
     files = render(period, sections, top, now, tz)
-    record(period, files, now)
+    record(period, files, now, tz)
     built = time.perf_counter() - began
     publish(period, sections, top, files, built)
     recipients, sent = send(period, sections, top, files) if params.send else (0, 0)

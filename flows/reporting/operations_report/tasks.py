@@ -12,12 +12,13 @@ from typing import Any
 import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 from sqlmodel import col, func, select
 
-from engine import notify, processes
+from engine import notify, occasions, processes
 from engine.exports import csv_bytes
 from engine.periods import Period
-from engine.reports import report_path, save_pdf, save_report
+from engine.reports import SavedReport, report_path, save_pdf, save_report
 from engine.templates import render_page
 from engine.work import unit
 from flows.reporting.operations_report import PROCESS, charts, rules
@@ -232,9 +233,17 @@ def render(period: Period, sections: rules.Sections, top: rules.Headline, genera
 
 
 @task
-def record(period: Period, files: dict[str, str], generated_at: datetime) -> int:
-    """The period's report row (a rebuild replaces its files) and a trail event naming the PDF by its hash."""
+def record(period: Period, files: dict[str, str], generated_at: datetime, tz: str) -> int:
+    """The period's occasion holding the PDF by its hash (closed once the period is over: its figures are final),
+    the report row with all three files (a rebuild replaces them) and a trail event naming them by their hashes."""
+    start, end = period.bounds(tz)
     with unit() as db:
+        occasion, _ = occasions.open_occasion(db, process=PROCESS.name, key=period.key,
+                                              title=f"{PROCESS.title} {period.label}", period_start=start,
+                                              period_end=end, flow_run_id=_run_id())
+        occasions.record_report(db, occasion, SavedReport(path=Path(files["pdf"]), sha256=files["pdf_sha256"]))
+        if as_utc(generated_at) >= end:
+            occasions.close(db, occasion, actor=PROCESS.actor)
         row = db.exec(select(OperationsReport).where(OperationsReport.key == period.key)).first()
         row = row or OperationsReport(key=period.key, period_start=period.start, period_end=period.end,
                                       html_path="", pdf_path="", csv_path="", pdf_sha256="")
@@ -246,8 +255,14 @@ def record(period: Period, files: dict[str, str], generated_at: datetime) -> int
                      entity_id=row.id or 0, data={"key": period.key, "first_day": period.start,
                                                   "last_day": period.end, "pdf_sha256": files["pdf_sha256"],
                                                   "html_sha256": files["html_sha256"],
-                                                  "csv_sha256": files["csv_sha256"], "pdf": files["pdf"]})
+                                                  "csv_sha256": files["csv_sha256"], "pdf": files["pdf"],
+                                                  "occasion_id": occasion.id})
         return row.id or 0
+
+
+def _run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
 
 
 def _kpi_table(kpis: list[rules.KpiRow]) -> list[dict[str, Any]]:

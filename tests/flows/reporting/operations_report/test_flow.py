@@ -44,6 +44,8 @@ from registry import (
     KpiDefinition,
     KpiMeasurement,
     Notification,
+    Occasion,
+    OccasionStatus,
     OperationsReport,
     Person,
     PurchaseRequest,
@@ -306,6 +308,15 @@ def test_the_monthly_report_shows_every_section_prints_charts_and_mails_the_list
                              .order_by(col(AuditEvent.id))))
         assert verify(db).ok
     assert row.pdf_sha256 == again.pdf_sha256 and row.pdf_path == outcome.pdf
+    # The period is an occasion of the process: one however often it is built, holding the latest PDF by its
+    # hash, closed because October is over.
+    with session() as db:
+        [occasion] = db.exec(select(Occasion).where(Occasion.process == "operations-report"))
+    assert (occasion.key, occasion.status, occasion.report_path) == ("monthly-2026-10", OccasionStatus.closed,
+                                                                      outcome.pdf)
+    assert occasion.report_sha256 == again.pdf_sha256
+    assert occasion.period_start is not None and occasion.period_start.date() in (date(2026, 9, 30),
+                                                                                  date(2026, 10, 1))
     assert [e.data["pdf_sha256"] for e in built] == [outcome.pdf_sha256, again.pdf_sha256]
     assert all(len(_mails(p.email)) == 1 for p in seeded.readers)
 
