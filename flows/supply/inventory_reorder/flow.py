@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine import runs
-from engine.settings import get_settings
+from engine import periods, runs
 from flows.supply.inventory_reorder.tasks import (
     ACTOR,
     PLANNER_ROLE,
@@ -19,7 +17,6 @@ from flows.supply.inventory_reorder.tasks import (
     start_approvals,
 )
 from flows.supply.purchase_approval.tasks import place_orders
-from registry.clock import utcnow
 
 
 class ReorderParameters(BaseModel):
@@ -65,7 +62,7 @@ def inventory_reorder(params: ReorderParameters = ReorderParameters()) -> Reorde
     Safe to re-run the same day: the same need never becomes a second request.
     """
     logger = get_run_logger()
-    day = utcnow().astimezone(ZoneInfo(get_settings().timezone)).date()
+    day = periods.today()
     lines = select_lines()
     logger.info("%s item(s) to reorder", len(lines))
     made = create_requests(lines, day, requester=params.requester, auto_approve_limit=params.auto_approve_limit,
