@@ -203,10 +203,13 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
                 cadences = [row[0] for row in conn.exec_driver_sql(
                     f"SELECT DISTINCT cadence FROM control WHERE framework_id = {framework_id} AND active")]
                 due = ", ".join(f"'{c}'" for c in cadences if due_within(c, start, end, tz))
+                occasion_id = conn.execute(sa.text(
+                    "INSERT INTO occasion (process, key, title, period_start, period_end, status, phase, opened_at, "
+                    "signoff_round) VALUES ('compliance-audit', :k, :k, :s, :e, 'collecting', 'collecting', :now, 0) "
+                    "RETURNING id"), {"k": f"{framework} {period}", "s": start, "e": end, "now": now}).scalar_one()
                 audit_id = conn.execute(sa.text(
-                    "INSERT INTO audit (framework_id, period, period_start, period_end, status, opened_at, "
-                    "evidence_due_at, signoff_round) VALUES (:f, :p, :s, :e, 'collecting', :now, :due, 0) "
-                    "RETURNING id"), {"f": framework_id, "p": period, "s": start, "e": end, "now": now,
+                    "INSERT INTO audit (framework_id, period, evidence_due_at, occasion_id) VALUES (:f, :p, :due, :o) "
+                    "RETURNING id"), {"f": framework_id, "p": period, "o": occasion_id,
                                       "due": now + timedelta(days=10)}).scalar_one()
                 conn.exec_driver_sql(_RAW_AUDIT.format(audit=audit_id, framework=framework_id, cadences=due))
                 refs = [r[0] for r in conn.exec_driver_sql(

@@ -41,7 +41,6 @@ from registry import (  # noqa: E402
     ActionStatus,
     Audit,
     AuditEvent,
-    AuditStatus,
     ContinuityPlan,
     Control,
     ControlTest,
@@ -296,11 +295,7 @@ def _compliance(out: _Writer, rnd: random.Random, now: datetime, people: list[in
                           "phase": "closed", "opened_at": opened, "closed_at": opened + timedelta(days=20),
                           "signoff_round": 1})
         audits.append({"id": audit_id, "framework_id": 1, "period": f"past-Q{quarter + 1}",
-                       "period_start": opened, "period_end": opened + timedelta(days=91),
-                       "status": AuditStatus.closed, "opened_at": opened,
-                       "evidence_due_at": opened + timedelta(days=10), "closed_at": opened + timedelta(days=20),
-                       "report_sha256": None, "report_path": None, "signoff_step_id": None, "signoff_round": 1,
-                       "occasion_id": audit_id})
+                       "evidence_due_at": opened + timedelta(days=10), "occasion_id": audit_id})
         for control in range(1, controls + 1):
             test_id = len(tests) + 1
             owner = rnd.choice(people)

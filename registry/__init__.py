@@ -3,7 +3,6 @@
 from registry import validation as _validation
 from registry.compliance import (
     Audit,
-    AuditStatus,
     Control,
     ControlTest,
     Criticality,
@@ -47,7 +46,7 @@ from registry.trail import AuditEvent
 _validation.install()
 
 __all__ = [
-    "Audit", "AuditEvent", "AuditStatus", "Control", "ControlTest", "CorrectiveAction", "Criticality",
+    "Audit", "AuditEvent", "Control", "ControlTest", "CorrectiveAction", "Criticality",
     "DeliveryStatus", "Evidence", "Finding", "Framework", "HumanStep", "Notification", "Person",
     "RegistryValidationError", "StepLink", "StepStatus", "Team", "TestResult", "get_engine", "reset_engines",
     "session", "ContractNotice", "Delivery", "InventoryItem", "PurchaseRequest", "PurchaseRequestLine",

@@ -17,13 +17,6 @@ class Criticality(StrEnum):
     high = "high"
 
 
-class AuditStatus(StrEnum):
-    collecting = "collecting"
-    awaiting_signoff = "awaiting_signoff"
-    changes_requested = "changes_requested"
-    closed = "closed"
-
-
 class TestResult(StrEnum):
     __test__ = False  # not a pytest class, despite the name
 
@@ -61,16 +54,7 @@ class Audit(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     framework_id: int = Field(foreign_key="framework.id")
     period: str
-    period_start: datetime
-    period_end: datetime
-    status: AuditStatus = AuditStatus.collecting
-    opened_at: datetime = Field(default_factory=utcnow)
     evidence_due_at: datetime
-    closed_at: datetime | None = None
-    report_sha256: str | None = None
-    report_path: str | None = None
-    signoff_step_id: int | None = Field(default=None, foreign_key="human_step.id")
-    signoff_round: int = 0
     occasion_id: int | None = Field(default=None, foreign_key="occasion.id", index=True)
 
 

@@ -14,7 +14,7 @@ from demo.browser import answer_link, links_in, new_mail, reachable_stack, run_s
 from engine import inbox, runs
 from engine.deadlines import quarter_of
 from engine.settings import get_settings
-from registry import Audit, AuditStatus, Finding, Framework, HumanStep, session
+from registry import Audit, Finding, Framework, HumanStep, Occasion, OccasionStatus, session
 from registry.clock import utcnow
 from registry.demo import DEMO_FRAMEWORK
 from registry.trail import verify
@@ -33,6 +33,15 @@ def _free_period() -> str:
             if audit is None:
                 return period
             moment += timedelta(days=92)
+
+
+def _occasion(period: str) -> Occasion:
+    with session() as db:
+        audit = db.exec(select(Audit).join(Framework).where(Framework.name == DEMO_FRAMEWORK,
+                                                            Audit.period == period)).one()
+        occasion = db.get(Occasion, audit.occasion_id)
+    assert occasion is not None
+    return occasion
 
 
 def main() -> None:
@@ -74,9 +83,8 @@ def main() -> None:
     clicked = time.monotonic()
     answer_link(http, url, {"decision": "approve", "comment": "Reviewed the findings; approved."}).raise_for_status()
     with session() as db:
-        audit = db.exec(select(Audit).join(Framework).where(Framework.name == DEMO_FRAMEWORK,
-                                                            Audit.period == period)).one()
-        step = db.get(HumanStep, audit.signoff_step_id)
+        occasion = _occasion(period)
+        step = db.get(HumanStep, occasion.signoff_step_id)
         assert step is not None and step.flow_run_id is not None
         waiting_run = step.flow_run_id
     wait_for("the run to resume",
@@ -85,11 +93,10 @@ def main() -> None:
     final = wait_for("the run to finish", lambda: (lambda s: s if s in ("COMPLETED", "FAILED", "CRASHED") else None)(
         run_state(http, api, waiting_run)), 120, 0.2)
     with session() as db:
-        audit = db.exec(select(Audit).join(Framework).where(Framework.name == DEMO_FRAMEWORK,
-                                                            Audit.period == period)).one()
-        findings = list(db.exec(select(Finding).where(Finding.audit_id == audit.id)))
+        occasion = _occasion(period)
+        findings = list(db.exec(select(Finding).where(Finding.occasion_id == occasion.id)))
         trail = verify(db)
-        status = audit.status
+        status = occasion.status
     print(f"Sign-off approved; the waiting run was running again {resumed:.2f} s after the click and ended {final}.")
     print(f"  audit {period}: {status.value}; {len(findings)} finding(s): "
           + ", ".join(f"{f.severity.value}" for f in findings))
@@ -97,6 +104,6 @@ def main() -> None:
     print(f"  whole story: {time.monotonic() - started:.0f} s")
     print(f"Look at: the inbox {settings.gateway_url}/inbox, the runs and artifacts in the Prefect UI "
           f"http://127.0.0.1:{settings.prefect_port}/runs")
-    if final != "COMPLETED" or status != AuditStatus.closed or not trail.ok:
+    if final != "COMPLETED" or status != OccasionStatus.closed or not trail.ok:
         raise SystemExit(1)
 

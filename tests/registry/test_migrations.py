@@ -123,7 +123,8 @@ def test_a_registry_made_at_0006_upgrades_and_keeps_its_audits_drills_findings_a
                 audit_occasion.report_sha256, audit_occasion.report_path, audit_occasion.signoff_round) == (
             "compliance-audit", "ISO 27001 2026-Q3", OccasionStatus.closed, "closed", "ab" * 32,
             "/reports/audit.html", 2)
-        assert audit_occasion.period_start == audit.period_start and audit_occasion.closed_at == audit.closed_at
+        assert audit_occasion.period_start is not None and audit_occasion.closed_at is not None
+        assert audit_occasion.closed_at - audit_occasion.period_start == timedelta(days=20), "the audit's, copied"
         assert (drill_occasion.process, drill_occasion.key, drill_occasion.status, drill_occasion.title) == (
             "emergency-drill", "HQ-fire-2026-07-01", OccasionStatus.open, "Fire evacuation")
 

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import select
 
-from engine import runs
+from engine import gate, runs
 from engine.deadlines import quarter_of
+from engine.followups import follow_up
 from engine.settings import get_settings
-from flows.compliance.audit.tasks import (
-    apply_signoff,
-    build_report,
-    evaluate,
-    open_audit,
-    preview_requests,
-    request_evidence,
-    request_signoff,
-    schedule_evaluation,
-)
-from registry import Audit, AuditStatus, ControlTest, Finding, session
-from registry.clock import utcnow
+from engine.work import preview
+from flows.compliance.audit.tasks import AuditState, apply_signoff, open_audit, report_for_signoff, request_evidence
+from registry.clock import as_utc, utcnow
 
-_RUNNER_PREFETCH_SECONDS = 30
+RUNNER_PREFETCH_SECONDS = 30  # the runner starts a scheduled run this early: it waits for the deadline, not again
 
 
 class AuditParameters(BaseModel):
@@ -42,7 +31,8 @@ class AuditParameters(BaseModel):
         None, ge=1, le=1440, title="Evidence window in minutes (trial runs)",
         description="Overrides the working days, to try the whole process in minutes.",
     )
-    signoff_days: int = Field(3, ge=1, le=30, title="Sign-off window (working days)")
+    signoff_days: int = Field(3, ge=1, le=30, title="Sign-off window (working days)",
+                              description="How long the compliance manager has to sign the report off.")
     preview: bool = Field(False, title="Preview", description="Render the evidence requests; write and send nothing.")
 
 
@@ -53,6 +43,11 @@ class AuditOutcome(BaseModel):
     controls: int = 0
     findings: int = 0
     detail: str = ""
+
+
+def _outcome(state: AuditState, period: str, detail: str, status: str | None = None) -> AuditOutcome:
+    return AuditOutcome(audit_id=state.audit_id, period=period, status=status or state.phase,
+                        controls=state.controls, findings=state.findings, detail=detail)
 
 
 @runs.process_flow("compliance-audit")
@@ -67,49 +62,34 @@ def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcom
     """
     logger = get_run_logger()
     period = (params.period or quarter_of(utcnow(), get_settings().timezone)).upper()
+    window = (params.evidence_window_days, params.evidence_window_minutes)
     if params.preview:
-        owners = preview_requests(params.framework, period, params.evidence_window_days)
+        with preview(f"Evidence requests, {params.framework} {period}") as shown:
+            request_evidence.fn(open_audit.fn(params.framework, period, *window).audit_id)
         return AuditOutcome(audit_id=None, period=period, status="preview",
-                            detail=f"{owners} evidence request(s) rendered as an artifact; nothing sent")
-    audit_id = open_audit(params.framework, period, params.evidence_window_days, params.evidence_window_minutes)
-    with session() as db:
-        audit = db.get(Audit, audit_id)
-        assert audit is not None
-        status, deadline, controls = audit.status, audit.evidence_due_at, len(
-            list(db.exec(select(ControlTest.id).where(ControlTest.audit_id == audit_id))))
-    if status == AuditStatus.closed:
-        return AuditOutcome(audit_id=audit_id, period=period, status=status.value, controls=controls,
-                            detail="already signed off")
-    if status == AuditStatus.collecting:
-        sent = request_evidence(audit_id)
-        logger.info("Evidence requests delivered: %s", sent)
-        early = (deadline - utcnow()).total_seconds()
-        if 0 < early <= _RUNNER_PREFETCH_SECONDS:
-            time.sleep(early)  # the runner starts scheduled runs a few seconds ahead of their time
-        elif early > 0:
-            detail = schedule_evaluation(params.model_copy(update={"period": period}).model_dump(mode="json"),
-                                         f"evaluate {params.framework} {period}", audit_id)
-            return AuditOutcome(audit_id=audit_id, period=period, status=status.value, controls=controls,
-                                detail=detail)
-    summary: dict[str, int] = {}
-    if status in (AuditStatus.collecting, AuditStatus.changes_requested):
-        summary = evaluate(audit_id)
-        build_report(audit_id)
-        request_signoff(audit_id, summary, params.signoff_days)
-    with session() as db:
-        audit = db.get(Audit, audit_id)
-        assert audit is not None and audit.signoff_step_id is not None
-        step_id = audit.signoff_step_id
-    try:
-        outcome = runs.wait_for_step(step_id)
-    except runs.StepHeldElsewhere as held:
-        detail = f"the sign-off is already awaited by flow run {held.holder}"
-        logger.warning("Nothing to do: %s", detail)
-        return AuditOutcome(audit_id=audit_id, period=period, status=AuditStatus.awaiting_signoff.value,
-                            controls=controls, detail=detail)
-    logger.info("Sign-off step %s: %s", step_id, outcome.outcome)
-    final = apply_signoff(audit_id, step_id)
-    with session() as db:
-        findings = len(list(db.exec(select(Finding.id).where(Finding.audit_id == audit_id))))
-    return AuditOutcome(audit_id=audit_id, period=period, status=final, controls=controls, findings=findings,
-                        detail=f"sign-off {outcome.outcome}")
+                            detail=f"{len(shown.messages)} evidence request(s) rendered as an artifact; nothing sent")
+
+    state = open_audit(params.framework, period, *window)
+    if state.phase == "closed":
+        return _outcome(state, period, "already signed off")
+    if state.phase == "collecting":
+        logger.info("Evidence requested from %s owner(s)", request_evidence(state.audit_id))
+        if (as_utc(state.evidence_due_at) - utcnow()).total_seconds() > RUNNER_PREFETCH_SECONDS:
+            return _outcome(state, period, follow_up(
+                key=f"audit-{state.audit_id}-evaluate", at=state.evidence_due_at,
+                parameters={"params": params.model_copy(update={"period": period}).model_dump(mode="json")},
+                run_name=f"evaluate {params.framework} {period}"))
+
+    step_id = state.signoff_step_id
+    if state.phase in ("collecting", "changes_requested"):
+        step_id = report_for_signoff(state.audit_id, state.phase, params.signoff_days)
+        if step_id is None:
+            return _outcome(state, period, "another run is evaluating this audit at the same moment")
+    assert step_id is not None, f"audit {state.audit_id} awaits a sign-off without a step"
+
+    decided = gate.wait(step_id)
+    if isinstance(decided, gate.HeldElsewhere):
+        logger.warning("Nothing to do: the sign-off is %s", decided.detail)
+        return _outcome(state, period, f"the sign-off is {decided.detail}", status="awaiting_signoff")
+    logger.info("Sign-off step %s: %s", step_id, decided.verdict.value)
+    return _outcome(apply_signoff(state.audit_id, decided), period, f"sign-off {decided.verdict.value}")

@@ -1,35 +1,45 @@
-"""The compliance audit's rules: plain functions, no Prefect, no database."""
+"""The compliance audit's rules: plain functions, no Prefect, no database.
+
+Results and severities travel as the registry's enum values (TestResult, Criticality are StrEnums of these).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
-from registry.compliance import Criticality, TestResult
+Severity = Literal["low", "medium", "high"]
+Result = Literal["pass", "fail", "unanswered"]
 
-_ORDER = [Criticality.low, Criticality.medium, Criticality.high]
-
-ACTION_WORKING_DAYS = {Criticality.high: 10, Criticality.medium: 20, Criticality.low: 40}
+_ORDER: tuple[Severity, ...] = ("low", "medium", "high")
 
 
-def finding_severity(result: TestResult, criticality: Criticality) -> Criticality | None:
+def finding_severity(result: str, criticality: str) -> Severity | None:
     """A failed control is as severe as the control is critical; a control nobody vouched for, one step worse."""
-    if result == TestResult.passed:
+    level = _ORDER.index(criticality)  # type: ignore[arg-type]
+    if result == "pass":
         return None
-    if result == TestResult.failed:
-        return criticality
-    return _ORDER[min(_ORDER.index(criticality) + 1, len(_ORDER) - 1)]
+    if result == "fail":
+        return _ORDER[level]
+    return _ORDER[min(level + 1, len(_ORDER) - 1)]
 
 
-def finding_text(result: TestResult, ref: str, note: str) -> str:
-    if result == TestResult.failed:
+def finding_text(result: str, ref: str, note: str) -> str:
+    if result == "fail":
         return f"Control {ref} was attested as not operating" + (f": {note}" if note else ".")
     return f"No evidence was provided for control {ref} by the deadline."
 
 
-def action_text(result: TestResult, ref: str) -> str:
-    if result == TestResult.failed:
+def action_text(result: str, ref: str) -> str:
+    if result == "fail":
         return f"Restore control {ref} to operation and provide evidence that it works."
     return f"Provide evidence for control {ref}, or record why it could not be tested."
+
+
+def evidence_deadline(now: datetime, *, minutes: int | None, working_days_later: datetime) -> datetime:
+    """When owners must have attested: a trial window in minutes if one is given, else the working-days one."""
+    return now + timedelta(minutes=minutes) if minutes else working_days_later
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,14 @@ class AuditSummary:
     def pass_rate(self) -> float:
         return self.passed / self.total if self.total else 1.0
 
+    def counts(self) -> dict[str, int]:
+        return {"total": self.total, "passed": self.passed, "failed": self.failed, "unanswered": self.unanswered,
+                "findings": self.findings}
 
-def summarize(results: list[TestResult | None]) -> AuditSummary:
-    passed = sum(r == TestResult.passed for r in results)
-    failed = sum(r == TestResult.failed for r in results)
+
+def summarize(results: list[str | None]) -> AuditSummary:
+    passed = sum(r == "pass" for r in results)
+    failed = sum(r == "fail" for r in results)
     unanswered = len(results) - passed - failed
     return AuditSummary(total=len(results), passed=passed, failed=failed, unanswered=unanswered,
                         findings=failed + unanswered)

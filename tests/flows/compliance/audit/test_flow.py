@@ -18,7 +18,6 @@ from flows.compliance.audit.flow import AuditOutcome, AuditParameters, complianc
 from registry import (
     Audit,
     AuditEvent,
-    AuditStatus,
     ControlTest,
     CorrectiveAction,
     Evidence,
@@ -26,6 +25,8 @@ from registry import (
     Framework,
     HumanStep,
     Notification,
+    Occasion,
+    OccasionStatus,
     Person,
     TestResult,
     session,
@@ -109,13 +110,14 @@ def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp
 
     with session() as db:
         audit = db.exec(select(Audit)).one()
+        occasion = db.get(Occasion, audit.occasion_id)
         tests = {t.result for t in db.exec(select(ControlTest))}
         findings = list(db.exec(select(Finding)))
         actions = list(db.exec(select(CorrectiveAction)))
         files = list(db.exec(select(Evidence).where(col(Evidence.sha256).is_not(None))))
         signed = db.exec(select(AuditEvent).where(AuditEvent.action == "audit.signed_off")).one()
         trail_ok = verify(db).ok
-    assert audit.status == AuditStatus.closed and audit.closed_at is not None
+    assert occasion is not None and occasion.status == OccasionStatus.closed and occasion.closed_at is not None
     assert tests == {TestResult.passed, TestResult.failed, TestResult.unanswered}
     assert {f.severity.value for f in findings} == {"high"}
     assert {a.owner_id for a in actions} == {org["olive"].id, org["omar"].id}
@@ -124,8 +126,8 @@ def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp
 
     assert files and files[0].sha256 == hashlib.sha256(evidence).hexdigest()
     assert Path(files[0].stored_path or "").read_bytes() == evidence
-    report = Path(audit.report_path or "").read_bytes()
-    assert signed.data["report_sha256"] == audit.report_sha256 == hashlib.sha256(report).hexdigest()
+    report = Path(occasion.report_path or "").read_bytes()
+    assert signed.data["report_sha256"] == occasion.report_sha256 == hashlib.sha256(report).hexdigest()
     assert trail_ok
     action_mails = [m for m in smtp.messages() if m.subject.startswith("Corrective action")]
     assert Counter(m.to for m in action_mails) == {org["olive"].email: 1, org["omar"].email: 1}
@@ -156,7 +158,7 @@ def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_a
     thread.join(timeout=60)
     assert outcome["result"].status == "closed"
     with session() as db:
-        assert db.exec(select(Audit)).one().signoff_round == 2
+        assert db.exec(select(Occasion)).one().signoff_round == 2
 
 
 _RUN_FLOW = """
@@ -182,7 +184,7 @@ def test_a_run_killed_after_sending_and_run_again_sends_nothing_twice(prefect_ap
     assert len(before) == 5  # two evidence digests, two action notices, one sign-off request
 
     with session() as db:
-        step_id = db.exec(select(Audit.signoff_step_id)).one()
+        step_id = db.exec(select(Occasion.signoff_step_id)).one()
         killed_run = db.get(HumanStep, step_id).flow_run_id  # type: ignore[union-attr]
     # What a runner reports when the process of its run dies (this run had no runner to notice): only then may
     # a re-run take the waiting step over; a live holder keeps it (see the duplicate-run test below).
@@ -228,6 +230,7 @@ def test_an_unknown_framework_is_named_in_the_error(prefect_api: str, registry_d
 def _audit_past_its_evidence_window(org: dict[str, Any]) -> dict[str, Any]:
     """The organisation's audit for this quarter, opened with its evidence deadline already passed."""
     from engine.deadlines import quarter_bounds, quarter_of
+    from engine.occasions import open_occasion
     from engine.settings import get_settings
     from registry import Control
 
@@ -236,8 +239,11 @@ def _audit_past_its_evidence_window(org: dict[str, Any]) -> dict[str, Any]:
     start, end = quarter_bounds(period, tz)
     with session() as db:
         framework = db.exec(select(Framework).where(Framework.name == org["framework"])).one()
-        audit = Audit(framework_id=framework.id or 0, period=period, period_start=start, period_end=end,
-                      evidence_due_at=utcnow() - timedelta(minutes=5))
+        occasion, _ = open_occasion(db, process="compliance-audit", key=f"{framework.name} {period}",
+                                    title=f"{framework.name} audit {period}", period_start=start, period_end=end,
+                                    status=OccasionStatus.collecting, phase="collecting")
+        audit = Audit(framework_id=framework.id or 0, period=period,
+                      evidence_due_at=utcnow() - timedelta(minutes=5), occasion_id=occasion.id)
         db.add(audit)
         db.flush()
         for control in db.exec(select(Control).where(Control.framework_id == framework.id)):
@@ -299,7 +305,7 @@ def test_a_second_audit_run_while_the_sign_off_waits_ends_cleanly_and_the_approv
     assert _state_of(waiting.id, "COMPLETED") == "COMPLETED"
     with session() as db:
         closed = db.get(Audit, audit["audit_id"])
-        assert closed is not None and closed.status == AuditStatus.closed
+        assert closed is not None and db.get(Occasion, closed.occasion_id).status == OccasionStatus.closed  # type: ignore[union-attr]
         assert verify(db).ok
     signoffs = [m for m in smtp.messages(to=org["manager"].email) if m.subject.startswith("Sign-off needed")]
     assert len(signoffs) == 1, "the duplicate asked nobody again"
@@ -331,3 +337,92 @@ def test_two_audit_runs_for_one_period_at_the_same_moment_both_end_cleanly_and_a
         assert len(list(db.exec(select(AuditEvent).where(AuditEvent.action == "step.requested")))) == 3
         assert verify(db).ok
     assert Counter(m.to for m in smtp.messages()) == {org["olive"].email: 1, org["omar"].email: 1}
+
+
+def _artifacts_of(run_id: object) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(str(run_id))])))
+    return "\n".join(str(a.data) for a in found)
+
+
+def test_the_preview_shows_the_deadline_the_real_run_would_set(prefect_api: str, smtp: Mailbox) -> None:
+    """A trial window of 30 minutes: the previewed evidence request says so (it used to say five working days)."""
+    org = _organisation()
+    params = AuditParameters(framework=org["framework"], period="2026-Q4", evidence_window_minutes=30, preview=True)
+    before = utcnow()
+    state = compliance_audit(params, return_state=True)
+    after = utcnow()
+    assert state.result().status == "preview"  # type: ignore[union-attr]
+    shown = _artifacts_of(state.state_details.flow_run_id)
+    assert "Evidence needed" in shown
+    moments = [before + timedelta(minutes=30, seconds=s) for s in range(0, int((after - before).total_seconds()) + 61)]
+    expected = {m.strftime("%a %d %b %Y %H:%M") for m in moments}  # the owners read UTC (the factories' default)
+    assert any(text in shown for text in expected), f"no deadline 30 minutes on in the preview:\n{shown}"
+    with session() as db:
+        assert db.exec(select(Audit)).all() == [] and db.exec(select(Notification)).all() == []
+    assert smtp.messages() == []
+
+
+def test_two_runs_evaluating_in_the_same_second_build_one_report_and_ask_one_sign_off(
+        any_db: str, prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
+    import threading
+
+    org = _organisation()
+    params = AuditParameters(framework=org["framework"], period="2026-Q4")
+    compliance_audit(params)
+    _close_evidence_window(org["framework"])
+    start = threading.Barrier(2)
+
+    def _run() -> AuditOutcome:
+        start.wait(timeout=30)
+        return compliance_audit(params)
+
+    started = [in_background(_run) for _ in range(2)]
+    link = _signoff_mail(smtp, org["manager"])
+    deadline = time.monotonic() + 60
+    while all(thread.is_alive() for thread, _ in started):  # the loser ends; the winner waits at the gate
+        assert time.monotonic() < deadline, "both runs are still going"
+        time.sleep(0.2)
+    time.sleep(2)  # let the winner reach its pause
+    assert answer_link(gateway.client, link, {"decision": "approve", "comment": "Once."}).status_code == 200
+    outcomes = []
+    for thread, outcome in started:
+        thread.join(timeout=90)
+        assert not thread.is_alive() and "error" not in outcome, outcome.get("error")
+        outcomes.append(outcome["result"])
+    assert sorted(o.status for o in outcomes) in (["awaiting_signoff", "closed"], ["closed", "collecting"]), outcomes
+    assert len({o.audit_id for o in outcomes}) == 1
+    with session() as db:
+        built = list(db.exec(select(AuditEvent).where(AuditEvent.action == "occasion.report")))
+        signoffs = list(db.exec(select(HumanStep).where(col(HumanStep.key).contains("-signoff-"))))
+        assert verify(db).ok
+    assert len(built) == 1, "one report"
+    assert len(signoffs) == 1
+    assert len([m for m in smtp.messages() if m.subject.startswith("Sign-off needed")]) == 1
+    assert Counter(m.to for m in smtp.messages() if m.subject.startswith("Corrective action")) == {
+        org["olive"].email: 1, org["omar"].email: 1}
+
+
+def test_a_run_that_read_the_phase_before_another_claimed_it_builds_no_report(
+        any_db: str, prefect_api: str, smtp: Mailbox) -> None:
+    """The loser of the claim: it saw "collecting" as the winner did, and finds the phase taken."""
+    from flows.compliance.audit.tasks import open_audit, report_for_signoff
+
+    org = _organisation()
+    opened = open_audit.fn(org["framework"], "2026-Q4", 5)
+    _close_evidence_window(org["framework"])
+    assert opened.phase == "collecting"
+    first = report_for_signoff.fn(opened.audit_id, opened.phase, 3)
+    second = report_for_signoff.fn(opened.audit_id, opened.phase, 3)
+    assert first is not None and second is None
+    with session() as db:
+        assert len(list(db.exec(select(AuditEvent).where(AuditEvent.action == "occasion.report")))) == 1
+        occasion = db.exec(select(Occasion)).one()
+    assert (occasion.phase, occasion.status, occasion.signoff_step_id) == (
+        "awaiting_signoff", OccasionStatus.awaiting_signoff, first)

@@ -17,16 +17,18 @@ from playwright.sync_api import expect
 from sqlmodel import col, select
 
 from engine.deadlines import quarter_bounds, quarter_of
+from engine.occasions import open_occasion
 from engine.settings import get_settings
 from registry import (
     Audit,
     AuditEvent,
-    AuditStatus,
     Control,
     ControlTest,
     CorrectiveAction,
     Finding,
     HumanStep,
+    Occasion,
+    OccasionStatus,
     TestResult,
     session,
     trail,
@@ -86,8 +88,11 @@ def _seed_audit_past_its_evidence_window() -> Seeded:
         manager = factories.person(db, "Mona Manager")
         owners = [factories.person(db, "Olga Owner"), factories.person(db, "Omar Owner")]
         framework = factories.framework(db, manager=manager, owners=owners)
-        audit = Audit(framework_id=framework.id or 0, period=period, period_start=start, period_end=end,
-                      evidence_due_at=utcnow() - timedelta(minutes=5))
+        occasion, _ = open_occasion(db, process="compliance-audit", key=f"{framework.name} {period}",
+                                    title=f"{framework.name} audit {period}", period_start=start, period_end=end,
+                                    status=OccasionStatus.collecting, phase="collecting")
+        audit = Audit(framework_id=framework.id or 0, period=period,
+                      evidence_due_at=utcnow() - timedelta(minutes=5), occasion_id=occasion.id)
         db.add(audit)
         db.flush()
         controls = list(db.exec(select(Control).where(Control.framework_id == framework.id)
@@ -120,9 +125,10 @@ def test_manager_approves_in_chromium_and_the_waiting_run_completes(
     assert url.startswith(f"{gateway.url}/s/")
     with session() as db:
         audit = db.get(Audit, audit_id)
-        assert audit is not None and audit.status == AuditStatus.awaiting_signoff
-        assert audit.signoff_step_id is not None
-        step = db.get(HumanStep, audit.signoff_step_id)
+        occasion = db.get(Occasion, audit.occasion_id) if audit else None
+        assert occasion is not None and occasion.status == OccasionStatus.awaiting_signoff
+        assert occasion.signoff_step_id is not None
+        step = db.get(HumanStep, occasion.signoff_step_id)
         assert step is not None and step.flow_run_id is not None
         waiting_run = step.flow_run_id
     assert waiting_run == str(started.id)
@@ -153,20 +159,22 @@ def test_manager_approves_in_chromium_and_the_waiting_run_completes(
 
     with session() as db:
         audit = db.get(Audit, audit_id)
-        assert audit is not None
-        assert audit.status == AuditStatus.closed and audit.closed_at is not None
-        assert audit.report_sha256
+        occasion = db.get(Occasion, audit.occasion_id) if audit else None
+        assert occasion is not None
+        assert occasion.status == OccasionStatus.closed and occasion.closed_at is not None
+        assert occasion.report_sha256
         tests = list(db.exec(select(ControlTest).where(ControlTest.audit_id == audit_id)))
         assert sorted(t.control_id for t in tests) == sorted(seeded.control_ids)
         assert all(t.result == TestResult.unanswered for t in tests)
-        findings = list(db.exec(select(Finding).where(Finding.audit_id == audit_id)))
-        assert sorted(f.control_test_id for f in findings) == sorted(t.id or 0 for t in tests)
+        findings = list(db.exec(select(Finding).where(Finding.occasion_id == occasion.id)))
+        assert {f.origin_type for f in findings} == {"control_test"}
+        assert sorted(f.origin_id for f in findings) == sorted(t.id or 0 for t in tests)
         for finding in findings:
             action = db.exec(select(CorrectiveAction).where(CorrectiveAction.finding_id == finding.id)).one()
-            assert action.owner_id == next(t.owner_id for t in tests if t.id == finding.control_test_id)
+            assert action.owner_id == next(t.owner_id for t in tests if t.id == finding.origin_id)
         report = trail.verify(db)
         assert report.ok, report.problems
         signed = db.exec(select(AuditEvent).where(AuditEvent.action == "audit.signed_off",
                                                   AuditEvent.entity_id == audit_id)).one()
-        assert signed.data["report_sha256"] == audit.report_sha256
+        assert signed.data["report_sha256"] == occasion.report_sha256
         assert signed.actor == seeded.manager_email
