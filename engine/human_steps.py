@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import Update, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from engine.forms import form_model
-from engine.once import insert_once
+from engine.once import LostRaceWithoutWinner, insert_once
 from registry import HumanStep, Person, StepStatus, trail
 from registry.clock import as_utc, utcnow
 
@@ -85,6 +89,118 @@ def ask(
                  data={"key": key, "person": person.email, "form": form, "subject": f"{subject_type}:{subject_id}",
                        "due_at": step.due_at.isoformat(), "flow_run_id": flow_run_id})
     return step
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One step for `ask_many`: the arguments of `ask`, and whom an overdue step is escalated to besides."""
+
+    key: str
+    person_id: int
+    form: str
+    title: str
+    subject_type: str
+    subject_id: int
+    due_at: datetime
+    expires_at: datetime | None = None
+    kind: Literal["approval", "form"] = "form"
+    requested_by_id: int | None = None
+    flow_run_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    actor: str = "system"
+    escalate_to: tuple[int, ...] = ()
+
+
+_MANY = 500  # keys per SELECT and rows per INSERT: far within both databases' limits on bound parameters
+
+
+def ask_many(session: Session, asks: Sequence[Ask]) -> list[HumanStep]:
+    """`ask` for many people at once, in a few statements instead of several round trips per person: one SELECT
+    of the keys already asked, one of the people (and their delegates), one INSERT … ON CONFLICT DO NOTHING
+    RETURNING of the new steps, one trail append. The steps in the order of `asks`.
+
+    Everything `ask` promises holds: a key asked before returns its step unchanged (nothing re-checked, nothing
+    recorded), an inactive person's active delegate is asked instead, an approver is never asked to approve their
+    own request (StepRefused before anything is written), and of two callers asking the same keys at once, one
+    creates each step and the other gets it (rows go in key order, so two such inserts wait for each other
+    instead of deadlocking).
+    """
+    if len({a.key for a in asks}) != len(asks):
+        raise ValueError("ask_many: the same key twice")
+    found = _steps_by_key(session, [a.key for a in asks])
+    new = [a for a in asks if a.key not in found]
+    if new:
+        for form in {a.form for a in new}:
+            form_model(form)
+        answerers = _answerers(session, {a.person_id for a in new})
+        rows: list[dict[str, Any]] = []
+        for a in sorted(new, key=lambda a: a.key):
+            person = answerers[a.person_id]
+            if a.kind == "approval" and a.requested_by_id is not None and a.requested_by_id == person.id:
+                raise StepRefused(f"{person.name} cannot approve their own request ({a.title})")
+            due = as_utc(a.due_at)
+            rows.append({"key": a.key, "kind": a.kind, "form": a.form, "title": a.title,
+                         "subject_type": a.subject_type, "subject_id": a.subject_id, "details": a.details or {},
+                         "person_id": person.id or 0, "requested_by_id": a.requested_by_id,
+                         "flow_run_id": a.flow_run_id, "created_at": utcnow(), "due_at": due,
+                         "expires_at": as_utc(a.expires_at) if a.expires_at else due, "status": StepStatus.pending,
+                         "escalation_level": 0, "escalate_to": list(a.escalate_to), "resume_pending": False})
+        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+        session.flush()
+        created: dict[str, HumanStep] = {}
+        for start in range(0, len(rows), _MANY):
+            statement = (insert(HumanStep).values(rows[start:start + _MANY]).on_conflict_do_nothing()
+                         .returning(HumanStep))
+            created.update((step.key, step) for step in session.scalars(statement))
+        found.update(created)
+        lost = [a.key for a in new if a.key not in created]  # another caller asked these first: theirs stand
+        if lost:
+            found.update(_steps_by_key(session, lost))
+            if missing := [key for key in lost if key not in found]:
+                raise LostRaceWithoutWinner(f"human_step: {missing[:3]} neither inserted nor found")
+        people = {a.key: answerers[a.person_id] for a in new}
+        trail.record_many(session, [
+            trail.Entry(actor=a.actor, action="step.requested", entity_type="human_step",
+                        entity_id=created[a.key].id or 0,
+                        data={"key": a.key, "person": people[a.key].email, "form": a.form,
+                              "subject": f"{a.subject_type}:{a.subject_id}",
+                              "due_at": created[a.key].due_at.isoformat(), "flow_run_id": a.flow_run_id})
+            for a in new if a.key in created])
+    return [found[a.key] for a in asks]
+
+
+def _steps_by_key(session: Session, keys: Sequence[str]) -> dict[str, HumanStep]:
+    found: dict[str, HumanStep] = {}
+    for start in range(0, len(keys), _MANY):
+        found.update((step.key, step) for step in session.exec(
+            select(HumanStep).where(col(HumanStep.key).in_(keys[start:start + _MANY]))))
+    return found
+
+
+def _answerers(session: Session, person_ids: set[int]) -> dict[int, Person]:
+    """`_answerer` for many people: each id → who will actually be asked; StepRefused as `_answerer` raises it."""
+    ids = sorted(person_ids)
+    people: dict[int, Person] = {}
+    for start in range(0, len(ids), _MANY):
+        people.update((p.id or 0, p) for p in session.exec(
+            select(Person).where(col(Person.id).in_(ids[start:start + _MANY]))))
+    delegate_ids = sorted({p.delegate_id for p in people.values() if not p.active and p.delegate_id is not None})
+    delegates = {p.id or 0: p for p in session.exec(select(Person).where(col(Person.id).in_(delegate_ids)))} \
+        if delegate_ids else {}
+    chosen: dict[int, Person] = {}
+    for person_id in ids:
+        person = people.get(person_id)
+        if person is None:
+            raise StepRefused(f"person {person_id} does not exist")
+        if not person.active and person.delegate_id is not None:
+            delegate = delegates.get(person.delegate_id)
+            if delegate is not None and delegate.active:
+                chosen[person_id] = delegate
+                continue
+        if not person.active:
+            raise StepRefused(f"{person.name} is inactive and has no active delegate")
+        chosen[person_id] = person
+    return chosen
 
 
 def decide_statement(step_id: int) -> Update:

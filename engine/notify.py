@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +25,9 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import and_, bindparam, delete, insert, or_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -129,6 +132,97 @@ def enqueue(
     if not preview_only or db.info.get(PREVIEW):
         db.info.setdefault(QUEUED, []).extend(row.id for row in rows if row.id is not None)
     return rows
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One message for `enqueue_many`: `enqueue`'s arguments but the session."""
+
+    key: str
+    recipient_id: int
+    template: str
+    context: dict[str, Any]
+    attachments: Sequence[Path] = ()
+
+
+_MANY = 500  # keys per SELECT, rows per INSERT
+
+
+def enqueue_many(db: Session, messages: Sequence[Queued], *, preview_only: bool = False) -> list[list[int]]:
+    """`enqueue` for many messages: one SELECT of the keys queued before, one of the recipients, every message
+    rendered, then one INSERT … ON CONFLICT DO NOTHING RETURNING for the new rows. Each message's row ids (one
+    per channel of its recipient), in the order of `messages`.
+
+    As with `enqueue`, a key queued before is left as it was, a template error or a missing attachment surfaces
+    before anything is written, and what is queued is delivered by the unit of work after it commits. Of two
+    callers queueing the same key at the same moment, one writes it and delivers it; the other gets its ids.
+    """
+    if len({m.key for m in messages}) != len(messages):
+        raise ValueError("enqueue_many: the same key twice")
+    keys = [m.key for m in messages]
+    found = _queued_ids(db, keys)
+    new = [m for m in messages if m.key not in found]
+    if new:
+        preview_only = preview_only or bool(db.info.get(PREVIEW))
+        people = people_by_id(db, {m.recipient_id for m in new})
+        status = DeliveryStatus.preview if preview_only else DeliveryStatus.pending
+        rows: list[dict[str, Any]] = []
+        for queued in sorted(new, key=lambda m: m.key):  # key order: two concurrent inserts wait, never deadlock
+            person = people.get(queued.recipient_id)
+            if person is None:
+                raise ValueError(f"recipient {queued.recipient_id} does not exist")
+            stored = to_jsonable_python(queued.context)
+            message = render_message(queued.template, stored, _placeholder)
+            files = stored_attachments(queued.attachments)
+            now = utcnow()
+            rows += [{"idempotency_key": f"{queued.key}#{index}", "message_key": queued.key,
+                      "recipient_id": queued.recipient_id, "channel": index, "template": queued.template,
+                      "context": stored, "subject": message.subject, "body_text": message.text,
+                      "body_html": message.html, "attachments": files, "status": status, "attempts": 0,
+                      "next_attempt_at": now, "created_at": now}
+                     for index, _ in enumerate(channels.targets(person))]
+        insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+        db.flush()
+        inserted: dict[str, list[tuple[int, int]]] = {}
+        for start in range(0, len(rows), _MANY):
+            for row_id, key, channel in db.execute(
+                    insert(Notification).values(rows[start:start + _MANY]).on_conflict_do_nothing()
+                    .returning(col(Notification.id), col(Notification.message_key), col(Notification.channel))):
+                inserted.setdefault(key, []).append((channel, row_id))
+        found.update((key, [i for _, i in sorted(pairs)]) for key, pairs in inserted.items())
+        if not preview_only or db.info.get(PREVIEW):
+            db.info.setdefault(QUEUED, []).extend(sorted(i for ids_ in inserted.values() for _, i in ids_))
+        if lost := [m.key for m in new if m.key not in inserted]:
+            found.update(_queued_ids(db, lost))
+    return [found.get(key, []) for key in keys]
+
+
+def people_by_id(db: Session, ids: Iterable[int]) -> dict[int, Person]:
+    """The people with these ids: those the session holds already without a query, the rest in one SELECT."""
+    people: dict[int, Person] = {}
+    wanted: list[int] = []
+    for person_id in sorted(set(ids)):
+        held = db.identity_map.get(identity_key(Person, person_id))
+        if held is not None:
+            people[person_id] = held  # type: ignore[assignment]
+        else:
+            wanted.append(person_id)
+    for start in range(0, len(wanted), _MANY):
+        people.update((p.id or 0, p) for p in db.exec(
+            select(Person).where(col(Person.id).in_(wanted[start:start + _MANY]))))
+    return people
+
+
+def _queued_ids(db: Session, keys: Sequence[str]) -> dict[str, list[int]]:
+    """The ids queued under each of `keys`, in channel order (an equality lookup on the message key index)."""
+    found: dict[str, list[int]] = {}
+    for start in range(0, len(keys), _MANY):
+        for row_id, key in db.execute(
+                select(Notification.id, Notification.message_key)
+                .where(col(Notification.message_key).in_(keys[start:start + _MANY]))
+                .order_by(col(Notification.message_key), col(Notification.channel))):
+            found.setdefault(key, []).append(row_id)
+    return found
 
 
 def digest(
