@@ -35,8 +35,12 @@ def _imports(path: Path, *, top_level_only: bool) -> set[str]:
 
 
 def _process_of(module: str) -> str | None:
+    """The process package a module belongs to; None for the engine, the registry, and what a domain's processes
+    share (flows/<domain>/<module>.py)."""
     parts = module.split(".")
-    return ".".join(parts[:3]) if parts[0] == "flows" and len(parts) >= 3 else None
+    if parts[0] != "flows" or len(parts) < 3 or not (PROJECT_ROOT / Path(*parts[:3]) / "__init__.py").exists():
+        return None
+    return ".".join(parts[:3])
 
 
 def test_no_import_points_up_a_floor() -> None:

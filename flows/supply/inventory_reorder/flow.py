@@ -16,7 +16,7 @@ from flows.supply.inventory_reorder.tasks import (
     select_lines,
     start_approvals,
 )
-from flows.supply.purchase_approval.tasks import place_orders
+from flows.supply.purchase_orders import place_orders
 
 
 class ReorderParameters(BaseModel):
@@ -67,7 +67,7 @@ def inventory_reorder(params: ReorderParameters = ReorderParameters()) -> Reorde
     logger.info("%s item(s) to reorder", len(lines))
     made = create_requests(lines, day, requester=params.requester, auto_approve_limit=params.auto_approve_limit,
                            director_limit=params.director_limit)
-    ordered = place_orders(actor=ACTOR)
+    ordered = place_orders(ACTOR)
     awaiting = start_approvals(params.approval_days)
     publish(day, made.created)
     return ReorderOutcome(day=day.isoformat(), lines=len(lines), created=made.created, ordered=ordered,

@@ -17,8 +17,7 @@ from sqlmodel import Session, col, select
 from engine.followups import fan_out
 from engine.work import unit
 from flows.supply.inventory_reorder.rules import order_quantity
-from flows.supply.purchase_approval.flow import ApprovalParameters
-from flows.supply.purchase_approval.rules import approval_chain, request_amount
+from flows.supply.purchase_rules import approval_chain, request_amount
 from registry import (
     InventoryItem,
     Person,
@@ -218,8 +217,7 @@ def start_approvals(approval_days: int) -> Awaiting:
                              "approval" if pending else "")
     for request_id, key in pending:
         fan_out(APPROVAL_DEPLOYMENT, key=f"purchase-{request_id}-approval-{key}", run_name=f"approve {key}",
-                parameters={"params": ApprovalParameters(request_id=request_id, approval_days=approval_days)
-                            .model_dump(mode="json")})
+                parameters={"params": {"request_id": request_id, "approval_days": approval_days}})
     return Awaiting(ids)
 
 

@@ -6,7 +6,8 @@ from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine import gate, runs
-from flows.supply.purchase_approval.tasks import apply_decision, ask_approver, next_level, place_orders, state
+from flows.supply.purchase_approval.tasks import ACTOR, apply_decision, ask_approver, next_level, state
+from flows.supply.purchase_orders import place_orders
 
 
 class ApprovalParameters(BaseModel):
@@ -41,7 +42,7 @@ def purchase_approval(params: ApprovalParameters) -> ApprovalOutcome:
             return _outcome(params.request_id, decided.detail)
         logger.info("Purchase request %s, level %s: %s", params.request_id, level, decided.verdict)
         apply_decision(params.request_id, level, decided)
-    ordered = place_orders([params.request_id])
+    ordered = place_orders(ACTOR, [params.request_id])
     return _outcome(params.request_id, "ordered" if ordered else None)
 
 

@@ -8,29 +8,24 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from engine import gate, notify
 from engine.answers import Decision
 from engine.deadlines import answer_window
 from engine.work import unit
 from flows.supply.purchase_approval import rules
+from flows.supply.purchase_orders import TEMPLATES, request_context
 from registry import (
     HumanStep,
-    InventoryItem,
-    Person,
     PurchaseRequest,
-    PurchaseRequestLine,
     RequestStatus,
-    Vendor,
     trail,
 )
 from registry.clock import utcnow
 from registry.people import get_person
 
 ACTOR = "purchase-approval"
-ORDER_NOT_SENT = "purchase_request.order_not_sent"
-TEMPLATES = "supply/purchase_approval"
 
 
 def _request(db: Session, request_id: int) -> PurchaseRequest:
@@ -38,23 +33,6 @@ def _request(db: Session, request_id: int) -> PurchaseRequest:
     if found is None:
         raise ValueError(f"purchase request {request_id} does not exist")
     return found
-
-
-def request_context(db: Session, request: PurchaseRequest) -> dict[str, Any]:
-    """What every purchase message says of a request: its vendor, requester, amount and lines."""
-    vendor = db.get(Vendor, request.vendor_id)
-    assert vendor is not None
-    rows = db.exec(select(PurchaseRequestLine, InventoryItem)
-                   .join(InventoryItem, col(InventoryItem.id) == PurchaseRequestLine.item_id)
-                   .where(PurchaseRequestLine.request_id == request.id).order_by(col(InventoryItem.sku)))
-    lines = [{"sku": item.sku, "description": item.description, "location": item.location,
-              "quantity": line.quantity, "unit_cost": rules.readable_money(line.unit_cost),
-              "amount": rules.line_amount(line.quantity, line.unit_cost)} for line, item in rows]
-    requester = get_person(db, request.requester_id)
-    return {"request": {"id": request.id, "key": request.key, "amount": rules.readable_money(request.amount),
-                        "created_at": request.created_at, "levels": len(request.approvers)},
-            "vendor": {"code": vendor.code, "name": vendor.name},
-            "requester": {"name": requester.name, "email": requester.email}, "lines": lines}
 
 
 @task(cache_policy=NO_CACHE)  # asked again after every wait of the same run: it must read the registry afresh
@@ -126,56 +104,6 @@ def apply_decision(request_id: int, level: int, decided: Decision) -> str:
                                     "approver": decided.by_name or asked.name, "expired": not decided.answered,
                                     "comment": request.decision_note, "level": level})
         return request.status.value
-
-
-def _place_one(db: Session, request: PurchaseRequest, actor: str) -> bool:
-    """Send the order if the vendor has a contact; otherwise leave it approved, noted once, the requester told.
-    Whether it was ordered now."""
-    vendor = db.get(Vendor, request.vendor_id)
-    assert vendor is not None and request.id is not None
-    contact = db.get(Person, vendor.contact_id) if vendor.contact_id else None
-    context = request_context(db, request)
-    if contact is None:
-        # One conditional UPDATE: the requester is told once, however many daily runs still find no contact.
-        noted = db.execute(update(PurchaseRequest).where(
-            col(PurchaseRequest.id) == request.id, col(PurchaseRequest.order_not_sent_at).is_(None))
-            .values(order_not_sent_at=utcnow()).execution_options(synchronize_session=False))
-        if noted.rowcount == 1:  # type: ignore[attr-defined]
-            trail.record(db, actor=actor, action=ORDER_NOT_SENT, entity_type="purchase_request",
-                         entity_id=request.id, data={"vendor": vendor.code,
-                                                     "reason": "the vendor has no order contact"})
-            requester = get_person(db, request.requester_id)
-            notify.enqueue(db, key=f"purchase-{request.id}-no-contact", recipient_id=requester.id or 0,
-                           template=f"{TEMPLATES}/no_contact",
-                           context={**context, "recipient": notify.recipient(requester)})
-        return False
-    # One conditional UPDATE decides who places the order, should the daily run and an approval run meet here.
-    claimed = db.execute(update(PurchaseRequest).where(
-        col(PurchaseRequest.id) == request.id, col(PurchaseRequest.status) == RequestStatus.approved)
-        .values(status=RequestStatus.ordered, ordered_at=utcnow()).execution_options(synchronize_session=False))
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    trail.record(db, actor=actor, action="purchase_request.ordered", entity_type="purchase_request",
-                 entity_id=request.id, data={"vendor": vendor.code, "contact": contact.email,
-                                             "amount": f"{request.amount:.2f}", "lines": len(context["lines"])})
-    notify.enqueue(db, key=f"purchase-{request.id}-order", recipient_id=contact.id or 0,
-                   template=f"{TEMPLATES}/order",
-                   context={**context, "recipient": notify.recipient(contact), "ordered_at": utcnow()})
-    return True
-
-
-@task
-def place_orders(request_ids: list[int] | None = None, actor: str = ACTOR) -> list[int]:
-    """Order every approved request (or just `request_ids`); the ids ordered now.
-
-    A request whose vendor has no contact stays approved, so a later daily run orders it once a contact is set.
-    """
-    with unit() as db:
-        query = select(PurchaseRequest).where(PurchaseRequest.status == RequestStatus.approved)
-        if request_ids is not None:
-            query = query.where(col(PurchaseRequest.id).in_(request_ids))
-        return [request.id or 0 for request in db.exec(query.order_by(col(PurchaseRequest.id))).all()
-                if _place_one(db, request, actor)]
 
 
 @dataclass(frozen=True)
