@@ -101,12 +101,14 @@ def send_all(batch: Sequence[Outgoing]) -> list[str | None]:
     return outcomes
 
 
-def deliver(batch: Iterable[Outgoing]) -> Iterator[tuple[int, Outcome]]:
+def deliver(batch: Iterable[Outgoing],
+            before_send: Callable[[int], None] = lambda index: None) -> Iterator[tuple[int, Outcome]]:
     """Deliver every message, yielding (index in `batch`, outcome) as each outcome becomes known.
 
     `batch` is read one message ahead: the next message is taken (and its e-mail built) while the mail server
     stores the current one, so a lazily prepared batch costs little more than the server's own time. Nothing is
     sent before the caller has had the previous outcome: at most one message is ever in flight.
+    `before_send(index)` runs before anything of that message is sent (what it needs to exist first, it commits).
     """
     items = enumerate(batch)
     plugins = _Plugins()
@@ -127,11 +129,13 @@ def deliver(batch: Iterable[Outgoing]) -> Iterator[tuple[int, Outcome]]:
             if current.plugin is None:
                 yield current.index, _failed(f"unusable channel URL {redacted(current.item.url)}")
             elif current.recipients is None:
+                before_send(current.index)
                 error = _notify(current.plugin, current.item)
                 yield current.index, Outcome() if error is None else _failed(error, may_have_left=True)
             else:
                 key = _server_of(current.plugin)
                 server = servers.get(key) or servers.setdefault(key, _Server(current.plugin))
+                before_send(current.index)
                 outcome = server.send(current, read_ahead)
                 if ahead and ahead[0].plugin is not None and ahead[0].recipients is not None \
                         and _server_of(ahead[0].plugin) == key:

@@ -81,6 +81,8 @@ def stored_attachments(files: Sequence[Path]) -> list[str]:
 
 
 def attachment_paths(stored: Sequence[str]) -> list[Path]:
+    if not stored:  # most messages: no need to resolve the data directory once per message
+        return []
     root = get_settings().data_dir.resolve()
     paths = [root / name for name in stored]
     missing = [str(path) for path in paths if not path.is_file()]
@@ -328,6 +330,7 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
         to_tell = _alert_recipient(db) is not None
         db.commit()
         ready: list[_Prepared] = []
+        unsaved: set[int] = set()  # indexes in `ready` whose links are written but not yet committed
 
         def outgoing() -> Iterator[channels.Outgoing]:
             for batch in batches:
@@ -337,14 +340,22 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
                     item = _prepare(db, batch_data, notification_id)
                     if item.outgoing is None:
                         _record_failure(db, item, channels.Outcome(item.error), now, report, can_give_up=to_tell)
-                    db.commit()  # its links exist before the message can leave
-                    if item.outgoing is not None:
-                        ready.append(item)
-                        yield item.outgoing
+                        db.commit()
+                        continue
+                    unsaved.add(len(ready))
+                    ready.append(item)
+                    yield item.outgoing
+
+        def before_send(index: int) -> None:
+            # Its links exist before the message can leave. Read ahead, a message's links are most often
+            # committed already, with the outcome of the one before it: one commit per message, not two.
+            if index in unsaved:
+                db.commit()
+                unsaved.clear()
 
         # One short transaction per outcome, committed before the next message goes: what the server accepted
         # is recorded as sent even if this process dies on the next one.
-        for index, outcome in channels.deliver(outgoing()):
+        for index, outcome in channels.deliver(outgoing(), before_send=before_send):
             item = ready[index]
             if outcome.sent:
                 _record_sent(db, item.notification_id)
@@ -352,6 +363,7 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
             else:
                 _record_failure(db, item, outcome, now, report, can_give_up=to_tell)
             db.commit()
+            unsaved.clear()
 
 
 @contextmanager
@@ -393,6 +405,10 @@ def _outcome_session() -> Iterator[Session]:
 _MARK_SENT = (update(Notification)
               .where(col(Notification.id) == bindparam("note_id"), col(Notification.status) == DeliveryStatus.pending)
               .values(status=DeliveryStatus.sent, sent_at=bindparam("sent_at"), last_error=None))
+
+
+# Core on the session's connection, as _MARK_SENT: the ORM's bulk insert path cost about 0.7 ms a message.
+_ADD_LINKS = insert(StepLink.__table__)  # type: ignore[attr-defined]
 
 
 def _record_sent(db: Session, notification_id: int) -> None:
@@ -555,6 +571,6 @@ def _prepare(db: Session, batch: _Batch, notification_id: int) -> _Prepared:
         prepared.error = str(problem)
         return prepared
     if added:
-        db.execute(insert(StepLink), added)
+        db.connection().execute(_ADD_LINKS, added)
     prepared.outgoing = channels.Outgoing(url, message, tuple(files))
     return prepared
