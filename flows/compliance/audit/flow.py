@@ -5,10 +5,8 @@ from __future__ import annotations
 from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import gate, runs
-from engine.deadlines import quarter_of
+from engine import gate, periods, runs
 from engine.followups import follow_up
-from engine.settings import get_settings
 from engine.work import preview
 from flows.compliance.audit.tasks import AuditState, apply_signoff, open_audit, report_for_signoff, request_evidence
 from registry.clock import as_utc, utcnow
@@ -61,7 +59,7 @@ def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcom
     step is keyed, so nothing is asked or sent twice.
     """
     logger = get_run_logger()
-    period = (params.period or quarter_of(utcnow(), get_settings().timezone)).upper()
+    period = (params.period or periods.quarter_of_day(periods.today()).name).upper()
     window = (params.evidence_window_days, params.evidence_window_minutes)
     if params.preview:
         with preview(f"Evidence requests, {params.framework} {period}") as shown:

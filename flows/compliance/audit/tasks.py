@@ -12,9 +12,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import func, insert, literal
 from sqlmodel import Session, col, select
 
-from engine import gate, occasions
+from engine import gate, occasions, periods
 from engine.answers import Decision, answer_of
-from engine.deadlines import answer_window, due_within, next_due, quarter_bounds, working_days_from_now
+from engine.deadlines import answer_window, due_within, next_due, working_days_from_now
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
 from engine.human_steps import ATTACHMENT, expire
 from engine.once import insert_once
@@ -70,7 +70,7 @@ def _framework(db: Session, name: str) -> Framework:
 def _due_where(db: Session, framework: Framework, period: str, tz: str) -> list[Any]:
     """The controls of `framework` due in `period`, as SQL conditions: the cadence rule is evaluated once per
     distinct cadence (a handful), not once per control (ten thousand in a large framework)."""
-    start, end = quarter_bounds(period, tz)
+    start, end = periods.quarter_bounds(period, tz)
     active = (Control.framework_id == framework.id, col(Control.active) == True)  # noqa: E712
     cadences = db.exec(select(Control.cadence).distinct().where(*active)).all()
     return [*active, col(Control.cadence).in_([c for c in cadences if due_within(c, start, end, tz)])]
@@ -113,7 +113,7 @@ def open_audit(framework_name: str, period: str, evidence_window_days: int = 5,
     tz = get_settings().timezone
     with unit() as db:
         framework = _framework(db, framework_name)
-        start, end = quarter_bounds(period, tz)
+        start, end = periods.quarter_bounds(period, tz)
         occasion, _ = occasions.open_occasion(
             db, process=PROCESS, key=f"{framework.name} {period}", title=f"{framework.name} audit {period}",
             period_start=start, period_end=end, status=OccasionStatus.collecting, phase="collecting")
