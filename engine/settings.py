@@ -49,6 +49,10 @@ class Settings(BaseSettings):
                                               "mail server when OPS_MAIL_URL is unset).")
     mail_catcher: bool = Field(True, description="Serve the caught-mail inbox page at /inbox on the gateway.")
     timezone: str = Field("Europe/London", description="Organisation time zone for schedules and deadlines.")
+    currency: str = Field("GBP", description="ISO 4217 code of the organisation's currency: every amount in the "
+                                             "registry is in it, and is shown with its symbol.")
+    locale: str = Field("en_GB", description="Locale of the organisation's numbers and amounts (thousands separator, "
+                                             "decimal mark, where the currency symbol goes), e.g. en_GB, de_DE.")
     holidays: list[str] = Field(
         default_factory=list, description="Non-working dates (YYYY-MM-DD) skipped when counting working days."
     )
@@ -95,6 +99,20 @@ class Settings(BaseSettings):
         if "mail_url" not in self.model_fields_set:
             self.mail_url = SecretStr(
                 f"mailto://{self.smtp_host}:{self.smtp_port}?from=opsdirector%40localhost&mode=insecure")
+        return self
+
+    @model_validator(mode="after")
+    def _known_currency_and_locale(self) -> Settings:
+        # Refused at start, naming the value: a typo would otherwise surface as the first message that fails.
+        from babel import Locale, UnknownLocaleError
+        from babel.numbers import list_currencies
+
+        try:
+            Locale.parse(self.locale)
+        except (UnknownLocaleError, ValueError) as error:
+            raise ValueError(f"OPS_LOCALE {self.locale!r} is not a locale babel knows (e.g. en_GB, de_DE)") from error
+        if self.currency not in list_currencies():
+            raise ValueError(f"OPS_CURRENCY {self.currency!r} is not an ISO 4217 currency code (e.g. GBP, EUR)")
         return self
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from engine import formats
 from registry.clock import as_utc
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -42,6 +43,10 @@ def environment() -> Environment:
     )
     env.filters["when"] = _format_when
     env.filters["in_sentence"] = in_sentence
+    # One format for money and numbers everywhere, in the organisation's currency and locale.
+    env.filters["money"] = formats.money
+    env.filters["number"] = formats.number
+    env.filters["percent"] = formats.percent
     return env
 
 

@@ -48,3 +48,23 @@ def test_pages_escape_what_people_typed() -> None:
 ])
 def test_a_title_reads_inside_a_sentence_without_losing_its_acronyms(title: str, expected: str) -> None:
     assert in_sentence(title) == expected
+
+
+@pytest.mark.parametrize(("currency", "locale", "shown"), [
+    ("GBP", "en_GB", "£13,000.00 for 54,279 items, 12.5% of stock"),
+    ("EUR", "de_DE", "13.000,00\xa0€ for 54.279 items, 12,5\xa0% of stock"),
+])
+def test_templates_format_money_and_numbers_in_the_organisations_currency_and_locale(
+        currency: str, locale: str, shown: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.settings import get_settings
+    from engine.templates import environment
+
+    monkeypatch.setenv("OPS_CURRENCY", currency)
+    monkeypatch.setenv("OPS_LOCALE", locale)
+    get_settings.cache_clear()
+    try:
+        template = environment().from_string("{{ a | money }} for {{ n | number }} items, {{ s | percent }} of stock")
+        assert template.render(a="13000.00", n=54279, s=0.125) == shown
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
