@@ -148,10 +148,11 @@ def ask_many(session: Session, asks: Sequence[Ask]) -> list[HumanStep]:
         insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
         session.flush()
         created: dict[str, HumanStep] = {}
-        for start in range(0, len(rows), _MANY):
-            statement = (insert(HumanStep).values(rows[start:start + _MANY]).on_conflict_do_nothing()
-                         .returning(HumanStep))
-            created.update((step.key, step) for step in session.scalars(statement))
+        # One statement given every row (executemany, batched by SQLAlchemy into multi-row INSERTs), compiled once
+        # and cached: a statement with the rows in its VALUES is compiled afresh each time, which cost more than
+        # the inserts.
+        statement = insert(HumanStep).on_conflict_do_nothing().returning(HumanStep)
+        created.update((step.key, step) for step in session.scalars(statement, rows))
         found.update(created)
         lost = [a.key for a in new if a.key not in created]  # another caller asked these first: theirs stand
         if lost:

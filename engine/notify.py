@@ -186,11 +186,11 @@ def enqueue_many(db: Session, messages: Sequence[Queued], *, preview_only: bool 
         insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
         db.flush()
         inserted: dict[str, list[tuple[int, int]]] = {}
-        for start in range(0, len(rows), _MANY):
-            for row_id, key, channel in db.execute(
-                    insert(Notification).values(rows[start:start + _MANY]).on_conflict_do_nothing()
-                    .returning(col(Notification.id), col(Notification.message_key), col(Notification.channel))):
-                inserted.setdefault(key, []).append((channel, row_id))
+        # Every row given to one cached statement (see engine.human_steps.ask_many), on the connection: Core.
+        table = Notification.__table__  # type: ignore[attr-defined]
+        statement = insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.message_key, table.c.channel)
+        for row_id, key, channel in db.connection().execute(statement, rows):
+            inserted.setdefault(key, []).append((channel, row_id))
         found.update((key, [i for _, i in sorted(pairs)]) for key, pairs in inserted.items())
         if not preview_only or db.info.get(PREVIEW):
             db.info.setdefault(QUEUED, []).extend(sorted(i for ids_ in inserted.values() for _, i in ids_))
