@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from python_multipart.multipart import parse_options_header
+from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -134,19 +135,29 @@ def _widget(extra: dict[str, Any], annotation: Any) -> str:
     return "text"
 
 
-def _fields(model: type[BaseModel], values: dict[str, str], errors: dict[str, str]) -> list[FieldView]:
+def _fields(model: type[BaseModel], values: dict[str, str], errors: dict[str, str],
+            on_behalf_of: str | None = None) -> list[FieldView]:
+    """The form's fields; answered for someone else, in the words the field declares for that (`on_behalf`:
+    title, description and labels with "{person}" for the name), so "Are you safe?" reads "Is Ann Smith safe?"."""
     views = []
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        labels = typing.cast(dict[str, str], extra.get("labels", {}))
-        choices = [(str(c), labels.get(str(c), str(c))) for c in typing.get_args(info.annotation)
-                   if isinstance(c, str)]
+        words = typing.cast(dict[str, Any], extra.get("on_behalf", {})) if on_behalf_of else {}
+        labels = {**typing.cast(dict[str, str], extra.get("labels", {})), **words.get("labels", {})}
+        choices = [(str(c), _naming(labels.get(str(c), str(c)), on_behalf_of))
+                   for c in typing.get_args(info.annotation) if isinstance(c, str)]
+        label = words.get("title") or info.title or name.replace("_", " ").capitalize()
         views.append(FieldView(
-            name=name, label=info.title or name.replace("_", " ").capitalize(), help=info.description or "",
+            name=name, label=_naming(label, on_behalf_of),
+            help=_naming(words.get("description") or info.description or "", on_behalf_of),
             widget=_widget(extra, info.annotation), required=info.is_required(), choices=choices,
             value=values.get(name, ""), error=errors.get(name, ""),
         ))
     return views
+
+
+def _naming(text: str, person: str | None) -> str:
+    return text.replace("{person}", person) if person else text
 
 
 @dataclass
@@ -194,14 +205,26 @@ class _TooLarge(MultiPartException):
         super().__init__("body too large")
 
 
-def _show(step: HumanStep, person: Person, token: str, values: dict[str, str], errors: dict[str, str],
-          status: int = 200) -> HTMLResponse:
+def _asked(db: Session, step: HumanStep, person: Person) -> Person:
+    """Whom the step asks: the person at the link, or the one they answer for (a warden for a missing person,
+    a manager for an overdue report, a delegate)."""
+    if step.person_id == person.id:
+        return person
+    asked = db.get(Person, step.person_id)
+    assert asked is not None
+    return asked
+
+
+def _show(db: Session, step: HumanStep, person: Person, token: str, values: dict[str, str],
+          errors: dict[str, str], status: int = 200) -> HTMLResponse:
     model = form_model(step.form)
     shown = {k: v for k, v in step.details.items() if not k.startswith("_")}
+    asked = _asked(db, step, person)
+    on_behalf_of = asked.name if asked.id != person.id else None
     return _page("step.html", {
-        "step": step, "person": person, "details": shown, "csrf": links.csrf_for(token),
+        "step": step, "person": person, "asked": asked, "details": shown, "csrf": links.csrf_for(token),
         "attachment": f"/s/{token}/attachment" if step.details.get(ATTACHMENT) else None,
-        "fields": _fields(model, values, errors), "form_error": errors.get("__all__", ""),
+        "fields": _fields(model, values, errors, on_behalf_of), "form_error": errors.get("__all__", ""),
         "multipart": any(f.widget == "file" for f in _fields(model, {}, {})),
     }, status=status)
 
@@ -213,7 +236,7 @@ def _view(token: str) -> HTMLResponse:
             assert check.refusal is not None
             return _refused(check.refusal)
         assert check.step is not None and check.person is not None
-        return _show(check.step, check.person, token, {}, {})
+        return _show(db, check.step, check.person, token, {}, {})
 
 
 def _attachment(token: str) -> Response:
@@ -370,7 +393,7 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
         try:
             parsed = _validate(model, values, uploads)
         except ValidationError as error:
-            return _show(step, person, token, values, _errors(error), status=422)
+            return _show(db, step, person, token, values, _errors(error), status=422)
         answer = parsed.model_dump(mode="json")
         if not record_answer(db, step=step, person=person, answer=answer, ip=meta[0], user_agent=meta[1]):
             db.rollback()
@@ -385,9 +408,11 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
                 except OSError as error:
                     raise _NotStored from error
         title, moves_an_action = step.title, step.subject_type == findings.SUBJECT
+        asked = _asked(db, step, person)
+        on_behalf_of = asked.name if asked.id != person.id else None
     if moves_an_action:
         _apply_to_action(step_id)
-    response = _page("answered.html", {"title": title, "answer": answer})
+    response = _page("answered.html", {"title": title, "answer": answer, "on_behalf_of": on_behalf_of})
     # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
     # Right after the page is sent, then a few more tries (a run can still be suspending), then the sweep.
     response.background = BackgroundTask(_hand_back_soon, step_id)

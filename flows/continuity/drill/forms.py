@@ -16,11 +16,16 @@ class DrillAck(BaseModel):
     status: Literal["accounted", "needs_assistance"] = Field(
         title="Are you safe?",
         json_schema_extra={"widget": "radio", "labels": {
-            "accounted": "I am accounted for", "needs_assistance": "I need assistance"}},
+            "accounted": "I am accounted for", "needs_assistance": "I need assistance"},
+            # A warden or manager answering from the escalation accounts for someone else.
+            "on_behalf": {"title": "Is {person} safe?", "labels": {
+                "accounted": "{person} is accounted for", "needs_assistance": "{person} needs assistance"}}},
     )
     location: str = Field(
         "", title="Where are you?", description="Assembly point, floor or room; needed if you need assistance.",
         max_length=200,
+        json_schema_extra={"on_behalf": {"title": "Where is {person}?", "description": (
+            "Assembly point, floor or room; needed if {person} needs assistance.")}},
     )
 
     @model_validator(mode="after")

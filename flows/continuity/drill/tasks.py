@@ -158,7 +158,7 @@ def open_drill(params: DrillParameters) -> Opened:
             Request(Ask(key=f"drill-{drill.id}-person-{person.id}", person_id=person.id or 0, form="drill_ack",
                         title=title, subject_type="drill", subject_id=drill.id or 0, due_at=drill.escalate_at,
                         expires_at=drill.closes_at, actor=ACTOR,
-                        details={"facility": facility.name, "area": entry.area or "—",
+                        details={"participant": person.name, "facility": facility.name, "area": entry.area or "—",
                                  "drill": "unscheduled" if drill.unscheduled else "scheduled"},
                         escalate_to=tuple(w for w in wardens if w != person.id)),
                     template=f"{TEMPLATES}/started", context={**context, "area": entry.area})

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from engine import gate, notify
+from engine import formats, gate, notify
 from engine.answers import Decision
 from engine.deadlines import answer_window
 from engine.work import unit
@@ -55,14 +55,19 @@ def ask_approver(request_id: int, level: int, approval_days: int) -> int:
         step = gate.ask(db, key=f"purchase-{request_id}-level-{level}", approver_id=request.approvers[level - 1],
                         requested_by_id=request.requester_id,
                         title=f"Approve purchase request {request.key} ({context['vendor']['name']}, "
-                              f"{request.amount:.2f})",
+                              f"{formats.money(request.amount)})",
                         subject_type="purchase_request", subject_id=request_id, due_at=due, expires_at=final,
                         template=f"{TEMPLATES}/approval", context={**context, "level": level, "approved_by": earlier},
                         actor=ACTOR,
-                        details={"vendor": context["vendor"]["name"], "amount": f"{request.amount:.2f}",
-                                 "lines": len(context["lines"]), "requested by": context["requester"]["name"],
+                        details={"vendor": context["vendor"]["name"], "amount": formats.money_detail(request.amount),
+                                 "requested by": context["requester"]["name"],
                                  "level": f"{level} of {len(request.approvers)}",
-                                 "approved before": ", ".join(earlier) or "nobody yet"})
+                                 "approved before": ", ".join(earlier) or "nobody yet",
+                                 "lines": [{"SKU": line["sku"], "description": line["description"],
+                                            "quantity": line["quantity"],
+                                            "unit cost": formats.money_detail(line["unit_cost"]),
+                                            "amount": formats.money_detail(line["amount"])}
+                                           for line in context["lines"]]})
         request.current_step_id = step.id
         db.add(request)
         return step.id or 0

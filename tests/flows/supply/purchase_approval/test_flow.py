@@ -38,12 +38,14 @@ def test_a_mid_size_request_needs_the_manager(prefect_api: str, gateway: Gateway
     link = approval_link(smtp, org.manager)
     page = gateway.client.get(link)
     assert "Approve purchase request" in page.text and "Pia Planner" in page.text
+    # The amount in the organisation's currency and locale, and every line listed, not counted.
+    assert "£2,000.00" in page.text and "Lines" in page.text and "£40.00" in page.text and ">50<" in page.text
     assert answer_link(gateway.client, link, {"decision": "approve", "comment": "Go ahead."}).status_code == 200
     approved = finished(thread, outcome, "the approval run")
 
     assert (approved.status, approved.approved_levels, approved.levels) == ("ordered", 1, 1)
     [order] = smtp.wait_for(1, to=org.contact.email)
-    assert order.subject.startswith("Purchase order") and "2000.00" in order.text
+    assert order.subject.startswith("Purchase order") and "£2,000.00" in order.text
     [event] = events("purchase_request.approved")
     assert event.actor == org.manager.email and event.data["level"] == 1 and event.data["comment"] == "Go ahead."
 
