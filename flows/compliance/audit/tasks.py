@@ -129,10 +129,13 @@ def open_audit(framework_name: str, period: str, evidence_window_days: int = 5,
                 ["audit_id", "control_id", "owner_id", "note"],
                 select(literal(audit.id), Control.id, Control.owner_id, literal(""))
                 .where(*_due_where(db, framework, period, tz))))
+            # Read back through the audit's own tests (refs only): the control filter again reads the framework twice.
+            refs = list(db.exec(select(Control.ref).join(ControlTest, col(ControlTest.control_id) == Control.id)
+                                .where(ControlTest.audit_id == audit.id).order_by(col(Control.ref))))
             trail.record(db, actor=ACTOR, action="audit.opened", entity_type="audit", entity_id=audit.id or 0,
                          data={"framework": framework.name, "period": period, "occasion_id": occasion.id,
-                               "controls": [c.ref for _, c in _tests(db, audit.id or 0)],
-                               "evidence_due_at": due.isoformat()})
+                               "controls": refs, "evidence_due_at": due.isoformat()})
+            return AuditState(audit_id=audit.id or 0, phase=occasion.phase, evidence_due_at=due, controls=len(refs))
         return _state(db, audit, occasion)
 
 
