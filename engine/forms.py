@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 F = TypeVar("F", bound=type[BaseModel])
 
@@ -12,9 +12,16 @@ _FORMS: dict[str, type[BaseModel]] = {}
 
 
 def register_form(name: str) -> Any:
-    """Class decorator: make a form model answerable through the gateway under `name`."""
+    """Class decorator: make a form model answerable through the gateway under `name`.
+
+    The model declares its title (`model_config = ConfigDict(title=...)`): what people read wherever the form is
+    named (the operations report's latency table), never `name`, which is for the registry.
+    """
 
     def _register(model: F) -> F:
+        if not model.model_config.get("title"):
+            raise ValueError(f"form {name!r} ({model.__qualname__}) declares no title: give it "
+                             "model_config = ConfigDict(title=...), the name people read")
         existing = _FORMS.get(name)
         if existing is not None and existing.__qualname__ != model.__qualname__:
             raise ValueError(f"form {name!r} is already registered by {existing.__qualname__}")
@@ -47,6 +54,14 @@ def form_model(name: str) -> type[BaseModel]:
         raise KeyError(f"no form registered under {name!r}; known: {sorted(_FORMS)}") from None
 
 
+def form_title(name: str) -> str:
+    """The title people read for the form registered as `name`; a form no longer registered keeps its name."""
+    try:
+        return str(form_model(name).model_config.get("title") or name)
+    except KeyError:
+        return name
+
+
 class UploadedFile(BaseModel):
     """A file the gateway stored content-addressed; the SHA-256 is what the trail keeps."""
 
@@ -58,6 +73,8 @@ class UploadedFile(BaseModel):
 
 @register_form("approval")
 class Approval(BaseModel):
+    model_config = ConfigDict(title="Approval decision")
+
     comment: str = Field(
         "", title="Comment", description="Required when you reject: it is sent to the people concerned.",
         max_length=4000, json_schema_extra={"widget": "textarea"},
@@ -76,6 +93,8 @@ class Approval(BaseModel):
 @register_form("action_done")
 class ActionDone(BaseModel):
     """The owner of a corrective action reports it done (engine.findings: the verifier is asked next)."""
+
+    model_config = ConfigDict(title="Corrective action done")
 
     what_was_done: str = Field(
         title="What was done", description="What you changed, and how it keeps the finding from recurring.",
@@ -97,6 +116,8 @@ class ActionDone(BaseModel):
 @register_form("action_verification")
 class ActionVerification(BaseModel):
     """The verifier's check that a corrective action worked; not effective sends it back to its owner."""
+
+    model_config = ConfigDict(title="Corrective action verification")
 
     effective: Literal["yes", "no"] = Field(
         title="Effective?", description="Does what was done remove the finding's cause?",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from engine.forms import UploadedFile, register_form
 
 
 @register_form("attestation")
 class Attestation(BaseModel):
+    model_config = ConfigDict(title="Control attestation")
+
     result: Literal["pass", "fail"] = Field(
         title="Result", description="Does the control operate as described for this period?",
         json_schema_extra={"widget": "radio", "labels": {"pass": "Operating (pass)", "fail": "Not operating (fail)"}},

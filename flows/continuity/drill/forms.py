@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.forms import register_form
 
@@ -12,6 +12,8 @@ from engine.forms import register_form
 @register_form("drill_ack")
 class DrillAck(BaseModel):
     """A participant's answer to the alert: accounted for, or in need of assistance and where."""
+
+    model_config = ConfigDict(title="Drill headcount answer")
 
     status: Literal["accounted", "needs_assistance"] = Field(
         title="Are you safe?",
@@ -38,6 +40,8 @@ class DrillAck(BaseModel):
 @register_form("drill_recovery")
 class DrillRecovery(BaseModel):
     """The exercise lead's report of a continuity exercise: when the service was back, and what was lost."""
+
+    model_config = ConfigDict(title="Exercise recovery report")
 
     restored_after_minutes: float | None = Field(
         None, title="Service restored after (minutes)",

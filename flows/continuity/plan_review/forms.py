@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from engine.forms import register_form
 
@@ -14,6 +14,8 @@ FORM = "plan_review"
 @register_form(FORM)
 class PlanReview(BaseModel):
     """The owner's answer: the plan stands as it is (confirm), or it changed (revise)."""
+
+    model_config = ConfigDict(title="Continuity plan review")
 
     rto_minutes: int | None = Field(
         None, title="New RTO (minutes)",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -176,10 +176,14 @@ class LatencyRow:
     median_hours: float | None
     p90_hours: float | None
     late: int
+    title: str = ""
+    """The form's title, what the report shows; `form` is its registered name, what the CSV keeps."""
 
 
-def latency_rows(steps: Iterable[tuple[str, str, datetime, datetime, datetime]]) -> list[LatencyRow]:
-    """(kind, form, asked, answered, due) per answered step → hours from asking to answer, per kind and form."""
+def latency_rows(steps: Iterable[tuple[str, str, datetime, datetime, datetime]],
+                 titles: Mapping[str, str] | None = None) -> list[LatencyRow]:
+    """(kind, form, asked, answered, due) per answered step → hours from asking to answer, per kind and form;
+    each row titled as `titles` names its form (the form's declared title), else by the form's name."""
     groups: dict[tuple[str, str], list[tuple[float, bool]]] = {}
     for kind, form, asked, answered, due in steps:
         hours = max((_utc(answered) - _utc(asked)).total_seconds(), 0) / 3600
@@ -188,7 +192,8 @@ def latency_rows(steps: Iterable[tuple[str, str, datetime, datetime, datetime]])
     for (kind, form), answers in sorted(groups.items()):
         took = [h for h, _ in answers]
         rows.append(LatencyRow(kind=kind, form=form, answered=len(answers), median_hours=statistics.median(took),
-                               p90_hours=percentile(took, 0.9), late=sum(late for _, late in answers)))
+                               p90_hours=percentile(took, 0.9), late=sum(late for _, late in answers),
+                               title=(titles or {}).get(form, form)))
     return rows
 
 

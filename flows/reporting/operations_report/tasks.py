@@ -17,6 +17,7 @@ from sqlmodel import col, func, select
 
 from engine import notify, occasions, processes
 from engine.exports import csv_bytes
+from engine.forms import form_title
 from engine.periods import Period
 from engine.reports import SavedReport, report_path, save_pdf, save_report
 from engine.templates import render_page
@@ -118,7 +119,8 @@ def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
         steps = db.execute(sa.select(col(HumanStep.kind), col(HumanStep.form), col(HumanStep.created_at), answered,
                                      col(HumanStep.due_at))
                            .where(col(HumanStep.status) == StepStatus.answered, answered >= start, answered < end))
-        return rules.latency_rows((k, f, asked, done, due) for k, f, asked, done, due in steps if done)
+        answers = [(k, f, asked, done, due) for k, f, asked, done, due in steps if done]
+    return rules.latency_rows(answers, titles={form: form_title(form) for _, form, *_ in answers})
 
 
 @task
