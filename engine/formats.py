@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from babel import Locale
-from babel.numbers import NumberPattern, format_currency, parse_pattern
+from babel.numbers import NumberPattern, format_currency, get_currency_precision, parse_pattern
 
 from engine.settings import get_settings
 
@@ -39,9 +39,12 @@ def money(value: Any, currency: str | None = None, locale: str | None = None) ->
     if isinstance(value, dict) and MONEY in value:
         value, currency = value[MONEY], currency or value.get("currency")
     settings = get_settings()
+    currency = currency or settings.currency
     amount = _decimal(value)
-    # -0.00 as the registry may hold it is shown as 0.00; nothing else is rounded here (a unit cost keeps its 4).
-    return str(format_currency(abs(amount) if amount == 0 else amount, currency or settings.currency,
+    if isinstance(value, float):  # a computed total (a sum at cost), to the currency's smallest unit
+        amount = amount.quantize(Decimal(1).scaleb(-get_currency_precision(currency)), ROUND_HALF_UP)
+    # A registry amount is exact, and shown so: a unit cost held to four places keeps them; -0.00 is 0.00.
+    return str(format_currency(abs(amount) if amount == 0 else amount, currency,
                                locale=locale or settings.locale, decimal_quantization=False))
 
 

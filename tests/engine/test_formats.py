@@ -27,6 +27,9 @@ NBSP = "\xa0"
     ("13000.00", "GBP", "en_GB", "£13,000.00"),  # as a message's stored context holds it
     (2000, "GBP", "en_GB", "£2,000.00"),
     (0.1, "EUR", "de_DE", f"0,10{NBSP}€"),
+    (54279.373, "GBP", "en_GB", "£54,279.37"),  # a computed float total, to the penny
+    (54279.375, "EUR", "de_DE", f"54.279,38{NBSP}€"),
+    (1234.5, "JPY", "en_GB", "JP¥1,235"),  # to the currency's own smallest unit
     (None, "GBP", "en_GB", "—"),
 ])
 def test_money_is_in_the_currency_and_locale_given(value: object, currency: str, locale: str, shown: str) -> None:
