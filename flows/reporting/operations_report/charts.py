@@ -33,6 +33,7 @@ _STYLE: dict[Any, Any] = {
 # labels (at most five characters, see _compact) to the left, half a date label past the right edge.
 _ABOVE, _BELOW, _LEFT, _RIGHT, _BETWEEN_COLUMNS = 0.36, 0.22, 0.42, 0.22, 0.5
 _MOST_DATE_TICKS = 7
+_ROW_INCHES, _GRID_EXTRA_INCHES = 1.6, 0.3
 
 
 def _figure(height: float) -> Any:
@@ -89,6 +90,26 @@ def _date_axis(ax: Any, first: date, last: date) -> None:
         ax.xaxis.set_major_formatter(DateFormatter("%Y"))
 
 
+def _grid(charts: int) -> tuple[int, int, float]:
+    """Columns, rows and the height in inches of the KPI grid: every row as tall as every other."""
+    columns = 2 if charts > 1 else 1
+    rows = math.ceil(charts / columns)
+    return columns, rows, _ROW_INCHES * rows + _GRID_EXTRA_INCHES
+
+
+def kpi_strips(kpis: Sequence[KpiRow]) -> list[tuple[float, float]]:
+    """Each row of the KPI grid as the part of the one picture to show: how far down the picture the row starts
+    and how tall it is, in per cent of the picture's width (CSS paddings and margins in per cent are of the
+    width). The page shows the picture once per row, cropped to it, so a page can break between rows (a picture
+    cannot break) while the file, the PDF and the e-mail hold one picture."""
+    drawn = sum(bool(k.points) for k in kpis)
+    if not drawn:
+        return []
+    _, rows, height = _grid(drawn)
+    pitch = height / rows  # the margins of _ABOVE/_BELOW make every row's share of the height the same
+    return [(100 * i * pitch / _WIDTH_INCHES, 100 * pitch / _WIDTH_INCHES) for i in range(rows)]
+
+
 def kpi_trends(kpis: Sequence[KpiRow], period: Period, path: Path) -> Path | None:
     """One small chart per KPI with measurements: a year of them, the target dashed, the period shaded and its
     mean drawn across it in the status colour. None (and no file at `path`) when no KPI has a measurement."""
@@ -99,10 +120,8 @@ def kpi_trends(kpis: Sequence[KpiRow], period: Period, path: Path) -> Path | Non
     if not drawn:
         _nothing_at(path)
         return None
-    columns = 2 if len(drawn) > 1 else 1
-    rows = math.ceil(len(drawn) / columns)
+    columns, rows, height = _grid(len(drawn))
     first, last = chart_window(period)
-    height = 0.3 + 1.9 * rows
     panel_height = (height - _ABOVE - _BELOW - (rows - 1) * (_ABOVE + _BELOW)) / rows
     panel_width = (_WIDTH_INCHES - _LEFT - _RIGHT - (columns - 1) * _BETWEEN_COLUMNS) / columns
     with matplotlib.rc_context(_STYLE):

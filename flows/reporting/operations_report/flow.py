@@ -92,7 +92,7 @@ def operations_report(params: ReportParameters = ReportParameters()) -> ReportOu
                               resolution=findings.resolution,
                               latency=latency_section(period, tz), vendors=vendor_section(), inventory=health,
                               shortages=shortages, obligations=obligations_section(now))
-    top = rules.headline(sections)
+    top = rules.headline(sections, period_over=periods.today(at=now, tz=tz) > period.end)
     files = render(period, sections, top, now, tz)
     record(period, files, now, tz)
     built = time.perf_counter() - began

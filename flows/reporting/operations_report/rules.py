@@ -50,6 +50,43 @@ class Trend(StrEnum):
     unknown = "no comparison"
 
 
+class Tone(StrEnum):
+    """How a figure is coloured: good or bad by the KPI's direction, neutral when there is nothing to judge."""
+
+    good = "good"
+    bad = "bad"
+    neutral = "neutral"
+
+
+class Arrow(StrEnum):
+    """Which way the number itself moved, whatever that means for the KPI."""
+
+    up = "up"
+    down = "down"
+    flat = "flat"
+    none = "none"
+
+
+@dataclass(frozen=True)
+class Change:
+    arrow: Arrow
+    tone: Tone
+
+
+TREND_TONE = {Trend.improving: Tone.good, Trend.worsening: Tone.bad, Trend.steady: Tone.neutral,
+              Trend.unknown: Tone.neutral}
+
+
+def change_mark(change: float | None, direction_of: Trend, places: int = 1) -> Change:
+    """The arrow follows the sign of the change as shown (rounded to `places`), so "−0.1" never points up; the
+    colour follows the trend, which knows whether lower or higher is better for this KPI."""
+    if change is None:
+        return Change(Arrow.none, Tone.neutral)
+    shown = round(change, places)
+    arrow = Arrow.up if shown > 0 else Arrow.down if shown < 0 else Arrow.flat
+    return Change(arrow, TREND_TONE[direction_of])
+
+
 def kpi_status(value: float | None, target: float, direction: str) -> Status:
     """Met when the figure is at the target or on its better side."""
     if value is None:
@@ -95,6 +132,7 @@ class KpiRow:
     change: float | None
     status: Status
     trend: Trend
+    mark: Change
     points: tuple[tuple[date, float], ...] = field(default=(), repr=False)
 
 
@@ -110,12 +148,13 @@ def summarize_kpi(spec: KpiSpec, points: Iterable[tuple[date, float]], period: P
     inside = [(d, v) for d, v in shown if period.start <= d <= period.end]
     value = _mean([v for _, v in inside])
     previous = _mean([v for d, v in shown if before.start <= d <= before.end])
+    change = None if value is None or previous is None else value - previous
+    moved = trend(value, previous, spec.target, spec.direction)
     return KpiRow(
         spec=spec, value=value, latest=inside[-1][1] if inside else None,
         latest_on=inside[-1][0] if inside else None, measurements=len(inside), previous=previous,
-        change=None if value is None or previous is None else value - previous,
-        status=kpi_status(value, spec.target, spec.direction),
-        trend=trend(value, previous, spec.target, spec.direction), points=shown)
+        change=change, status=kpi_status(value, spec.target, spec.direction), trend=moved,
+        mark=change_mark(change, moved), points=shown)
 
 
 AGE_BUCKETS = ("0–30 days", "31–60 days", "61–90 days", "over 90 days")
@@ -254,6 +293,45 @@ class FindingsSection:
     resolution: Resolution
 
 
+class ScoreNote(StrEnum):
+    """What the latest score shown is, or why there is none."""
+
+    scored = "scored in the newest review"
+    earlier = "no deliveries in the newest review"
+    unscored = "no deliveries scored yet"
+    never = "no scorecard yet"
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    period: str
+    score: float | None
+
+
+@dataclass(frozen=True)
+class LatestScore:
+    score: float | None = None
+    scored_period: str = ""
+    reviewed_period: str = ""
+    note: ScoreNote = ScoreNote.never
+
+
+def latest_score(cards: Iterable[Scorecard]) -> LatestScore:
+    """The newest score a vendor earned and, when the newest review had nothing to score (no deliveries in its
+    quarter), that earlier score with the reason: a review without deliveries does not wipe out the last one.
+    Quarters ("2026-Q3") sort as text; cards of one period keep the order given (oldest first)."""
+    ordered = sorted(cards, key=lambda c: c.period)
+    if not ordered:
+        return LatestScore()
+    newest = ordered[-1]
+    scored = [c for c in ordered if c.score is not None]
+    if not scored:
+        return LatestScore(reviewed_period=newest.period, note=ScoreNote.unscored)
+    last = scored[-1]
+    note = ScoreNote.scored if last.period == newest.period else ScoreNote.earlier
+    return LatestScore(score=last.score, scored_period=last.period, reviewed_period=newest.period, note=note)
+
+
 @dataclass(frozen=True)
 class VendorLine:
     code: str
@@ -263,6 +341,8 @@ class VendorLine:
     score: float | None = None
     scored_period: str = ""
     contract_end: date | None = None
+    reviewed_period: str = ""
+    note: ScoreNote = ScoreNote.never
 
 
 @dataclass(frozen=True)
@@ -304,6 +384,31 @@ class Sections:
 STANDINGS = ("preferred", "approved", "probation", "disqualified")
 
 
+class KpiVerdict(StrEnum):
+    """The KPI headline of the report and its mail's subject."""
+
+    none_defined = "no KPIs defined"
+    none_measured_yet = "no KPI measured yet"
+    none_measured = "no KPI measured"
+    all_met = "all on target"
+    some_missed = "some missed"
+
+
+VERDICT_TONE = {KpiVerdict.none_defined: Tone.neutral, KpiVerdict.none_measured_yet: Tone.neutral,
+                KpiVerdict.none_measured: Tone.neutral, KpiVerdict.all_met: Tone.good,
+                KpiVerdict.some_missed: Tone.bad}
+
+
+def kpi_verdict(defined: int, measured: int, met: int, period_over: bool) -> KpiVerdict:
+    """No measurement is no failure: "0 of 0 on target" on the 1st of a month is a period not yet measured,
+    not one that missed everything. Only a measured KPI off target makes the headline bad."""
+    if not defined:
+        return KpiVerdict.none_defined
+    if not measured:
+        return KpiVerdict.none_measured if period_over else KpiVerdict.none_measured_yet
+    return KpiVerdict.all_met if met == measured else KpiVerdict.some_missed
+
+
 @dataclass(frozen=True)
 class Headline:
     kpis: int
@@ -317,6 +422,8 @@ class Headline:
     actions_verified: int
     actions_awaiting_verification: int
     answered_steps: int
+    approvals_answered: int
+    requests_answered: int
     approval_median_hours: float | None
     request_median_hours: float | None
     obligations: int
@@ -326,6 +433,11 @@ class Headline:
     stock_items: int
     items_at_or_below: int
     standings: dict[str, int]
+    kpi_verdict: KpiVerdict
+    kpi_tone: Tone
+
+
+APPROVAL_KIND = "approval"  # registry.steps' kind of a step that approves; every other kind asks for something
 
 
 def _pooled_median(rows: Sequence[LatencyRow], kind: str) -> float | None:
@@ -336,19 +448,25 @@ def _pooled_median(rows: Sequence[LatencyRow], kind: str) -> float | None:
     return sum((r.median_hours or 0) * r.answered for r in own) / sum(r.answered for r in own)
 
 
-def headline(sections: Sections) -> Headline:
+def headline(sections: Sections, *, period_over: bool = True) -> Headline:
+    """The report's headline figures; `period_over` whether the period had ended when the report was built."""
     standings = {s: sum(v.standing == s for v in sections.vendors) for s in STANDINGS}
     health = sections.inventory
+    measured = sum(k.status != Status.no_data for k in sections.kpis)
+    met = sum(k.status == Status.met for k in sections.kpis)
+    verdict = kpi_verdict(len(sections.kpis), measured, met, period_over)
+    approvals = sum(r.answered for r in sections.latency if r.kind == APPROVAL_KIND)
     return Headline(
-        kpis=len(sections.kpis), kpis_measured=sum(k.status != Status.no_data for k in sections.kpis),
-        kpis_met=sum(k.status == Status.met for k in sections.kpis),
+        kpis=len(sections.kpis), kpis_measured=measured, kpis_met=met,
+        kpi_verdict=verdict, kpi_tone=VERDICT_TONE[verdict],
         open_findings=sum(a.findings for a in sections.ages),
         findings_over_90=sum(a.findings for a in sections.ages if a.bucket == AGE_BUCKETS[-1]),
         open_actions=sum(a.actions for a in sections.ages), overdue_actions=sum(a.overdue for a in sections.ages),
         findings_closed=sections.resolution.findings_closed, actions_verified=sections.resolution.actions_verified,
         actions_awaiting_verification=sections.resolution.awaiting_verification,
-        answered_steps=sum(r.answered for r in sections.latency),
-        approval_median_hours=_pooled_median(sections.latency, "approval"),
+        answered_steps=sum(r.answered for r in sections.latency), approvals_answered=approvals,
+        requests_answered=sum(r.answered for r in sections.latency) - approvals,
+        approval_median_hours=_pooled_median(sections.latency, APPROVAL_KIND),
         request_median_hours=_pooled_median(sections.latency, "form"),
         obligations=len(sections.obligations), obligations_overdue=sum(o.overdue for o in sections.obligations),
         vendors=len(sections.vendors), vendors_at_risk=standings["probation"] + standings["disqualified"],
@@ -369,7 +487,8 @@ def figures(period: Period, sections: Sections, top: Headline) -> list[Figure]:
     rows: list[Figure] = [
         ("period", period.key, "first day", period.start.isoformat(), "", None, "", period.label),
         ("period", period.key, "last day", period.end.isoformat(), "", None, "", period.label),
-        ("summary", "KPIs", "met", top.kpis_met, "KPIs", top.kpis_measured, "", f"of {top.kpis} defined"),
+        ("summary", "KPIs", "met", top.kpis_met, "KPIs", top.kpis_measured, top.kpi_verdict.value,
+         f"of {top.kpis} defined"),
         ("summary", "findings", "open", top.open_findings, "findings", None, "", ""),
         ("summary", "findings", "open over 90 days", top.findings_over_90, "findings", None, "", ""),
         ("summary", "corrective actions", "open", top.open_actions, "actions", None, "", ""),
@@ -409,7 +528,8 @@ def figures(period: Period, sections: Sections, top: Headline) -> list[Figure]:
         rows.append(("vendors", s, "vendors", count, "vendors", None, "", ""))
     for v in sections.vendors:
         rows.append(("vendors", f"{v.code} {v.name}", "latest score", _rounded(v.score), "points", None, v.standing,
-                     v.scored_period))
+                     "; ".join(x for x in (v.scored_period, "" if v.note == ScoreNote.scored else v.note.value,
+                                           "" if v.note == ScoreNote.scored else v.reviewed_period) if x)))
     if sections.inventory is not None:
         h = sections.inventory
         rows += [("inventory", "items", "stocked", h.items, "items", None, "", ""),

@@ -125,19 +125,23 @@ def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
 
 @task
 def vendor_section() -> list[rules.VendorLine]:
-    """Active vendors, their standing and their latest score."""
+    """Active vendors, their standing and their latest score (or why there is none)."""
     with unit() as db:
         vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True)).order_by(col(Vendor.code))))
         owners = names_by_id(db, {v.owner_id for v in vendors})
-        latest: dict[int, tuple[str, float | None]] = {}
+        cards: dict[int, list[rules.Scorecard]] = {}
         for vendor_id, period, score in db.exec(select(VendorScorecard.vendor_id, VendorScorecard.period,
                                                        VendorScorecard.score)
                                                 .order_by(col(VendorScorecard.created_at), col(VendorScorecard.id))):
-            latest[vendor_id] = (period, score)
-    return [rules.VendorLine(code=v.code, name=v.name, owner=owners.get(v.owner_id, ""), standing=v.standing.value,
-                             score=latest.get(v.id or 0, ("", None))[1],
-                             scored_period=latest.get(v.id or 0, ("", None))[0], contract_end=v.contract_end)
-            for v in vendors]
+            cards.setdefault(vendor_id, []).append(rules.Scorecard(period, score))
+    lines = []
+    for v in vendors:
+        latest = rules.latest_score(cards.get(v.id or 0, ()))
+        lines.append(rules.VendorLine(code=v.code, name=v.name, owner=owners.get(v.owner_id, ""),
+                                      standing=v.standing.value, score=latest.score,
+                                      scored_period=latest.scored_period, contract_end=v.contract_end,
+                                      reviewed_period=latest.reviewed_period, note=latest.note))
+    return lines
 
 
 @task
@@ -223,6 +227,7 @@ def render(period: Period, sections: rules.Sections, top: rules.Headline, genera
     html = save_report(f"{folder}/report.html", f"{TEMPLATES}/report.html", {
         "period": period, "sections": sections, "top": top, "generated_at": generated_at,
         "person": {"timezone": tz}, "charts": {k: v.name if v else None for k, v in drawn.items()},
+        "kpi_strips": charts.kpi_strips(sections.kpis) if drawn["kpis"] else [],
         "horizon_days": rules.OBLIGATION_HORIZON_DAYS,
         "steady_share": rules.STEADY_SHARE})
     pdf = save_pdf(f"{folder}/report.pdf", html.path.read_text(encoding="utf-8"))
@@ -283,8 +288,8 @@ def publish(period: Period, sections: rules.Sections, top: rules.Headline, files
     """The latest report in the Prefect UI: a markdown summary and the KPI table, under stable keys."""
     summary = render_page(f"{TEMPLATES}/summary.md", {
         "period": period, "sections": sections, "top": top, "files": files, "seconds": seconds})
-    create_markdown_artifact(summary, key=MARKDOWN_ARTIFACT,
-                             description=f"Operations report {period.key}: {top.kpis_met} of {top.kpis} KPIs met")
+    description = render_page(f"{TEMPLATES}/artifact_description.txt", {"period": period, "top": top}).strip()
+    create_markdown_artifact(summary, key=MARKDOWN_ARTIFACT, description=description)
     create_table_artifact(_kpi_table(sections.kpis), key=KPI_ARTIFACT,
                           description=f"KPIs against target, {period.label} ({period.start} to {period.end})")
 
@@ -294,7 +299,8 @@ def _message_context(period: Period, sections: rules.Sections, top: rules.Headli
     """What the e-mail says: the headline, the KPI table and the charts by file name (no measurement series)."""
     kpis = [{**{k: v for k, v in asdict(row).items() if k not in ("points", "spec")}, **asdict(row.spec)}
             for row in sections.kpis]
-    return {"period": {"key": period.key, "label": period.label, "start": period.start, "end": period.end},
+    return {"period": {"key": period.key, "label": period.label, "kind": period.kind, "start": period.start,
+                       "end": period.end},
             "top": asdict(top), "kpis": kpis,
             "charts": {k.removeprefix("chart_"): Path(v).name for k, v in files.items() if k.startswith("chart_")}}
 
