@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import deployment
 from sqlmodel import Session, col, select
 
+from engine import formats
 from engine.followups import fan_out
 from engine.work import unit
 from flows.supply.inventory_reorder.rules import order_quantity
@@ -228,7 +229,7 @@ def publish(day: date, created: list[int]) -> None:
     with unit() as db:
         found = db.exec(select(PurchaseRequest, Vendor).join(Vendor, col(Vendor.id) == PurchaseRequest.vendor_id)
                         .where(col(PurchaseRequest.id).in_(created)).order_by(col(PurchaseRequest.id)))
-        rows = [{"request": r.key, "vendor": v.name, "amount": f"{r.amount:.2f}", "status": r.status.value,
+        rows = [{"request": r.key, "vendor": v.name, "amount": formats.money(r.amount), "status": r.status.value,
                  "approvers": len(r.approvers)} for r, v in found]
     create_table_artifact(rows, key="inventory-reorder", description=f"Purchase requests raised on {day.isoformat()}")
 
