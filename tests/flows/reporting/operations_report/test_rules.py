@@ -8,22 +8,33 @@ from engine.periods import parse as parse_period
 from flows.reporting.operations_report.rules import (
     AGE_BUCKETS,
     STANDINGS,
+    VERDICT_TONE,
     AgeRow,
+    Arrow,
+    Change,
     InventoryHealth,
     KpiSpec,
+    KpiVerdict,
     LatencyRow,
+    LatestScore,
+    Scorecard,
+    ScoreNote,
     Sections,
     Status,
+    Tone,
     Trend,
     age_bucket,
     age_table,
     cadence_due,
+    change_mark,
     chart_window,
     due_soon,
     figures,
     headline,
     kpi_status,
+    kpi_verdict,
     latency_rows,
+    latest_score,
     obligation,
     percentile,
     summarize_kpi,
@@ -162,3 +173,83 @@ def test_figures_hold_the_inventory_and_the_pooled_latency() -> None:
 
 def test_the_standings_counted_are_the_registry_s_in_its_order() -> None:
     assert tuple(standing.value for standing in Standing) == STANDINGS
+
+
+@pytest.mark.parametrize(("defined", "measured", "met", "over", "verdict", "tone"), [
+    (0, 0, 0, True, KpiVerdict.none_defined, Tone.neutral),
+    (7, 0, 0, False, KpiVerdict.none_measured_yet, Tone.neutral),  # the 1st of the month: nothing yet, no failure
+    (7, 0, 0, True, KpiVerdict.none_measured, Tone.neutral),
+    (7, 4, 4, False, KpiVerdict.all_met, Tone.good),
+    (7, 4, 3, True, KpiVerdict.some_missed, Tone.bad),
+    (1, 1, 0, False, KpiVerdict.some_missed, Tone.bad),
+])
+def test_the_kpi_headline_is_bad_only_when_a_measured_kpi_missed(
+        defined: int, measured: int, met: int, over: bool, verdict: KpiVerdict, tone: Tone) -> None:
+    assert kpi_verdict(defined, measured, met, over) == verdict
+    assert VERDICT_TONE[verdict] == tone
+
+
+def test_the_headline_knows_a_period_not_yet_measured_from_one_that_missed() -> None:
+    period = parse_period("2026-12", TODAY)
+    spec = KpiSpec(1, "OTD", "On-time delivery", "%", 95, HIGHER)
+    sections = Sections(kpis=[summarize_kpi(spec, [(date(2026, 11, 20), 96)], period)])
+    running, over = headline(sections, period_over=False), headline(sections)
+    assert (running.kpi_verdict, running.kpi_tone) == (KpiVerdict.none_measured_yet, Tone.neutral)
+    assert (over.kpi_verdict, over.kpi_tone) == (KpiVerdict.none_measured, Tone.neutral)
+    summary = {(r[1], r[2]): r[6] for r in figures(period, sections, running) if r[0] == "summary"}
+    assert summary[("KPIs", "met")] == "no KPI measured yet"
+
+
+@pytest.mark.parametrize(("change", "moved", "arrow", "tone"), [
+    (-0.1, Trend.improving, Arrow.down, Tone.good),  # budget variance falling: down, and good
+    (-1.1, Trend.worsening, Arrow.down, Tone.bad),  # closed on time falling: down, and bad
+    (0.4, Trend.worsening, Arrow.up, Tone.bad),  # response time rising: up, and bad
+    (1.0, Trend.improving, Arrow.up, Tone.good),
+    (0.2, Trend.steady, Arrow.up, Tone.neutral),  # within the tolerance: the number still went up
+    (0.04, Trend.steady, Arrow.flat, Tone.neutral),  # shown as +0.0: no arrow pointing anywhere
+    (0.0, Trend.steady, Arrow.flat, Tone.neutral),
+    (None, Trend.unknown, Arrow.none, Tone.neutral),
+])
+def test_the_arrow_is_the_number_s_direction_and_the_colour_its_meaning(
+        change: float | None, moved: Trend, arrow: Arrow, tone: Tone) -> None:
+    assert change_mark(change, moved) == Change(arrow, tone)
+
+
+@pytest.mark.parametrize(("direction", "before", "now", "arrow", "tone"), [
+    (LOWER, 2.5, 2.4, Arrow.down, Tone.good),
+    (LOWER, 3.5, 3.9, Arrow.up, Tone.bad),
+    (HIGHER, 83.3, 82.2, Arrow.down, Tone.bad),
+    (HIGHER, 98.0, 99.0, Arrow.up, Tone.good),
+])
+def test_a_kpi_row_carries_its_change_mark(direction: Direction, before: float, now: float, arrow: Arrow,
+                                           tone: Tone) -> None:
+    spec = KpiSpec(1, "K", "KPI", "%", 2.0 if direction == LOWER else 90.0, direction.value)
+    row = summarize_kpi(spec, [(date(2026, 10, 10), before), (date(2026, 11, 10), now)], parse_period("2026-11", TODAY))
+    assert row.mark == Change(arrow, tone)
+
+
+@pytest.mark.parametrize(("cards", "latest"), [
+    ([], LatestScore(note=ScoreNote.never)),
+    ([Scorecard("2026-Q3", 89.4)], LatestScore(89.4, "2026-Q3", "2026-Q3", ScoreNote.scored)),
+    # a review of a quarter without deliveries, made later, keeps the score earned before (the bug: it showed —)
+    ([Scorecard("2026-Q3", 89.4), Scorecard("2026-Q4", None)],
+     LatestScore(89.4, "2026-Q3", "2026-Q4", ScoreNote.earlier)),
+    # a quarter reviewed late (after the next one) is not the latest
+    ([Scorecard("2026-Q4", 70.0), Scorecard("2026-Q3", 90.0)],
+     LatestScore(70.0, "2026-Q4", "2026-Q4", ScoreNote.scored)),
+    ([Scorecard("2026-Q3", None), Scorecard("2026-Q4", None)],
+     LatestScore(None, "", "2026-Q4", ScoreNote.unscored)),
+])
+def test_a_vendor_s_latest_score_is_the_newest_it_earned_or_says_why_there_is_none(
+        cards: list[Scorecard], latest: LatestScore) -> None:
+    assert latest_score(cards) == latest
+
+
+def test_the_headline_counts_approvals_apart_from_other_answers() -> None:
+    requests_only = headline(Sections(latency=[LatencyRow("form", "drill_ack", 7, 0.5, 1.0, 0)]))
+    assert (requests_only.answered_steps, requests_only.approvals_answered, requests_only.requests_answered) == \
+        (7, 0, 7)
+    assert requests_only.approval_median_hours is None and requests_only.request_median_hours == 0.5
+    both = headline(Sections(latency=[LatencyRow("approval", "approval", 3, 2.0, 4.0, 0),
+                                      LatencyRow("form", "attestation", 2, 8.0, 9.0, 0)]))
+    assert (both.approvals_answered, both.requests_answered, both.approval_median_hours) == (3, 2, 2.0)
