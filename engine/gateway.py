@@ -160,6 +160,18 @@ def _naming(text: str, person: str | None) -> str:
     return text.replace("{person}", person) if person else text
 
 
+def _as_read(model: type[BaseModel], answer: dict[str, Any], on_behalf_of: str | None) -> list[tuple[str, Any]]:
+    """The answer as the form asked it: each field's label and the choice's words ("Is Ann Smith safe?": "Ann
+    Smith is accounted for"), not its stored names; an empty field left out."""
+    read = []
+    for view in _fields(model, {}, {}, on_behalf_of):
+        value = answer.get(view.name)
+        if value in (None, ""):
+            continue
+        read.append((view.label, dict(view.choices).get(value, value) if isinstance(value, str) else value))
+    return read
+
+
 @dataclass
 class _Upload:
     filename: str
@@ -410,9 +422,10 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
         title, moves_an_action = step.title, step.subject_type == findings.SUBJECT
         asked = _asked(db, step, person)
         on_behalf_of = asked.name if asked.id != person.id else None
+        recorded = _as_read(model, answer, on_behalf_of)
     if moves_an_action:
         _apply_to_action(step_id)
-    response = _page("answered.html", {"title": title, "answer": answer, "on_behalf_of": on_behalf_of})
+    response = _page("answered.html", {"title": title, "answer": recorded, "on_behalf_of": on_behalf_of})
     # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
     # Right after the page is sent, then a few more tries (a run can still be suspending), then the sweep.
     response.background = BackgroundTask(_hand_back_soon, step_id)

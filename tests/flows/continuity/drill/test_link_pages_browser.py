@@ -61,6 +61,10 @@ def test_a_warden_answering_from_the_escalation_sees_whom_they_account_for(
         page.get_by_role("button", name="Submit").click()
         expect(page.locator("#answered")).to_be_visible()
         expect(page.locator("#on-behalf")).to_contain_text("Recorded for Ann Occupant")
+        # The answer read back as the form asked it, not as it is stored ("status: accounted").
+        expect(page.locator("table")).to_contain_text("Is Ann Occupant safe?")
+        expect(page.locator("table")).to_contain_text("Ann Occupant is accounted for")
+        page.screenshot(path="/tmp/drill-warden-answered-page.png", full_page=True)
 
     with session() as db:
         [step] = db.exec(select(HumanStep).where(HumanStep.person_id == ann_id)).all()
