@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -68,3 +69,24 @@ def test_templates_format_money_and_numbers_in_the_organisations_currency_and_lo
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_a_steps_details_are_shown_as_people_read_them_and_lists_as_tables() -> None:
+    from types import SimpleNamespace
+
+    from engine.formats import money_detail
+
+    person = SimpleNamespace(id=1, name="Max Manager", timezone="UTC")
+    step = SimpleNamespace(id=7, title="Approve", due_at=datetime(2026, 12, 3, 17, tzinfo=UTC))
+    details = {"amount": money_detail(Decimal("13230.00"), "GBP"), "RTO (minutes)": 2400, "target": None,
+               "urgent": False, "approvers": ["Max Manager", "Dana Director"],
+               "lines": [{"SKU": "A-1", "quantity": 1200, "unit cost": money_detail(Decimal("0.3333"), "GBP")},
+                         {"SKU": "B-2", "quantity": 3, "unit cost": money_detail(Decimal("130"), "GBP")}]}
+    html = render_page("pages/step.html", {"step": step, "person": person, "asked": person, "details": details,
+                                           "csrf": "x", "attachment": None, "fields": [], "form_error": "",
+                                           "multipart": False})
+    assert "<td>£13,230.00</td>" in html and "<td>2,400</td>" in html and "<td>—</td>" in html
+    assert "<td>no</td>" in html and "<td>Max Manager, Dana Director</td>" in html
+    assert '<th>SKU</th><th class="n">Quantity</th><th class="n">Unit cost</th>' in html
+    assert '<td>A-1</td><td class="n">1,200</td><td class="n">£0.3333</td>' in html
+    assert "Lines" in html and "[{" not in html and "on-behalf" not in html
