@@ -216,13 +216,14 @@ class LatencyRow:
     p90_hours: float | None
     late: int
     title: str = ""
-    """The form's title, what the report shows; `form` is its registered name, what the CSV keeps."""
+    """The form's title, what the report shows (its name if it has none); `form` is its registered name, what the
+    CSV keeps."""
 
 
 def latency_rows(steps: Iterable[tuple[str, str, datetime, datetime, datetime]],
                  titles: Mapping[str, str] | None = None) -> list[LatencyRow]:
     """(kind, form, asked, answered, due) per answered step → hours from asking to answer, per kind and form;
-    each row titled as `titles` names its form (the form's declared title), else by the form's name."""
+    each row titled as `titles` names its form (the form's declared title)."""
     groups: dict[tuple[str, str], list[tuple[float, bool]]] = {}
     for kind, form, asked, answered, due in steps:
         hours = max((_utc(answered) - _utc(asked)).total_seconds(), 0) / 3600
@@ -232,7 +233,7 @@ def latency_rows(steps: Iterable[tuple[str, str, datetime, datetime, datetime]],
         took = [h for h, _ in answers]
         rows.append(LatencyRow(kind=kind, form=form, answered=len(answers), median_hours=statistics.median(took),
                                p90_hours=percentile(took, 0.9), late=sum(late for _, late in answers),
-                               title=(titles or {}).get(form, form)))
+                               title=(titles or {}).get(form, "")))
     return rows
 
 
