@@ -160,12 +160,17 @@ def test_production_serves_no_inbox_and_catches_no_mail(production: None, smtp: 
     from engine import channels
     from engine.templates import Message
 
+    # Its attachment holds the live link too: production must not hand out the file either.
+    request = get_settings().data_dir / "request.pdf"
+    request.write_bytes(f"%PDF-1.4 Answer here: {asked.url}".encode())
     channels.send(f"{smtp.url}&to=someone@test.example",
-                  Message(subject="Approve", text=f"Answer here: {asked.url}", html=""), [])
+                  Message(subject="Approve", text=f"Answer here: {asked.url}", html=""), [request])
     smtp.wait_for(1)
+    assert [a.name for a in smtp.messages()[0].attachments] == ["request.pdf"]
 
-    for path in ("/inbox", "/inbox?to=someone", f"/inbox/{smtp.messages()[0].key}",
-                 f"/inbox/{smtp.messages()[0].key}/cid/chart.png"):
+    key = smtp.messages()[0].key
+    for path in ("/inbox", "/inbox?to=someone", f"/inbox/{key}", f"/inbox/{key}/cid/chart.png",
+                 f"/inbox/{key}/attachment/1", f"/inbox/{key}/attachment/1?download=1"):
         response = gateway.client.get(f"{gateway.url}{path}")
         assert response.status_code == 404, path
         assert asked.token not in response.text
@@ -254,7 +259,10 @@ def test_every_response_carries_the_security_headers_and_no_exception_text(
     from engine import channels
     from engine.templates import Message
 
-    channels.send(f"{smtp.url}&to=reader@test.example", Message(subject="Hello", text="Hi.", html="<p>Hi.</p>"), [])
+    attached = get_settings().data_dir / "notes.txt"
+    attached.write_text("Notes.")
+    channels.send(f"{smtp.url}&to=reader@test.example", Message(subject="Hello", text="Hi.", html="<p>Hi.</p>"),
+                  [attached])
     [mail] = smtp.wait_for(1)
 
     many_fields = {**hidden, **{f"f{n}": "x" for n in range(60)}}
@@ -265,6 +273,8 @@ def test_every_response_carries_the_security_headers_and_no_exception_text(
         "inbox": (200, client.get(f"{base}/inbox")),
         "inbox mail": (200, client.get(f"{base}/inbox/{mail.key}")),
         "inbox, no such mail": (404, client.get(f"{base}/inbox/nothing-here")),
+        "inbox attachment": (200, client.get(f"{base}/inbox/{mail.key}/attachment/1")),
+        "inbox, no such attachment": (404, client.get(f"{base}/inbox/{mail.key}/attachment/2")),
         "no boundary": (400, client.post(fresh.url, content=_multipart(hidden),
                                          headers={"Content-Type": "multipart/form-data"})),
         "no disposition": (400, client.post(fresh.url, content=f"--{BOUNDARY}\r\n\r\nx\r\n--{BOUNDARY}--\r\n",
