@@ -12,6 +12,8 @@ a Prefect artifact, and rolls everything back. That is how a process previews: t
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -76,7 +78,62 @@ def unit() -> Iterator[Session]:
             _current.reset(token)
         queued = list(db.info.pop(notify.QUEUED, []))
     if queued:
-        notify.deliver_due(ids=queued)
+        courier = _courier.get()
+        if courier is not None:
+            courier.hand(queued)
+        else:
+            notify.deliver_due(ids=queued)
+
+
+class _Courier:
+    """One thread delivering, in order, what the units inside `delivering_meanwhile` committed."""
+
+    def __init__(self) -> None:
+        self.batches: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="opsdirector-delivery", daemon=True)
+        self.thread.start()
+
+    def hand(self, ids: list[int]) -> None:
+        self.batches.put(ids)
+
+    def _run(self) -> None:
+        while (ids := self.batches.get()) is not None:
+            if self.failure is None:
+                try:
+                    notify.deliver_due(ids=ids)
+                except BaseException as error:  # raised in the caller's thread when it ends
+                    self.failure = error
+
+    def finish(self) -> None:
+        self.batches.put(None)
+        self.thread.join()
+
+
+_courier: ContextVar[_Courier | None] = ContextVar("opsdirector_courier", default=None)
+
+
+@contextmanager
+def delivering_meanwhile() -> Iterator[None]:
+    """Units that commit inside hand what they queued to one delivery thread and carry on at once, so a task that
+    commits in parts (a drill's roster, a part at a time) has the first part's messages on their way while it
+    writes the next. Everything handed over is delivered before this ends; a delivery error is raised here.
+
+    Delivery stays what it is (each message marked sent as its server accepts it, nothing before its unit
+    commits); only the waiting moves. Inside a preview nothing is delivered anyway.
+    """
+    if _courier.get() is not None or previewing():
+        yield
+        return
+    courier = _Courier()
+    token = _courier.set(courier)
+    try:
+        yield
+    finally:
+        _courier.reset(token)
+        courier.finish()
+    if courier.failure is not None:
+        raise courier.failure
 
 
 @contextmanager

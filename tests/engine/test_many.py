@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, col, select
 
+from engine import notify
 from engine.human_steps import Ask, StepRefused, ask, ask_many
 from engine.notify import Queued, enqueue_many
 from engine.templates import TemplateProblem
-from engine.work import Request, request_many, unit
+from engine.work import Request, delivering_meanwhile, request_many, unit
 from registry import AuditEvent, DeliveryStatus, HumanStep, Notification, Person, session
 from registry.clock import utcnow
 from tests import factories
@@ -184,3 +185,30 @@ def test_a_whole_roster_is_asked_and_alerted_at_once_each_link_answering_its_own
         answered = {s.id: s.answered_by_id for s in db.exec(select(HumanStep))}
         assert len(db.exec(select(Notification)).all()) == 3
     assert answered == {s.id: s.person_id for s in steps} and len(smtp.messages()) == 3
+
+
+def test_units_inside_delivering_meanwhile_are_delivered_while_the_caller_goes_on(smtp: Mailbox) -> None:
+    people = _people(2)
+    with delivering_meanwhile():
+        with unit() as db:
+            request_many(db, [Request(_ask(people[0], "meanwhile-0"), template="step_reminder", context={})])
+        assert people[0].email in smtp.wait_for(1)[0].to, "the first unit's message left while the caller went on"
+        with unit() as db:
+            request_many(db, [Request(_ask(people[1], "meanwhile-1"), template="step_reminder", context={})])
+    assert len(smtp.messages()) == 2, "everything handed over is delivered before it ends"
+    with session() as db:
+        assert {n.status for n in db.exec(select(Notification))} == {DeliveryStatus.sent}
+
+
+def test_a_delivery_that_fails_meanwhile_is_raised_where_the_caller_waits(smtp: Mailbox,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    [person] = _people(1)
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("delivery broke")
+
+    monkeypatch.setattr(notify, "deliver_due", broken)
+    with pytest.raises(RuntimeError, match="delivery broke"), delivering_meanwhile(), unit() as db:
+        request_many(db, [Request(_ask(person, "broken"), template="step_reminder", context={})])
+    with session() as db:  # committed all the same: the sweep's delivery sends it
+        assert [n.status for n in db.exec(select(Notification))] == [DeliveryStatus.pending]

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
-from sqlalchemy import insert, update
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from engine import runs
@@ -16,12 +18,12 @@ from engine.answers import answer_of
 from engine.deadlines import working_days_from_now
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
 from engine.human_steps import Ask, expire
-from engine.occasions import close, open_occasion
+from engine.occasions import claim_phase, close, open_occasion
 from engine.once import insert_once
 from engine.settings import get_settings
 from engine.sweep import SweepReport, escalate
 from engine.templates import in_sentence
-from engine.work import Digest, Request, preview, request, request_many, unit
+from engine.work import Digest, Request, delivering_meanwhile, preview, request, request_many, unit
 from flows.continuity.drill.forms import DrillAck, DrillRecovery
 from flows.continuity.drill.rules import Acknowledgement, DrillFigures, RecoveryReport, figures, findings
 from registry import (
@@ -131,56 +133,97 @@ def open_drill(params: DrillParameters) -> Opened:
 
     A scheduled drill is keyed by its occasion, an unscheduled one by the run that started it (a take-over run
     carries its origin), so a re-run or a take-over of either carries on with the same drill.
+
+    The roster is asked a part at a time, each part its own unit of work whose alerts go out while the next part
+    is asked (engine.work.delivering_meanwhile): the first alerts leave after a part's work, not the whole
+    roster's. Until the last part is in, the occasion's phase says the drill is opening, so a run that died
+    half-way is carried on by the next one: it asks those not yet asked, and nobody twice.
     """
     run_id = runs.current_run_id()
     key = f"{params.facility}-{params.kind}-{params.occasion or runs.origin_run_id() or utcnow().isoformat()}"
-    with unit() as db:
-        if (found := _by_key(db, key)) is not None:
-            return Opened(found.id or 0, len(_participants(db, found.id or 0)))
-        facility = _facility(db, params.facility)
-        roster = _roster(db, facility)
-        if not roster:
-            raise ValueError(f"facility {facility.code} has no active people on its roster: nobody to drill")
-        drill, created = insert_once(db, _new_drill(params, facility, _program(db, facility, params.kind), key=key,
-                                                    run_id=run_id), lambda: _by_key(db, key))
-        if not created:  # another run opened it at the same moment
-            return Opened(drill.id or 0, len(_participants(db, drill.id or 0)))
-        occasion, _ = open_occasion(db, process=ACTOR, key=key, title=f"{drill.title} at {facility.name}",
-                                    period_start=drill.started_at, period_end=drill.closes_at, flow_run_id=run_id,
-                                    status=OccasionStatus.collecting)
-        drill.occasion_id = occasion.id
-        context = drill_context(db, drill)
-        wardens = [person.id or 0 for entry, person in roster if entry.role == RosterRole.warden]
-        # The whole roster asked and alerted in a few statements (engine.work.request_many), not several round
-        # trips per person: a site of a thousand is alerted in about the time its mail server takes.
-        title = f"{drill.title} at {facility.name}: are you accounted for?"
-        steps = request_many(db, [
-            Request(Ask(key=f"drill-{drill.id}-person-{person.id}", person_id=person.id or 0, form="drill_ack",
-                        title=title, subject_type="drill", subject_id=drill.id or 0, due_at=drill.escalate_at,
-                        expires_at=drill.closes_at, actor=ACTOR,
-                        details={"participant": person.name, "facility": facility.name, "area": entry.area or "—",
-                                 "drill": "unscheduled" if drill.unscheduled else "scheduled"},
-                        escalate_to=tuple(w for w in wardens if w != person.id)),
-                    template=f"{TEMPLATES}/started", context={**context, "area": entry.area})
-            for entry, person in roster])
-        db.execute(insert(DrillParticipant), [
-            {"drill_id": drill.id or 0, "person_id": person.id or 0, "role": entry.role, "area": entry.area,
-             "step_id": step.id, "status": AckStatus.missing, "location": ""}
-            for (entry, person), step in zip(roster, steps, strict=True)])
-        if drill.measure == DrillMeasure.recovery:
-            report = request(db, key=f"drill-{drill.id}-recovery", person_id=_responsible(db, drill, "plan_owner"),
-                             form="drill_recovery", title=f"{drill.title} at {facility.name}: when was the service "
-                                                          "restored?",
-                             subject_type="drill", subject_id=drill.id or 0, due_at=drill.closes_at, actor=ACTOR,
-                             template=f"{TEMPLATES}/recovery_request", context=context,
-                             details={"facility": facility.name, "drill": drill.title})
-            drill.recovery_step_id = report.id
-        db.add(drill)
-        trail.record(db, actor=ACTOR, action="drill.started", entity_type="drill", entity_id=drill.id or 0,
-                     data={"facility": facility.code, "kind": drill.kind, "participants": len(roster),
-                           "unscheduled": drill.unscheduled, "measure": drill.measure.value,
-                           "closes_at": drill.closes_at.isoformat(), "occasion_id": occasion.id})
-        return Opened(drill.id or 0, len(roster))
+    with delivering_meanwhile():
+        with unit() as db:
+            if (found := _by_key(db, key)) is not None:
+                occasion = db.get(Occasion, found.occasion_id) if found.occasion_id else None
+                if occasion is None or occasion.phase != OPENING:
+                    return Opened(found.id or 0, len(_participants(db, found.id or 0)))
+                drill = found
+                facility = db.get(Facility, drill.facility_id)
+                assert facility is not None
+                roster = _roster(db, facility)
+                asked = {p.person_id for p in _participants(db, drill.id or 0)}
+                rest = [(entry, person) for entry, person in roster if person.id not in asked]
+            else:
+                facility = _facility(db, params.facility)
+                roster = _roster(db, facility)
+                if not roster:
+                    raise ValueError(f"facility {facility.code} has no active people on its roster: nobody to drill")
+                drill, created = insert_once(db, _new_drill(params, facility, _program(db, facility, params.kind),
+                                                            key=key, run_id=run_id), lambda: _by_key(db, key))
+                if not created:  # another run opened it at the same moment
+                    return Opened(drill.id or 0, len(_participants(db, drill.id or 0)))
+                occasion, _ = open_occasion(db, process=ACTOR, key=key, title=f"{drill.title} at {facility.name}",
+                                            period_start=drill.started_at, period_end=drill.closes_at,
+                                            flow_run_id=run_id, status=OccasionStatus.collecting, phase=OPENING)
+                drill.occasion_id = occasion.id
+                db.add(drill)
+                rest = roster
+            context = drill_context(db, drill)
+            wardens = [person.id or 0 for entry, person in roster if entry.role == RosterRole.warden]
+            _ask_part(db, drill, facility, context, wardens, rest[:_PART])
+        for start in range(_PART, len(rest), _PART):
+            with unit() as db:
+                _ask_part(db, drill, facility, context, wardens, rest[start:start + _PART])
+        with unit() as db:
+            stored = db.get(Drill, drill.id)
+            assert stored is not None
+            drill = stored
+            if not claim_phase(db, occasion.id or 0, OPENING, ""):  # another run finished opening it
+                return Opened(drill.id or 0, len(_participants(db, drill.id or 0)))
+            if drill.measure == DrillMeasure.recovery:
+                report = request(db, key=f"drill-{drill.id}-recovery",
+                                 person_id=_responsible(db, drill, "plan_owner"), form="drill_recovery",
+                                 title=f"{drill.title} at {facility.name}: when was the service restored?",
+                                 subject_type="drill", subject_id=drill.id or 0, due_at=drill.closes_at, actor=ACTOR,
+                                 template=f"{TEMPLATES}/recovery_request", context=context,
+                                 details={"facility": facility.name, "drill": drill.title})
+                drill.recovery_step_id = report.id
+                db.add(drill)
+            participants = len(_participants(db, drill.id or 0))
+            trail.record(db, actor=ACTOR, action="drill.started", entity_type="drill", entity_id=drill.id or 0,
+                         data={"facility": facility.code, "kind": drill.kind, "participants": participants,
+                               "unscheduled": drill.unscheduled, "measure": drill.measure.value,
+                               "closes_at": drill.closes_at.isoformat(), "occasion_id": occasion.id})
+            return Opened(drill.id or 0, participants)
+
+
+OPENING = "opening"  # the occasion's phase while the roster is still being asked
+_PART = 200  # people per unit of work while opening: the first alerts leave after this many are asked
+
+
+def _ask_part(db: Session, drill: Drill, facility: Facility, context: dict[str, Any], wardens: list[int],
+              part: list[tuple[RosterEntry, Person]]) -> None:
+    """Ask and alert part of the roster, and make them participants, in a few statements
+    (engine.work.request_many), not several round trips per person."""
+    if not part:
+        return
+    title = f"{drill.title} at {facility.name}: are you accounted for?"
+    steps = request_many(db, [
+        Request(Ask(key=f"drill-{drill.id}-person-{person.id}", person_id=person.id or 0, form="drill_ack",
+                    title=title, subject_type="drill", subject_id=drill.id or 0, due_at=drill.escalate_at,
+                    expires_at=drill.closes_at, actor=ACTOR,
+                    details={"participant": person.name, "facility": facility.name, "area": entry.area or "—",
+                             "drill": "unscheduled" if drill.unscheduled else "scheduled"},
+                    escalate_to=tuple(w for w in wardens if w != person.id)),
+                template=f"{TEMPLATES}/started", context={**context, "area": entry.area})
+        for entry, person in part])
+    # A run carrying on after another may race it for the same people: the participant row is theirs then.
+    insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+    table = DrillParticipant.__table__  # type: ignore[attr-defined]
+    db.connection().execute(insert(table).on_conflict_do_nothing(), [
+        {"drill_id": drill.id or 0, "person_id": person.id or 0, "role": entry.role, "area": entry.area,
+         "step_id": step.id, "status": AckStatus.missing, "location": ""}
+        for (entry, person), step in zip(part, steps, strict=True)])
 
 
 @task
