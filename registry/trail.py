@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, func, insert, text
+from sqlalchemy import JSON, Column, func, insert, text, type_coerce
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from registry.clock import utcnow
@@ -95,18 +96,80 @@ def trail_key() -> bytes:
     return key if key is not None else _development_key(key_file)
 
 
+def _encode(data: Any) -> str:
+    """The canonical JSON of an event's data: what its hash covers and, for new events, what is stored."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _signed(prev_hash: str, at: datetime, actor: str, action: str, entity_type: str, entity_id: int,
+            encoded: str) -> bytes:
+    """The bytes hashed: the canonical JSON array of the event's fields, its data already encoded by `_encode`.
+
+    The same bytes as encoding the whole array at once (nested values encode as they do alone), so events
+    hashed before the data was encoded separately verify unchanged.
+    """
+    head = _encode([prev_hash, at.isoformat(timespec="microseconds"), actor, action, entity_type, entity_id])
+    return f"{head[:-1]},{encoded}]".encode()
+
+
 def _payload(prev_hash: str, at: datetime, actor: str, action: str, entity_type: str, entity_id: int,
              data: dict[str, Any]) -> bytes:
-    return json.dumps(
-        [prev_hash, at.isoformat(timespec="microseconds"), actor, action, entity_type, entity_id, data],
-        sort_keys=True, separators=(",", ":"), default=str,
-    ).encode()
+    return _signed(prev_hash, at, actor, action, entity_type, entity_id, _encode(data))
 
 
 def _digest(key: bytes, prev_hash: str, at: datetime, actor: str, action: str, entity_type: str, entity_id: int,
             data: dict[str, Any]) -> str:
     return hmac.new(key, _payload(prev_hash, at, actor, action, entity_type, entity_id, data),
                     hashlib.sha256).hexdigest()
+
+
+def _digest_encoded(key: bytes, prev_hash: str, at: datetime, actor: str, action: str, entity_type: str,
+                    entity_id: int, encoded: str) -> str:
+    return hmac.new(key, _signed(prev_hash, at, actor, action, entity_type, entity_id, encoded),
+                    hashlib.sha256).hexdigest()
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_JSON = _SCALARS | {list, dict}
+
+
+def _plain(values: Any) -> bool:
+    """Whether these values are JSON as they stand (strings, numbers, booleans, None, lists, dicts with string
+    keys), so that reading back their encoding gives them again; a tuple, datetime, enum or int key does not.
+
+    Checked a level at a time by type (`map` runs in C): ten thousand control refs cost a set of their types.
+    """
+    kinds = set(map(type, values))
+    if kinds <= _SCALARS:
+        return True
+    if not kinds <= _JSON:
+        return False
+    for value in values:
+        if type(value) is dict:
+            if not (set(map(type, value)) <= {str} and _plain(value.values())):
+                return False
+        elif type(value) is list and not _plain(value):
+            return False
+    return True
+
+
+def _canonical(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The data as stored (plain JSON: what reading the event back gives) and its canonical encoding, computed
+    once for the hash and the row. Data that is not plain JSON yet goes through JSON once, as it always did
+    (datetimes and other values by `str`, keys to strings); plain data, the usual case, is encoded only once."""
+    if not _plain((data,)):
+        data = json.loads(json.dumps(data, default=str))
+    return data, _encode(data)
+
+
+class _Encoded(TypeDecorator[Any]):
+    """JSON text encoded already (by `_canonical`), bound to the JSON column as it is rather than encoded again."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> None:
+        return None
 
 
 def _unkeyed(event: AuditEvent) -> str:
@@ -124,16 +187,23 @@ def _head(session: Session) -> str:
 
 def record(session: Session, *, actor: str, action: str, entity_type: str, entity_id: int,
            data: dict[str, Any] | None = None) -> AuditEvent:
-    """Append one event in the caller's transaction, chained to the current head."""
+    """Append one event in the caller's transaction, chained to the current head.
+
+    Its data is encoded once: the canonical JSON the hash covers is the text stored, so `verify` reads back
+    exactly what was hashed (a big payload, an audit's ten thousand control refs, is not encoded three times).
+    The event returned is not held by the session.
+    """
     prev = _head(session)
     at = utcnow()
-    payload = json.loads(json.dumps(data or {}, default=str))
-    event = AuditEvent(at=at, actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
-                       data=payload, prev_hash=prev,
-                       hash=_digest(trail_key(), prev, at, actor, action, entity_type, entity_id, payload))
-    session.add(event)
-    session.flush()
-    return event
+    payload, encoded = _canonical(data or {})
+    digest = _digest_encoded(trail_key(), prev, at, actor, action, entity_type, entity_id, encoded)
+    table = AuditEvent.__table__  # type: ignore[attr-defined]
+    event_id = session.execute(
+        insert(table).values(at=at, actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
+                             data=type_coerce(encoded, _Encoded()), prev_hash=prev, hash=digest)
+        .returning(table.c.id)).scalar_one()
+    return AuditEvent(id=event_id, at=at, actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
+                      data=payload, prev_hash=prev, hash=digest)
 
 
 @dataclass(frozen=True)
@@ -158,8 +228,9 @@ def record_many(session: Session, entries: Sequence[Entry]) -> int:
     rows = []
     for entry in entries:
         at = utcnow()
-        payload = json.loads(json.dumps(entry.data, default=str))
-        digest = _digest(key, prev, at, entry.actor, entry.action, entry.entity_type, entry.entity_id, payload)
+        payload, encoded = _canonical(entry.data)
+        digest = _digest_encoded(key, prev, at, entry.actor, entry.action, entry.entity_type, entry.entity_id,
+                                 encoded)
         rows.append({"at": at, "actor": entry.actor, "action": entry.action, "entity_type": entry.entity_type,
                      "entity_id": entry.entity_id, "data": payload, "prev_hash": prev, "hash": digest})
         prev = digest

@@ -257,3 +257,61 @@ def test_every_saved_report_seals_the_trail(registry_db: str) -> None:
     with session() as db:
         db.execute(text("DELETE FROM audit_event WHERE id = 3"))
     assert any("event 3" in p and "truncated" in p for p in _problems())
+
+
+def _stored_text(event_id: int) -> str:
+    """The data column of an event as the database holds it (PostgreSQL's json keeps the text as given)."""
+    with session() as db:
+        return str(db.execute(text("SELECT CAST(data AS TEXT) FROM audit_event WHERE id = :id"),
+                              {"id": event_id}).scalar_one())
+
+
+def test_an_event_stores_the_canonical_json_its_hash_covers(any_db: str) -> None:
+    data = {"period": "2026-Q3", "controls": [f"CTL-{n:05d}" for n in range(3000, 0, -1)], "count": 3000,
+            "note": "ünïcode ok", "nested": [{"b": 1.5, "a": [True, None]}]}
+    with session() as db:
+        event = trail.record(db, actor="tester", action="audit.opened", entity_type="audit", entity_id=1, data=data)
+    assert event.data == data and event.id is not None
+    assert _stored_text(event.id) == json.dumps(data, sort_keys=True, separators=(",", ":"))
+    rows = _rows()
+    assert rows[0]["hash"] == hmac.new(trail.trail_key(), _payload(trail.GENESIS, rows[0]), hashlib.sha256).hexdigest()
+    assert _problems() == []
+    with session() as db:
+        db.execute(text("UPDATE audit_event SET data = :d WHERE id = :id"),
+                   {"d": json.dumps({**data, "controls": data["controls"][1:]}), "id": event.id})
+    assert any(f"event {event.id}" in p and "edited" in p for p in _problems())
+
+
+def test_data_that_is_not_plain_json_is_stored_as_json_reads_it_back(any_db: str) -> None:
+    at = datetime(2026, 7, 1, 9, 30, tzinfo=UTC)
+    data: dict[str, object] = {"at": at, "refs": ("A", "B"), "by_id": {2: "two", 10: "ten"}, "flag": True}
+    with session() as db:
+        event = trail.record(db, actor="tester", action="thing.done", entity_type="thing", entity_id=1, data=data)
+        trail.record_many(db, [trail.Entry(actor="import", action="row.changed", entity_type="thing", entity_id=2,
+                                           data=data)])
+    expected = json.loads(json.dumps(data, default=str))
+    assert event.data == expected == {"at": str(at), "refs": ["A", "B"], "by_id": {"2": "two", "10": "ten"},
+                                      "flag": True}
+    assert [json.loads(_stored_text(n)) for n in (1, 2)] == [expected, expected]
+    assert _problems() == []
+
+
+def test_events_stored_before_the_data_was_encoded_once_verify_alike(any_db: str) -> None:
+    """Rows written by the ORM (its own JSON, keys unsorted) hash the same canonical bytes: verify reads both."""
+    from registry.clock import utcnow
+
+    _write(1)
+    key = trail.trail_key()
+    with session() as db:
+        prev = str(db.execute(text("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1")).scalar_one())
+        at, data = utcnow(), {"z": 1, "a": ["x", "y"], "m": {"k": "ü"}}
+        digest = trail._digest(key, prev, at, "old", "thing.done", "thing", 7, data)
+        db.add(trail.AuditEvent(at=at, actor="old", action="thing.done", entity_type="thing", entity_id=7, data=data,
+                                prev_hash=prev, hash=digest))
+    _write(1)
+    assert _stored_text(2) != json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert _problems() == []
+    with session() as db:
+        db.execute(text("UPDATE audit_event SET data = :d WHERE id = 2"), {"d": json.dumps({**data, "z": 2})})
+    assert [p for p in _problems() if "edited" in p] == ["event 2 (thing.done): content does not match its hash "
+                                                          "(edited)"]
