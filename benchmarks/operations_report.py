@@ -218,14 +218,14 @@ def main() -> None:
             print(f"Prefect server on {args.prefect_db}: healthy in {time.perf_counter() - began:.1f} s", flush=True)
             if not args.smoke:  # the first runs pay for the client's start and the first imports
                 bare()
-                report.operations_report(report.ReportParameters(period="this-month", send=False))
+                report.operations_report(period="this-month", send=False)
             # Alternating, so the server's state (its growing run history) weighs on each side alike.
             calls: dict[str, Callable[[], Any]] = {
                 "bare Prefect flow, 9 no-op tasks": bare,
                 "report, this month": lambda: report.operations_report(
-                    report.ReportParameters(period="this-month", send=False)),
+                    period="this-month", send=False),
                 f"report, {year.label}": lambda: report.operations_report(
-                    report.ReportParameters(period=year_text, send=False)),
+                    period=year_text, send=False),
             }
             times: dict[str, list[float]] = {label: [] for label in calls}
             for _ in range(args.repeat):

@@ -155,28 +155,26 @@ def run(
         raise typer.Exit(2)
     values = _checked_parameters(spec, param or [])
     flow_name = spec.entrypoint.rsplit(":", 1)[1].replace("_", "-")
-    parameters = {"params": values} if values else {}
-    flow_run = runs.start(f"{flow_name}/{spec.name}", parameters)
+    flow_run = runs.start(f"{flow_name}/{spec.name}", values)
     typer.echo(f"started flow run {flow_run.name} ({flow_run.id})")
 
 
 def _parameters_model(entrypoint: str) -> type[BaseModel] | None:
-    """The pydantic model a flow takes as `params` (each flow takes one), read from its entrypoint."""
-    import typing
+    """The pydantic model whose fields a flow takes as its parameters (engine.parameters), from its entrypoint."""
+    from engine.parameters import ProcessFlow
 
     module, _, name = entrypoint.partition(":")
     flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
-    annotation = typing.get_type_hints(flow.fn).get("params")
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+    return flow.parameters_model if isinstance(flow, ProcessFlow) else None
 
 
 def _checked_parameters(spec: DeploymentSpec, items: list[str]) -> dict[str, object]:
-    """`-p key=value` checked against the flow's parameters model before any run exists: an unknown name or a
-    value that does not validate exits 2 naming it. Values go on as the model reads them (`-p limit=5` an int)."""
+    """`-p key=value` checked against the flow's parameters model before any run exists: an unknown name, a
+    value that does not validate or a name the registry does not hold (a framework, a facility) exits 2 naming
+    it. Values go on as the model reads them (`-p limit=5` an int)."""
     from pydantic import ValidationError
+
+    from engine.parameters import choices, unknown_value
 
     given: dict[str, object] = {}
     for item in items:
@@ -195,12 +193,15 @@ def _checked_parameters(spec: DeploymentSpec, items: list[str]) -> dict[str, obj
     if model is None:
         return given
     try:
-        checked = model.model_validate({**spec.parameters.get("params", {}), **given}).model_dump(mode="json")
+        checked = model.model_validate({**spec.parameters, **given}).model_dump(mode="json")
     except ValidationError as error:
         for problem in error.errors():
             where = ".".join(str(part) for part in problem["loc"]) or "(all)"
             typer.echo(f"invalid parameter {where!r} for {spec.name}: {problem['msg']}", err=True)
         raise typer.Exit(2) from None
+    if (refused := unknown_value(model, checked, choices())) is not None:
+        typer.echo(f"invalid parameter for {spec.name}: {refused}", err=True)
+        raise typer.Exit(2)
     return {key: checked[key] for key in given}
 
 

@@ -62,8 +62,11 @@ def code_fingerprint() -> str:
     """
     from importlib import metadata
 
+    from engine.parameters import choices, choices_fingerprint
+
     libraries = "".join(f"{name} {metadata.version(name)}\n" for name in ("prefect", "pydantic"))
-    digest = hashlib.sha256(f"{libraries}cwd {Path.cwd()}\n".encode())
+    # The registry's frameworks, facilities and drill kinds are the forms' dropdowns (engine.parameters).
+    digest = hashlib.sha256(f"{libraries}cwd {Path.cwd()}\nchoices {choices_fingerprint(choices())}\n".encode())
     for package in _SOURCE_PACKAGES:
         for source in sorted((PROJECT_ROOT / package).rglob("*.py")):
             digest.update(str(source.relative_to(PROJECT_ROOT)).encode() + b"\0" + source.read_bytes() + b"\0")
@@ -84,7 +87,10 @@ def runner_deployments(path: Path = PREFECT_YAML, only: set[str] | None = None,
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
+    from engine import parameters
+
     fingerprint = fingerprint or code_fingerprint()
+    known = parameters.choices()
     built = []
     for spec in specs(path):
         if only is not None and spec.name not in only:
@@ -93,11 +99,36 @@ def runner_deployments(path: Path = PREFECT_YAML, only: set[str] | None = None,
         schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
                      for s in spec.schedules]
         # A simple version: Prefect would otherwise probe git and CI variables on every registration.
-        built.append(flow.to_deployment(
+        deployment = flow.to_deployment(
             name=spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
             version=definition_version(spec, fingerprint), version_type=VersionType.SIMPLE,
-        ))
+        )
+        if isinstance(flow, parameters.ProcessFlow):
+            _as_a_filled_form(deployment, flow.parameters_model, spec, known)
+        built.append(deployment)
     return built
+
+
+def _as_a_filled_form(deployment: Any, model: Any, spec: DeploymentSpec, known: dict[str, list[str]]) -> None:
+    """The Run form with the registry's values as dropdowns and every default filled in.
+
+    The deployment holds every default (prefect.yaml's over the model's), so the form opens filled and a run
+    started with some parameters (a follow-up, `ops run`) gets the rest; a field with a default is then required
+    (no "(Optional)" on it); a text field whose empty value means something ("every vendor") stays optional.
+    """
+    from engine.parameters import defaults, form_schema
+
+    schema = form_schema(model, known)
+    # A default the registry does not hold (a framework not set up) is left for the person to choose.
+    filled = {name: value for name, value in {**defaults(model), **spec.parameters}.items()
+              if value in schema.properties.get(name, {}).get("enum", [value])}
+    schema.required = [name for name, prop in schema.properties.items()
+                       if name in schema.required or filled.get(name, "") != "" or "default" not in prop]
+    for prop in schema.properties.values():
+        if prop.get("type") == "object" and "properties" in prop:  # a group (score weights): filled as a whole
+            prop["required"] = list(prop["properties"])
+    deployment._parameter_openapi_schema = schema
+    deployment.parameters = filled
 
 
 def _api_url() -> str:

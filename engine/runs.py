@@ -219,7 +219,16 @@ def wait_for_step(step_id: int) -> StepOutcome:
 
 def process_flow(name: str) -> Any:
     """The @flow of a process: its name (the deployments' prefix), prints logged, and its run stamped with the
-    process that runs it, so the sweep can tell a dead run from a live one and finish it (engine.takeover)."""
+    process that runs it, so the sweep can tell a dead run from a live one and finish it (engine.takeover).
+    A function taking one `params` model becomes a flow of its fields (engine.parameters: the UI's Run form)."""
     from prefect import flow
 
-    return flow(name=name, log_prints=True, on_running=[stamp_process])
+    from engine import parameters
+
+    def decorate(fn: Any) -> Any:
+        model = parameters.model_of(fn)
+        if model is None:
+            return flow(name=name, log_prints=True, on_running=[stamp_process])(fn)
+        return parameters.ProcessFlow(fn, model, name=name, log_prints=True, on_running=[stamp_process])
+
+    return decorate

@@ -18,16 +18,14 @@ from sqlmodel import col, func, select
 from engine.deployments import PROJECT_ROOT
 from engine.settings import get_settings
 from engine.templates import TEMPLATES_DIR
-from flows.compliance.audit.flow import AuditParameters, compliance_audit
-from flows.continuity.plan_review.flow import ReviewParameters as PlanReviewParameters
+from flows.compliance.audit.flow import compliance_audit
+from flows.continuity.drill.flow import emergency_drill
 from flows.continuity.plan_review.flow import continuity_review
 from flows.engine.deadline_sweep.flow import deadline_sweep
-from flows.continuity.drill.flow import DrillParameters, emergency_drill
-from flows.reporting.operations_report.flow import ReportParameters, operations_report
+from flows.reporting.operations_report.flow import operations_report
 from flows.reporting.operations_report.rules import DISTRIBUTION_ROLE
-from flows.supply.vendor_review.flow import ReviewParameters as VendorReviewParameters
 from flows.supply.vendor_review.flow import vendor_review
-from flows.supply.vendor_review.notices import NoticeParameters, vendor_contract_notices
+from flows.supply.vendor_review.notices import vendor_contract_notices
 from registry import Facility, Notification, session
 from registry.people import people_with_role
 from tests import factories
@@ -62,7 +60,7 @@ def test_the_operations_report_is_built_and_mailed_on_a_fresh_install(
         readers = sorted(p.email for p in people_with_role(db, DISTRIBUTION_ROLE))
     assert readers
     for number, period in enumerate(PERIODS, start=1):
-        outcome = operations_report(ReportParameters(period=period))
+        outcome = operations_report(period=period)
         assert all(Path(p).is_file() for p in (outcome.html, outcome.pdf, outcome.csv)), period
         assert (outcome.recipients, outcome.sent) == (len(readers), len(readers)), period
         for reader in readers:
@@ -80,12 +78,12 @@ def test_every_process_previews_what_it_would_send_on_the_demo_registry(prefect_
         facility = db.exec(select(Facility.code).order_by(col(Facility.id))).first()
     assert facility is not None
     previews = [
-        compliance_audit(AuditParameters(preview=True)),
-        continuity_review(PlanReviewParameters(preview=True, lead_days=180)),
-        emergency_drill(DrillParameters(facility=facility, preview=True)),
-        emergency_drill(DrillParameters(facility=facility, kind="it_outage_tabletop", preview=True)),
-        vendor_review(VendorReviewParameters(preview=True)),
-        vendor_contract_notices(NoticeParameters(preview=True)),
+        compliance_audit(preview=True),
+        continuity_review(preview=True, lead_days=180),
+        emergency_drill(facility=facility, preview=True),
+        emergency_drill(facility=facility, kind="it_outage_tabletop", preview=True),
+        vendor_review(preview=True),
+        vendor_contract_notices(preview=True),
     ]
     assert all(outcome.status == "preview" for outcome in previews if hasattr(outcome, "status")), previews
     deadline_sweep()
@@ -101,7 +99,7 @@ def test_a_drill_nobody_answers_ends_with_its_report_on_the_demo_registry(
     with session() as db:
         facility = db.exec(select(Facility.code).order_by(col(Facility.id))).first()
     assert facility is not None
-    outcome = emergency_drill(DrillParameters(facility=facility, window_minutes=0.1, escalate_after_minutes=0.03))
+    outcome = emergency_drill(facility=facility, window_minutes=0.1, escalate_after_minutes=0.03)
     assert (outcome.status, outcome.accounted) == ("closed", 0) and outcome.total > 0, outcome
     assert Path(outcome.report).is_file() and outcome.findings > 0, outcome
     subjects = {m.subject.split(":")[0] for m in smtp.messages()}

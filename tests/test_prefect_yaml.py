@@ -29,6 +29,9 @@ def test_entrypoint_loads_with_description_and_parameter_schema(spec: object) ->
     assert flow.description and len(flow.description) > 40, "the docstring is the UI description"
     schema = flow.parameters.model_dump()
     assert schema["type"] == "object"
+    # One field per parameter, at the top of the Run form: no nested model box, no type toggle.
+    assert all(field.get("title") for field in schema["properties"].values()), "every form field titled"
+    assert not [key for key, field in schema["properties"].items() if "$ref" in field or "anyOf" in field]
     for definition in schema.get("definitions", {}).values():
         assert all(field.get("title") for field in definition["properties"].values()), "every form field titled"
     for schedule in spec.schedules:

@@ -52,7 +52,7 @@ def main() -> None:
     started = time.monotonic()
     print(f"Starting the compliance audit of {DEMO_FRAMEWORK} for {period} (evidence window: 1 minute)…")
     run = runs.start("compliance-audit/compliance-audit",
-                     {"params": {"period": period, "evidence_window_minutes": 1}})
+                     {"period": period, "evidence_window_minutes": 1})
     print(f"  flow run {run.name}: {settings.gateway_url.replace('8080', str(settings.prefect_port))}"
           f"/runs/flow-run/{run.id}")
     wait_for("the audit to open",

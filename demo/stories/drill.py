@@ -31,8 +31,8 @@ def main() -> None:
     started = time.monotonic()
     print(f"Starting an unscheduled fire evacuation drill at {FACILITY} (window {WINDOW_MINUTES:g} min, "
           f"escalation after {ESCALATE_AFTER_MINUTES:g} min)…")
-    run = runs.start("emergency-drill/emergency-drill", {"params": {
-        "facility": FACILITY, "window_minutes": WINDOW_MINUTES, "escalate_after_minutes": ESCALATE_AFTER_MINUTES}})
+    run = runs.start("emergency-drill/emergency-drill", {
+        "facility": FACILITY, "window_minutes": WINDOW_MINUTES, "escalate_after_minutes": ESCALATE_AFTER_MINUTES})
     alerts = wait_for("the drill alerts", lambda: (lambda found: found if len(found) >= 9 else None)(
         new_mail(seen, "DRILL:")), 120)
     print(f"  {len(alerts)} people alerted, each with a link of their own")

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from flows.compliance.audit.flow import compliance_audit
+from registry import session
+from tests import factories
 
 
 def _run(*args: str) -> Any:
@@ -64,11 +66,24 @@ def test_checked_values_reach_the_run_as_the_model_reads_them(prefect_api: str, 
     assert _run("compliance-audit", "-p", "bogus=1").exit_code == 2
     assert _run("compliance-audit", "-p", "period=bogus").exit_code == 2
     assert len(_runs(deployment_id)) == before, "a refused run was never created"
-    result = _run("compliance-audit", "-p", "period=2026-Q4", "-p", "evidence_window_days=3", "-p", "preview=true")
+    with session() as db:
+        name = factories.framework(db, manager=factories.person(db), owners=[]).name
+    result = _run("compliance-audit", "-p", f"framework={name}", "-p", "period=2026-Q4", "-p",
+                  "evidence_window_days=3", "-p", "preview=true")
     assert result.exit_code == 0, result.output
     created = [run for run in _runs(deployment_id) if run.name in result.output]
-    assert [run.parameters for run in created] == [{"params": {"period": "2026-Q4", "evidence_window_days": 3,
-                                                              "preview": True}}]
+    assert [run.parameters for run in created] == [{"framework": name, "period": "2026-Q4",
+                                                    "evidence_window_days": 3, "preview": True}]
+
+
+def test_a_name_the_registry_does_not_hold_is_refused_naming_it_and_the_known_ones(registry_db: str) -> None:
+    with session() as db:
+        name = factories.framework(db, manager=factories.person(db), owners=[]).name
+    result = _run("compliance-audit", "-p", "framework=Informaton Security")
+    assert result.exit_code == 2
+    assert f"framework 'Informaton Security' does not exist (known: {name})" in result.output
+    result = _run("emergency-drill", "-p", "facility=NOPE")
+    assert result.exit_code == 2 and "facility 'NOPE' does not exist (known: none)" in result.output
 
 
 def test_the_prefect_api_refuses_a_run_with_an_unknown_parameter_naming_it(prefect_api: str, registry_db: str) -> None:
@@ -76,7 +91,6 @@ def test_the_prefect_api_refuses_a_run_with_an_unknown_parameter_naming_it(prefe
 
     deployment_id = _deployment()
     with get_client(sync_client=True) as client, pytest.raises(httpx.HTTPStatusError) as refused:
-        client.create_flow_run_from_deployment(deployment_id, parameters={"params": {"period": "2026-Q4",
-                                                                                      "bogus": 1}})
+        client.create_flow_run_from_deployment(deployment_id, parameters={"period": "2026-Q4", "bogus": 1})
     assert refused.value.response.status_code == 409
     assert "Additional properties are not allowed ('bogus' was unexpected)" in refused.value.response.text

@@ -25,7 +25,7 @@ from sqlmodel import func, select
 from engine import links
 from engine.gateway import MAX_BODY_BYTES
 from engine.settings import Settings, get_settings
-from flows.reporting.operations_report.flow import ReportParameters, operations_report
+from flows.reporting.operations_report.flow import operations_report
 from registry import AuditEvent, Direction, HumanStep, KpiDefinition, KpiMeasurement, StepStatus, session
 from registry.clock import utcnow
 from tests import factories
@@ -383,7 +383,7 @@ def test_figures_csv_neutralises_formula_cells_and_keeps_negative_numbers(prefec
             db.add_all([KpiMeasurement(kpi_id=kpi.id or 0, measured_on=date(2026, 10, 4), value=-3.5),
                         KpiMeasurement(kpi_id=kpi.id or 0, measured_on=date(2026, 9, 20), value=1.0)])
 
-    outcome = operations_report(ReportParameters(period="2026-10", send=False))
+    outcome = operations_report(period="2026-10", send=False)
 
     with open(outcome.csv, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -17,7 +17,7 @@ import pytest
 from engine import channels
 from engine.settings import get_settings
 from engine.templates import Message
-from flows.reporting.operations_report.flow import ReportParameters, operations_report
+from flows.reporting.operations_report.flow import operations_report
 from flows.reporting.operations_report.rules import DISTRIBUTION_ROLE
 from registry import Direction, KpiDefinition, KpiMeasurement, session
 from tests import browser, factories
@@ -220,7 +220,7 @@ def test_the_report_mail_s_pdf_opens_from_the_inbox_in_chromium(
         db.flush()
         db.add_all(KpiMeasurement(kpi_id=kpi.id or 0, measured_on=date(2026, 10, day), value=value)
                    for day, value in ((4, 93.0), (18, 96.0)))
-    outcome = operations_report(ReportParameters(period="2026-10"))
+    outcome = operations_report(period="2026-10")
     assert outcome.sent == 1
     [mail] = smtp.wait_for(1)
     report = Path(outcome.pdf).read_bytes()

@@ -57,8 +57,8 @@ def _drill_alerted(stack: StackEnv) -> bool:
 
 def _start_long_drill(client: httpx.Client, stack: StackEnv, output: Output) -> str:
     """A drill that has alerted and waits ten minutes for answers: a run in flight."""
-    drill = _start(client, stack.api, "emergency-drill", {"params": {
-        "facility": "HQ", "window_minutes": 10, "escalate_after_minutes": 5}})
+    drill = _start(client, stack.api, "emergency-drill", {
+        "facility": "HQ", "window_minutes": 10, "escalate_after_minutes": 5})
     _until("the drill alerting", lambda: _drill_alerted(stack), 60,
            lambda: f"{_state(client, stack.api, drill)}\n{output.text}")
     assert _state(client, stack.api, drill) == "RUNNING"

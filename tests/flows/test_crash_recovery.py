@@ -135,8 +135,8 @@ def test_a_drill_whose_flow_run_process_is_killed_mid_watch_is_taken_over_and_en
     org = _building()
     everyone = 1 + len(org["people"]) + 2
     began = datetime.now(UTC)  # runs of earlier tests share this Prefect server: leave theirs alone
-    run = runs.start(DRILL_DEPLOYMENT, {"params": {"facility": org["facility"], "window_minutes": 0.5,
-                                                   "escalate_after_minutes": 0.25}})
+    run = runs.start(DRILL_DEPLOYMENT, {"facility": org["facility"], "window_minutes": 0.5,
+                                                   "escalate_after_minutes": 0.25})
     smtp.wait_for(everyone, seconds=60)
     first, helped, late = org["people"][:3]
     _answer(smtp, gateway, first, {"status": "accounted", "location": "Assembly point A"})
@@ -169,8 +169,8 @@ def test_a_drill_left_running_by_a_killed_ops_serve_is_taken_over_by_the_next_sw
     org = _building()
     everyone = 1 + len(org["people"]) + 2
     began = datetime.now(UTC)
-    run = runs.start(DRILL_DEPLOYMENT, {"params": {"facility": org["facility"], "window_minutes": 0.4,
-                                                   "escalate_after_minutes": 0.2}})
+    run = runs.start(DRILL_DEPLOYMENT, {"facility": org["facility"], "window_minutes": 0.4,
+                                                   "escalate_after_minutes": 0.2})
     smtp.wait_for(everyone, seconds=60)
     first, helped = org["people"][:2]
     _answer(smtp, gateway, first, {"status": "accounted", "location": "Assembly point A"})

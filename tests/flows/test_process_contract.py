@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from engine.deployments import PROJECT_ROOT, specs
 from engine.human_steps import ask
+from engine.parameters import ProcessFlow
 from engine.processes import FLOWS_DIR, Process, discover
 from engine.templates import TEMPLATES_DIR, environment
 from registry import session
@@ -78,11 +79,16 @@ def test_one_flow_per_module_with_a_docstring_and_every_parameter_titled_and_des
     for name, flow in _flows_of(process):
         assert flow.name.startswith(process.name), f"{name}: flow {flow.name!r} is not named for {process.name}"
         assert flow.description and len(flow.description) > 40, f"{flow.name}: the docstring is the UI description"
-        for parameter in flow.parameters.properties.values():
-            assert parameter.get("title"), f"{flow.name}: a parameter without a title"
+        for key, parameter in flow.parameters.properties.items():
+            assert parameter.get("title") and parameter["title"] != key, f"{flow.name}: {key!r} without a title"
+            # The Run form: one field per parameter, none a type toggle (anyOf) or a nested box ($ref).
+            assert "anyOf" not in parameter and "$ref" not in parameter, f"{flow.name}: {key!r} is not a plain field"
         hints = typing.get_type_hints(flow.fn)
         models = [hint for key, hint in hints.items() if key != "return"
                   and isinstance(hint, type) and issubclass(hint, BaseModel)]
+        if isinstance(flow, ProcessFlow):
+            models.append(flow.parameters_model)
+            assert set(flow.parameters.properties) == set(flow.parameters_model.model_fields)
         for model in models:
             for field_name, field in model.model_fields.items():
                 assert field.title and field.description, \

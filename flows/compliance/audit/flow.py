@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine import gate, periods, runs
 from engine.followups import follow_up
+from engine.parameters import OneOf
 from engine.work import preview
 from flows.compliance.audit.tasks import AuditState, apply_signoff, open_audit, report_for_signoff, request_evidence
 from registry.clock import as_utc, utcnow
@@ -16,18 +19,19 @@ RUNNER_PREFETCH_SECONDS = 30  # the runner starts a scheduled run this early: it
 
 class AuditParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    framework: str = Field("Information Security", title="Framework", description="Name of the control framework.")
-    period: str | None = Field(
-        None, title="Period", description="Quarter to audit, like 2026-Q4. Empty: the current quarter.",
-        pattern=r"^\d{4}-[Qq][1-4]$",
+    framework: Annotated[str, OneOf("framework")] = Field(
+        "Information Security", title="Framework", description="The control framework to audit.")
+    period: str = Field(
+        "", title="Period", description="Quarter to audit, like 2026-Q4. Empty: the current quarter.",
+        pattern=r"^(\d{4}-[Qq][1-4])?$",
     )
     evidence_window_days: int = Field(
         5, ge=0, le=60, title="Evidence window (working days)",
         description="How long owners have to attest their controls.",
     )
-    evidence_window_minutes: int | None = Field(
-        None, ge=1, le=1440, title="Evidence window in minutes (trial runs)",
-        description="Overrides the working days, to try the whole process in minutes.",
+    evidence_window_minutes: int = Field(
+        0, ge=0, le=1440, title="Evidence window in minutes (trial runs)",
+        description="Overrides the working days, to try the whole process in minutes. 0: the working days apply.",
     )
     signoff_days: int = Field(3, ge=1, le=30, title="Sign-off window (working days)",
                               description="How long the compliance manager has to sign the report off.")
@@ -49,7 +53,7 @@ def _outcome(state: AuditState, period: str, detail: str, status: str | None = N
 
 
 @runs.process_flow("compliance-audit")
-def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcome:  # noqa: B008 (the UI form default)
+def compliance_audit(params: AuditParameters) -> AuditOutcome:
     """Quarterly compliance audit of one framework.
 
     Opens the audit for every control due in the period by its cadence and sends each owner one evidence request
@@ -60,7 +64,7 @@ def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcom
     """
     logger = get_run_logger()
     period = (params.period or periods.quarter_of_day(periods.today()).name).upper()
-    window = (params.evidence_window_days, params.evidence_window_minutes)
+    window = (params.evidence_window_days, params.evidence_window_minutes or None)
     if params.preview:
         with preview(f"Evidence requests, {params.framework} {period}") as shown:
             request_evidence.fn(open_audit.fn(params.framework, period, *window).audit_id)
@@ -75,7 +79,7 @@ def compliance_audit(params: AuditParameters = AuditParameters()) -> AuditOutcom
         if (as_utc(state.evidence_due_at) - utcnow()).total_seconds() > RUNNER_PREFETCH_SECONDS:
             return _outcome(state, period, follow_up(
                 key=f"audit-{state.audit_id}-evaluate", at=state.evidence_due_at,
-                parameters={"params": params.model_copy(update={"period": period}).model_dump(mode="json")},
+                parameters=params.model_copy(update={"period": period}).model_dump(mode="json"),
                 run_name=f"evaluate {params.framework} {period}"))
 
     step_id = state.signoff_step_id

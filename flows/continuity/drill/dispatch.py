@@ -39,8 +39,8 @@ def start_due_drills(drill_deployment: str = DRILL_DEPLOYMENT) -> list[str]:
         # the run's key makes the next look find the same run instead of starting a second one.
         if deployment.get_id():
             run_id = followups.fan_out(drill_deployment, key=f"drill-{program_id}-{occasion.isoformat()}",
-                                       parameters={"params": {"facility": code, "kind": kind,
-                                                              "occasion": occasion.isoformat()}},
+                                       parameters={"facility": code, "kind": kind,
+                                                   "occasion": occasion.isoformat()},
                                        run_name=f"{kind} {code} {occasion:%Y-%m-%d}")
             note = f"{code} {kind}: flow run {run_id}"
         else:

@@ -3,35 +3,37 @@ escalated, and the after-action report turns what went wrong into corrective act
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine import runs
+from engine.parameters import OneOf
 from flows.continuity.drill.report import AfterAction, build_after_action
 from flows.continuity.drill.tasks import close_drill, open_drill, preview_drill, watch
 
 
 class DrillParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    facility: str = Field(title="Facility", description="Code of the facility whose roster is drilled.")
-    kind: str = Field("fire_evacuation", title="Kind of drill",
-                      description="fire_evacuation, it_outage_tabletop … The facility's programme of this kind "
-                                  "gives the plan and the windows; without one, an ad-hoc drill with the windows "
-                                  "below.")
-    window_minutes: float | None = Field(None, gt=0, le=24 * 60, title="Acknowledgement window (minutes)",
-                                         description="How long people have to acknowledge. Empty: the "
-                                                     "programme's (20 without one). Fractions for trial runs.")
-    escalate_after_minutes: float | None = Field(
-        None, gt=0, le=24 * 60, title="Escalate after (minutes)",
-        description="When the still missing are escalated to their warden and manager. Empty: the programme's "
+    facility: Annotated[str, OneOf("facility")] = Field(
+        title="Facility", description="Code of the facility whose roster is drilled.")
+    kind: Annotated[str, OneOf("drill kind", only=False)] = Field(
+        "fire_evacuation", title="Kind of drill",
+        description="The facility's programme of this kind gives the plan and the windows; a kind it has no "
+                    "programme of is an ad-hoc drill with the windows below.")
+    window_minutes: float = Field(0, ge=0, le=24 * 60, title="Acknowledgement window (minutes)",
+                                  description="How long people have to acknowledge. 0: the programme's (20 "
+                                              "without one). Fractions for trial runs.")
+    escalate_after_minutes: float = Field(
+        0, ge=0, le=24 * 60, title="Escalate after (minutes)",
+        description="When the still missing are escalated to their warden and manager. 0: the programme's "
                     "(5 without one).")
-    measure: Literal["headcount", "recovery"] | None = Field(
-        None, title="What recovery means",
+    measure: Literal["", "headcount", "recovery"] = Field(
+        "", title="What recovery means",
         description="headcount: everyone accounted for (an evacuation); recovery: the service restored, as the "
                     "plan's owner reports it (a continuity exercise). Empty: the programme's (headcount without one).")
-    occasion: str | None = Field(None, title="Occasion",
+    occasion: str = Field("", title="Occasion",
                                  description="Set by emergency-drill-dispatch: the programme's due time this drill "
                                              "is for. Empty: an unscheduled drill.")
     preview: bool = Field(False, title="Preview", description="Render the alert; write and send nothing.")

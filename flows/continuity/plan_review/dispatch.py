@@ -54,8 +54,8 @@ def start_reviews(due: list[DuePlan], params: DispatchParameters, deployment: st
     """
     today = utcnow().astimezone(ZoneInfo(get_settings().timezone)).date().isoformat()
     for target in due:
-        child = {"params": ReviewParameters(plan=target.code, lead_days=params.lead_days,
-                                            answer_days=params.answer_days).model_dump(mode="json")}
+        child = ReviewParameters(plan=target.code, lead_days=params.lead_days,
+                                 answer_days=params.answer_days).model_dump(mode="json")
         key = f"plan-review-{target.code}-{target.plan_id}-{target.occasion.isoformat()}"
         run_name = f"review {target.code} ({target.occasion.isoformat()})"
         started = fan_out(deployment, key=key, parameters=child, run_name=run_name)
@@ -65,7 +65,7 @@ def start_reviews(due: list[DuePlan], params: DispatchParameters, deployment: st
 
 
 @runs.process_flow("continuity-plan-review-dispatch")
-def continuity_review_dispatch(params: DispatchParameters = DispatchParameters()) -> DispatchOutcome:  # noqa: B008
+def continuity_review_dispatch(params: DispatchParameters) -> DispatchOutcome:
     """Continuity plan reviews falling due, weekdays: starts one continuity-plan-review run per plan.
 
     Finds every active continuity plan whose review falls due within the lead time by its review cadence (a plan

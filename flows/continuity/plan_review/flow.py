@@ -13,8 +13,8 @@ from flows.continuity.plan_review.tasks import DuePlan, PlanResult, ask_owner, p
 
 class ReviewParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    plan: str | None = Field(
-        None, title="Plan code",
+    plan: str = Field(
+        "", title="Plan code",
         description="Review only this plan, when it is due. Empty: every active plan due for review, in turn.")
     lead_days: int = Field(
         14, ge=0, le=180, title="Lead time (days)",
@@ -28,7 +28,7 @@ class ReviewParameters(BaseModel):
     @field_validator("plan", mode="before")
     @classmethod
     def _blank_is_every_plan(cls, value: Any) -> Any:
-        return (value.strip() or None) if isinstance(value, str) else value
+        return value.strip() if isinstance(value, str) else value
 
 
 class ReviewOutcome(BaseModel):
@@ -46,7 +46,7 @@ def _review(target: DuePlan, answer_days: int) -> PlanResult:
 
 
 @runs.process_flow("continuity-plan-review")
-def continuity_review(params: ReviewParameters = ReviewParameters()) -> ReviewOutcome:  # noqa: B008 (the UI form default)
+def continuity_review(params: ReviewParameters) -> ReviewOutcome:
     """Continuity plan review of one plan (as continuity-plan-review-dispatch starts it), or of every plan due.
 
     Asks the plan's owner, from a link, to confirm the plan as it stands or revise it: new recovery-time and

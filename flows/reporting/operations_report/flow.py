@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine import periods, runs
 from engine.settings import get_settings
@@ -30,11 +30,13 @@ from registry.clock import utcnow
 
 class ReportParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    period: str = Field(
-        "last-month", title="Period", pattern=periods.PATTERN,
-        description="last-week, this-week, last-month, this-month, last-quarter or this-quarter (counted from "
-                    "the run's scheduled day), or a month (2026-11), an ISO week (2026-W47), a quarter (2026-Q4) or a "
-                    "range of days (2026-01-01..2026-03-31).",
+    period: Literal["last-week", "this-week", "last-month", "this-month", "last-quarter", "this-quarter"] = Field(
+        "last-month", title="Period",
+        description="Counted from the run's scheduled day. A given period below takes its place.")
+    given_period: str = Field(
+        "", title="Or a given period", pattern=rf"^$|{periods.PATTERN}",
+        description="A month (2026-11), an ISO week (2026-W47), a quarter (2026-Q4) or a range of days "
+                    "(2026-01-01..2026-03-31). Empty: the period above.",
     )
     send: bool = Field(
         True, title="E-mail the distribution list",
@@ -42,13 +44,27 @@ class ReportParameters(BaseModel):
                     "Each person receives a period's report once, however often it is rebuilt.",
     )
 
-    @field_validator("period", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _a_given_period_as_period(cls, values: Any) -> Any:
+        """`period=2026-11` (as `ops run` or a schedule may say it) is a given period."""
+        if isinstance(values, dict) and isinstance(given := values.get("period"), str) \
+                and periods.normalize(given) not in periods.RELATIVE:
+            return {**values, "period": "last-month", "given_period": values.get("given_period") or given}
+        return values
+
+    @field_validator("period", "given_period", mode="before")
     @classmethod
     def _a_period(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
+        if not isinstance(value, str) or not value.strip():
+            return "" if isinstance(value, str) else value
         periods.parse(value, periods.today())  # the form is all that is checked here; the run resolves it
         return periods.normalize(value)
+
+    @property
+    def asked(self) -> str:
+        """The period the run reports: the given one, else the relative one."""
+        return self.given_period or self.period
 
 
 class ReportOutcome(BaseModel):
@@ -68,7 +84,7 @@ class ReportOutcome(BaseModel):
 
 
 @runs.process_flow("operations-report")
-def operations_report(params: ReportParameters = ReportParameters()) -> ReportOutcome:  # noqa: B008 (the UI form default)
+def operations_report(params: ReportParameters) -> ReportOutcome:
     """Operations report for a week, a month, a quarter or any range of days.
 
     KPIs against their targets (the period's mean, the previous period, trend and a year of history as charts),
@@ -84,7 +100,7 @@ def operations_report(params: ReportParameters = ReportParameters()) -> ReportOu
     began = time.perf_counter()
     logger = get_run_logger()
     tz = get_settings().timezone
-    period = periods.parse(params.period, periods.today(at=flow_run.get_scheduled_start_time(), tz=tz))
+    period = periods.parse(params.asked, periods.today(at=flow_run.get_scheduled_start_time(), tz=tz))
     now = utcnow()
     findings = findings_section(now, period, tz)
     health, shortages = inventory_section()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
 from prefect import get_run_logger
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from engine import periods, runs
 from flows.supply.inventory_reorder.tasks import (
@@ -18,17 +19,20 @@ from flows.supply.inventory_reorder.tasks import (
 )
 from flows.supply.purchase_orders import place_orders
 
+# A Decimal's JSON schema is "a number or a string": the Run form would show a type toggle for it.
+Amount = Annotated[Decimal, WithJsonSchema({"type": "number", "minimum": 0})]
+
 
 class ReorderParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    requester: str | None = Field(
-        None, title="Requester (e-mail)",
+    requester: str = Field(
+        "", title="Requester (e-mail)",
         description=f"Who the purchase requests are raised for; their manager approves. Empty: the person with the "
                     f"{PLANNER_ROLE} role.")
-    auto_approve_limit: Decimal = Field(
+    auto_approve_limit: Amount = Field(
         Decimal("1000"), ge=0, title="Auto-approval limit",
         description="Requests up to this amount are ordered without asking anyone.")
-    director_limit: Decimal = Field(
+    director_limit: Amount = Field(
         Decimal("10000"), ge=0, title="Director limit",
         description="Requests above this amount need the Director of Operations after the requester's manager.")
     approval_days: int = Field(2, ge=1, le=30, title="Approval window (working days)",
@@ -52,7 +56,7 @@ class ReorderOutcome(BaseModel):
 
 
 @runs.process_flow("inventory-reorder")
-def inventory_reorder(params: ReorderParameters = ReorderParameters()) -> ReorderOutcome:  # noqa: B008 (the UI form default)
+def inventory_reorder(params: ReorderParameters) -> ReorderOutcome:
     """Daily inventory reorder.
 
     Finds every item at or below its reorder point, counting what is already on open purchase requests so nothing

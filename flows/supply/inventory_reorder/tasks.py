@@ -218,7 +218,7 @@ def start_approvals(approval_days: int) -> Awaiting:
                              "approval" if pending else "")
     for request_id, key in pending:
         fan_out(APPROVAL_DEPLOYMENT, key=f"purchase-{request_id}-approval-{key}", run_name=f"approve {key}",
-                parameters={"params": {"request_id": request_id, "approval_days": approval_days}})
+                parameters={"request_id": request_id, "approval_days": approval_days})
     return Awaiting(ids)
 
 

@@ -13,13 +13,13 @@ from flows.supply.vendor_review import report, rules, tasks
 class ReviewParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
     vendor_code: rules.VendorCode = Field(
-        None, title="Vendor code",
+        "", title="Vendor code",
         description="Review only this vendor, whatever its cadence. Empty: every active vendor due by its review "
                     "cadence in the period.",
     )
-    period: str | None = Field(
-        None, title="Period", description="Quarter to review, like 2026-Q3. Empty: the quarter that just ended.",
-        pattern=r"^\d{4}-[Qq][1-4]$",
+    period: str = Field(
+        "", title="Period", description="Quarter to review, like 2026-Q3. Empty: the quarter that just ended.",
+        pattern=r"^(\d{4}-[Qq][1-4])?$",
     )
     weights: rules.Weights = Field(default_factory=rules.Weights, title="Score weights",
                                    description="Relative weight of each component of the score.")
@@ -45,7 +45,7 @@ class ReviewOutcome(BaseModel):
 
 
 @runs.process_flow("vendor-review")
-def vendor_review(params: ReviewParameters = ReviewParameters()) -> ReviewOutcome:  # noqa: B008 (the UI form default)
+def vendor_review(params: ReviewParameters) -> ReviewOutcome:
     """Quarterly vendor review: scorecards from the period's deliveries, approved changes of standing.
 
     For one vendor, or every vendor due by its review cadence in the period, computes the on-time, fill, defect

@@ -20,7 +20,7 @@ from registry.clock import utcnow
 
 class NoticeParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    vendor_code: rules.VendorCode = Field(None, title="Vendor code",
+    vendor_code: rules.VendorCode = Field("", title="Vendor code",
                                     description="Only this vendor's contract. Empty: every active vendor's.")
     preview: bool = Field(False, title="Preview",
                           description="Render the notices that would be sent; record and send nothing.")
@@ -90,7 +90,7 @@ def notify_contract_ends(vendor_code: str | None) -> int:
 
 
 @runs.process_flow("vendor-review-contract-notices")  # its deployment: vendor-contract-notices
-def vendor_contract_notices(params: NoticeParameters = NoticeParameters()) -> NoticeOutcome:  # noqa: B008
+def vendor_contract_notices(params: NoticeParameters) -> NoticeOutcome:
     """Daily contract-end notices: each vendor owner gets one message listing their contracts that end within 60
     or 30 days, once per threshold and never again (a contract reaching both at once is told the nearer one).
     Runs daily because a quarterly review alone would let a contract ending 61-90 days after it pass unnoticed."""

@@ -24,12 +24,12 @@ PRICE_VARIANCE_AT_ZERO = 0.10
 CONTRACT_NOTICE_DAYS = (60, 30)
 
 
-def _blank_is_none(value: Any) -> Any:
-    return (value.strip() or None) if isinstance(value, str) else value
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
-VendorCode = Annotated[str | None, BeforeValidator(_blank_is_none)]
-"""A vendor code as a form gives it: padding dropped, blank meaning every vendor."""
+VendorCode = Annotated[str, BeforeValidator(_stripped)]
+"""A vendor code as a form gives it: padding dropped, blank ("") meaning every vendor."""
 
 
 class Weights(BaseModel):

@@ -73,7 +73,7 @@ def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp
     org = _organisation()
     params = AuditParameters(framework=org["framework"], period="2026-Q4")
 
-    opened = compliance_audit(params)
+    opened = compliance_audit(**dict(params))
     assert opened.status == "collecting" and opened.controls == 3
 
     mails = smtp.wait_for(2)
@@ -89,11 +89,11 @@ def test_the_quarterly_audit_end_to_end(prefect_api: str, gateway: Gateway, smtp
                          files={"evidence_file": ("review.csv", evidence)})
     assert failed.status_code == 200
 
-    assert compliance_audit(params).status == "collecting", "a re-run inside the window changes nothing"
+    assert compliance_audit(**dict(params)).status == "collecting", "a re-run inside the window changes nothing"
     assert len(smtp.messages()) == 2
 
     _close_evidence_window(org["framework"])
-    thread, outcome = in_background(lambda: compliance_audit(params))
+    thread, outcome = in_background(lambda: compliance_audit(**dict(params)))
     approve = _signoff_mail(smtp, org["manager"])
     page = gateway.client.get(approve)
     assert "Sign off the" in page.text and "Report SHA-256" in page.text
@@ -137,9 +137,9 @@ def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_a
                                                                         smtp: Mailbox) -> None:
     org = _organisation()
     params = AuditParameters(framework=org["framework"], period="2026-Q4")
-    compliance_audit(params)
+    compliance_audit(**dict(params))
     _close_evidence_window(org["framework"])
-    thread, outcome = in_background(lambda: compliance_audit(params))
+    thread, outcome = in_background(lambda: compliance_audit(**dict(params)))
     link = _signoff_mail(smtp, org["manager"])
     rejected = answer_link(gateway.client, link, {"decision": "reject", "comment": "Evidence for C-1 is stale."})
     assert rejected.status_code == 200
@@ -149,7 +149,7 @@ def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_a
     assert {m.to for m in notices} == {org["olive"].email, org["omar"].email}
     assert all("Evidence for C-1 is stale." in m.html for m in notices)
 
-    thread, outcome = in_background(lambda: compliance_audit(params))
+    thread, outcome = in_background(lambda: compliance_audit(**dict(params)))
     second = _signoff_mail(smtp, org["manager"], count=2)
     assert second != link
     assert gateway.client.get(link).status_code == 409, "the first round's link is dead"
@@ -162,15 +162,15 @@ def test_a_rejected_sign_off_tells_the_owners_and_keeps_the_audit_open(prefect_a
 
 
 _RUN_FLOW = """
-from flows.compliance.audit.flow import AuditParameters, compliance_audit
-compliance_audit(AuditParameters(framework={framework!r}, period="2026-Q4"))
+from flows.compliance.audit.flow import compliance_audit
+compliance_audit(framework={framework!r}, period="2026-Q4")
 """
 
 
 def test_a_run_killed_after_sending_and_run_again_sends_nothing_twice(prefect_api: str, gateway: Gateway,
                                                                       smtp: Mailbox) -> None:
     org = _organisation()
-    compliance_audit(AuditParameters(framework=org["framework"], period="2026-Q4"))
+    compliance_audit(framework=org["framework"], period="2026-Q4")
     _close_evidence_window(org["framework"])
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     victim = subprocess.Popen([sys.executable, "-c", _RUN_FLOW.format(framework=org["framework"])], env=env,
@@ -194,7 +194,7 @@ def test_a_run_killed_after_sending_and_run_again_sends_nothing_twice(prefect_ap
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(killed_run or "", Crashed(message="killed"), force=True)
     params = AuditParameters(framework=org["framework"], period="2026-Q4")
-    thread, outcome = in_background(lambda: compliance_audit(params))
+    thread, outcome = in_background(lambda: compliance_audit(**dict(params)))
     deadline = time.monotonic() + 30
     waiting = killed_run
     while waiting == killed_run and time.monotonic() < deadline:
@@ -214,7 +214,7 @@ def test_a_run_killed_after_sending_and_run_again_sends_nothing_twice(prefect_ap
 
 def test_preview_sends_and_writes_nothing(prefect_api: str, smtp: Mailbox) -> None:
     org = _organisation()
-    result = compliance_audit(AuditParameters(framework=org["framework"], preview=True))
+    result = compliance_audit(framework=org["framework"], preview=True)
     assert result.status == "preview" and "2 evidence request" in result.detail
     with session() as db:
         assert db.exec(select(Audit)).all() == [] and db.exec(select(Notification)).all() == []
@@ -224,7 +224,7 @@ def test_preview_sends_and_writes_nothing(prefect_api: str, smtp: Mailbox) -> No
 def test_an_unknown_framework_is_named_in_the_error(prefect_api: str, registry_db: str) -> None:
     _organisation()
     with pytest.raises(ValueError, match="'Nope' does not exist"):
-        compliance_audit(AuditParameters(framework="Nope"))
+        compliance_audit(framework="Nope")
 
 
 def _audit_past_its_evidence_window(org: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +248,7 @@ def _audit_past_its_evidence_window(org: dict[str, Any]) -> dict[str, Any]:
         db.flush()
         for control in db.exec(select(Control).where(Control.framework_id == framework.id)):
             db.add(ControlTest(audit_id=audit.id or 0, control_id=control.id or 0, owner_id=control.owner_id or 0))
-        return {"audit_id": audit.id, "params": {"params": {"framework": framework.name, "period": period}}}
+        return {"audit_id": audit.id, "params": {"framework": framework.name, "period": period}}
 
 
 def _state_of(run_id: object, *wanted: str, seconds: float = 90) -> str:
@@ -321,7 +321,7 @@ def test_two_audit_runs_for_one_period_at_the_same_moment_both_end_cleanly_and_a
 
     def _run() -> AuditOutcome:
         start.wait(timeout=30)
-        return compliance_audit(params)
+        return compliance_audit(**dict(params))
 
     started = [in_background(_run) for _ in range(2)]
     outcomes = []
@@ -356,7 +356,7 @@ def test_the_preview_shows_the_deadline_the_real_run_would_set(prefect_api: str,
     org = _organisation()
     params = AuditParameters(framework=org["framework"], period="2026-Q4", evidence_window_minutes=30, preview=True)
     before = utcnow()
-    state = compliance_audit(params, return_state=True)
+    state = compliance_audit(**dict(params), return_state=True)
     after = utcnow()
     assert state.result().status == "preview"  # type: ignore[union-attr]
     shown = _artifacts_of(state.state_details.flow_run_id)
@@ -375,13 +375,13 @@ def test_two_runs_evaluating_in_the_same_second_build_one_report_and_ask_one_sig
 
     org = _organisation()
     params = AuditParameters(framework=org["framework"], period="2026-Q4")
-    compliance_audit(params)
+    compliance_audit(**dict(params))
     _close_evidence_window(org["framework"])
     start = threading.Barrier(2)
 
     def _run() -> AuditOutcome:
         start.wait(timeout=30)
-        return compliance_audit(params)
+        return compliance_audit(**dict(params))
 
     started = [in_background(_run) for _ in range(2)]
     link = _signoff_mail(smtp, org["manager"])

@@ -113,7 +113,7 @@ def test_manager_approves_in_chromium_and_the_waiting_run_completes(
     audit_id, framework_name, period = seeded.audit_id, seeded.framework, seeded.period
 
     # As the UI's Run button does: a flow run of the deployment, picked up by the serving process.
-    started = run_deployment(AUDIT_DEPLOYMENT, parameters={"params": {"framework": framework_name, "period": period}},
+    started = run_deployment(AUDIT_DEPLOYMENT, parameters={"framework": framework_name, "period": period},
                              timeout=0)
     assert isinstance(started, FlowRun)
 

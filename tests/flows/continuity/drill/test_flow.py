@@ -62,7 +62,7 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
     org = _building()
     everyone = 1 + len(org["people"]) + 2  # the manager, the occupants, the wardens
     params = DrillParameters(facility=org["facility"], window_minutes=0.4, escalate_after_minutes=0.12)
-    thread, outcome = in_background(lambda: emergency_drill(params))
+    thread, outcome = in_background(lambda: emergency_drill(**dict(params)))
     smtp.wait_for(everyone)
     alerts = [m for m in smtp.messages() if m.subject.startswith("DRILL:")]
     assert len(alerts) == everyone and len({m.to for m in alerts}) == everyone
@@ -152,7 +152,7 @@ def test_a_drill_counts_heads_alerts_escalates_and_turns_what_went_wrong_into_ac
         drill_key = db.get(Drill, result.drill_id).key  # type: ignore[union-attr]
     # An unscheduled drill is keyed by the run that started it: the same key is a re-run of that run.
     occasion = drill_key.removeprefix(f"{org['facility']}-fire_evacuation-")
-    again = emergency_drill(DrillParameters(facility=org["facility"], occasion=occasion))
+    again = emergency_drill(facility=org["facility"], occasion=occasion)
     assert isinstance(again, DrillOutcome)
     assert again.drill_id == result.drill_id and (again.accounted, again.total) == (3, everyone)
     time.sleep(0.5)
@@ -179,7 +179,7 @@ def test_everyone_accounted_closes_early_meets_the_target_and_raises_no_findings
     org = _building(occupants=2, rto_minutes=5)
     # As the scheduler starts a programme's drill: for its occasion.
     params = DrillParameters(facility=org["facility"], window_minutes=5, occasion="2026-09-01T09:00:00+00:00")
-    thread, outcome = in_background(lambda: emergency_drill(params))
+    thread, outcome = in_background(lambda: emergency_drill(**dict(params)))
     emails = [org["manager"], *org["people"], *org["wardens"]]
     smtp.wait_for(len(emails))
     started = time.monotonic()
@@ -207,9 +207,9 @@ def test_an_unknown_facility_or_an_empty_roster_is_refused_before_anything_is_se
         empty = factories.facility(db, occupants=[])
         code = empty.code
     with pytest.raises(ValueError, match="facility 'NOPE' does not exist"):
-        emergency_drill(DrillParameters(facility="NOPE"))
+        emergency_drill(facility="NOPE")
     with pytest.raises(ValueError, match="has no active people on its roster"):
-        emergency_drill(DrillParameters(facility=code))
+        emergency_drill(facility=code)
     with session() as db:
         assert db.exec(select(Drill)).first() is None and db.exec(select(HumanStep)).first() is None
     assert smtp.messages() == []
@@ -217,7 +217,7 @@ def test_an_unknown_facility_or_an_empty_roster_is_refused_before_anything_is_se
 
 def test_a_preview_renders_the_alert_and_writes_nothing(smtp: Mailbox, prefect_api: str) -> None:
     org = _building(occupants=2)
-    result = emergency_drill(DrillParameters(facility=org["facility"], preview=True))
+    result = emergency_drill(facility=org["facility"], preview=True)
     assert isinstance(result, DrillOutcome) and result.status == "preview" and result.total == 5
     with session() as db:
         assert db.exec(select(Drill)).first() is None and db.exec(select(HumanStep)).first() is None
@@ -249,7 +249,7 @@ def test_a_continuity_exercise_is_measured_by_the_recovery_its_lead_reports(
         factories.drill_program(db, building, kind="it_outage_tabletop", plan=plan, measure=DrillMeasure.recovery)
         code, emails, lead_email = building.code, [occupant.email, warden.email], lead.email
     params = DrillParameters(facility=code, kind="it_outage_tabletop", window_minutes=5)
-    thread, outcome = in_background(lambda: emergency_drill(params))
+    thread, outcome = in_background(lambda: emergency_drill(**dict(params)))
     [request] = [m for m in smtp.wait_for(3) if m.to == lead_email]
     assert request.subject.startswith("Exercise lead: report the recovery")
     assert "recovery within 240 minutes, data lost no more than 60 minutes" in request.text

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from engine.settings import get_settings
 from engine.sweep import sweep
 from flows.continuity.plan_review.dispatch import DispatchParameters, continuity_review_dispatch, start_reviews
-from flows.continuity.plan_review.flow import ReviewOutcome, ReviewParameters, continuity_review
+from flows.continuity.plan_review.flow import ReviewOutcome, continuity_review
 from flows.continuity.plan_review.forms import PlanReview as Form
 from flows.continuity.plan_review.rules import review_due_at, review_occasion
 from flows.continuity.plan_review.tasks import ask_owner, due_plans, settle
@@ -215,7 +215,7 @@ def test_an_answer_is_applied_once_on_either_database(any_db: str, gateway: Gate
 def test_a_confirmation_records_the_review_once(prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
     owner = _person("Olive Owner")
     plan = _plan(owner, rto_minutes=240, rpo_minutes=60, version=3)
-    thread, outcome = in_background(lambda: continuity_review(ReviewParameters(plan=plan.code)))
+    thread, outcome = in_background(lambda: continuity_review(plan=plan.code))
 
     mail, link = _review_link(smtp, owner)
     assert mail.subject == f"Review needed: continuity plan {plan.code} ({plan.name})"
@@ -238,7 +238,7 @@ def test_a_confirmation_records_the_review_once(prefect_api: str, gateway: Gatew
     assert event.data["step_id"] == step.id and event.data["note"] == "Walked through it with IT."
 
     before, sent = _snapshot(), len(smtp.messages())
-    again = continuity_review(ReviewParameters(plan=plan.code))
+    again = continuity_review(plan=plan.code)
     assert (again.reviews, again.detail) == ([], f"{plan.code} is not due for review")
     assert settle.fn(plan.id or 0, step.id or 0).outcome == "already settled", "the update is conditional"
     assert _snapshot() == before and len(smtp.messages()) == sent, "a re-run applies and sends nothing twice"
@@ -250,7 +250,7 @@ def test_a_revision_changes_the_targets_after_the_form_refused_what_was_wrong(
         prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
     owner = _person("Olive Owner")
     plan = _plan(owner, rto_minutes=240, rpo_minutes=60)
-    thread, outcome = in_background(lambda: continuity_review(ReviewParameters(plan=plan.code)))
+    thread, outcome = in_background(lambda: continuity_review(plan=plan.code))
     _, link = _review_link(smtp, owner)
     _paused_for(plan)
     untouched = _snapshot()
@@ -287,7 +287,7 @@ def test_the_daily_run_reviews_each_due_plan_and_a_missed_review_goes_to_the_man
     owner = _person("Olive Owner", manager=manager)
     first, silent = _plan(owner, due_in_days=3), _plan(owner, due_in_days=None)
     _plan(owner, due_in_days=60)
-    thread, outcome = in_background(lambda: continuity_review(ReviewParameters()))
+    thread, outcome = in_background(lambda: continuity_review())
 
     _, link = _review_link(smtp, owner)
     _paused_for(first)
@@ -323,7 +323,7 @@ def test_the_daily_run_reviews_each_due_plan_and_a_missed_review_goes_to_the_man
     assert "Report the action done" in notice.html and gateway.client.get(links_in(notice.html)[0]).status_code == 200
 
     before, sent = _snapshot(), len(smtp.messages())
-    again = continuity_review(ReviewParameters())
+    again = continuity_review()
     assert again.due == [] and _snapshot() == before and len(smtp.messages()) == sent, \
         "the same day nobody is asked again, and nothing is sent twice"
     with session() as db:
@@ -337,7 +337,7 @@ def test_preview_writes_and_sends_nothing(prefect_api: str, smtp: Mailbox) -> No
     owner = _person("Olive Owner")
     plans = [_plan(owner), _plan(owner, due_in_days=None)]
     before = _snapshot()
-    state = continuity_review(ReviewParameters(preview=True), return_state=True)
+    state = continuity_review(preview=True, return_state=True)
     result: ReviewOutcome = state.result()  # type: ignore[assignment]
     assert result.status == "preview" and result.due == [p.code for p in plans]
     assert result.detail == "2 review request(s) rendered as an artifact; nothing sent"
@@ -355,7 +355,7 @@ def test_preview_writes_and_sends_nothing(prefect_api: str, smtp: Mailbox) -> No
 
 def test_an_unknown_plan_is_named_in_the_error(prefect_api: str, registry_db: str) -> None:
     with pytest.raises(ValueError, match="continuity plan 'NOPE' does not exist"):
-        continuity_review(ReviewParameters(plan="NOPE"))
+        continuity_review(plan="NOPE")
 
 
 def test_the_dispatcher_starts_one_review_run_per_plan_and_occasion(prefect_api: str, registry_db: str) -> None:
@@ -384,12 +384,12 @@ def test_the_dispatcher_starts_one_review_run_per_plan_and_occasion(prefect_api:
     runs = _runs()
     assert sorted(runs) == sorted(f"review {d.code} ({d.occasion.isoformat()})" for d in due), "one run per occasion"
     first = runs[f"review {due[0].code} ({due[0].occasion.isoformat()})"]
-    assert first.parameters == {"params": {"plan": due[0].code, "lead_days": 14, "answer_days": 3, "preview": False}}
+    assert first.parameters == {"plan": due[0].code, "lead_days": 14, "answer_days": 3, "preview": False}
 
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(first.id, Crashed(), force=True)
     start_reviews.fn(due, DispatchParameters(answer_days=3), reviews)
     assert len(_runs()) == 3 and f"{first.name}, again" in _runs(), "a crashed run's plan is started again"
 
-    shown = continuity_review_dispatch(DispatchParameters(preview=True))
+    shown = continuity_review_dispatch(preview=True)
     assert (shown.status, shown.due) == ("preview", [plans[0].code, plans[1].code]) and len(_runs()) == 3

@@ -15,7 +15,7 @@ import pypdfium2 as pdfium
 import pytest
 
 from engine import periods
-from flows.reporting.operations_report.flow import ReportParameters, operations_report
+from flows.reporting.operations_report.flow import operations_report
 from registry import (
     Direction,
     HumanStep,
@@ -62,7 +62,7 @@ def test_a_month_not_yet_measured_headlines_neutrally_on_the_page_and_in_the_sub
     with session() as db:
         email = _reader(db)
         _kpi(db, "OTD", "%", 95, Direction.higher_is_better, {month.start - timedelta(days=10): 96})
-    outcome = operations_report(ReportParameters(period="this-month"))
+    outcome = operations_report(period="this-month")
     assert (outcome.kpis, outcome.kpis_met, outcome.sent) == (1, 0, 1)
 
     [mail] = smtp.wait_for(1, to=email)
@@ -104,7 +104,7 @@ def _october(tmp_path: Path, read: str) -> Any:
         # Reviewed again for a quarter without deliveries: no score, and made later.
         db.add(VendorScorecard(vendor_id=scored.id or 0, period="2026-Q4", deliveries=0, score=None,
                                standing_before=Standing.preferred, standing_proposed=Standing.preferred))
-    outcome = operations_report(ReportParameters(period="2026-10", send=False))
+    outcome = operations_report(period="2026-10", send=False)
     with browser.chromium(tmp_path / "chromium-profile") as chromium:
         page = chromium.new_page()
         page.set_viewport_size({"width": 900, "height": 1400})
@@ -150,7 +150,7 @@ def test_page_one_of_the_pdf_holds_kpi_charts_and_the_grid_breaks_between_rows(
     with session() as db:
         for n in range(7):
             _kpi(db, f"K{n}", "%", 90, Direction.higher_is_better, {d: 85 + (i % 10) for i, d in enumerate(weeks)})
-    outcome = operations_report(ReportParameters(period="2026-10", send=False))
+    outcome = operations_report(period="2026-10", send=False)
 
     document = pdfium.PdfDocument(outcome.pdf)
     try:

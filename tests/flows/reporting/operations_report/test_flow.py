@@ -212,7 +212,7 @@ def _artifact(key: str, flow_run_id: UUID) -> Any:
 def test_the_monthly_report_shows_every_section_prints_charts_and_mails_the_list_once(
         prefect_api: str, any_db: str, smtp: Mailbox) -> None:
     seeded = _seed()
-    state = operations_report(ReportParameters(period=PERIOD), return_state=True)
+    state = operations_report(period=PERIOD, return_state=True)
     outcome = state.result()
     assert (outcome.key, outcome.period, outcome.first_day, outcome.last_day) == (
         "monthly-2026-10", "October 2026", date(2026, 10, 1), date(2026, 10, 31))
@@ -299,7 +299,7 @@ def test_the_monthly_report_shows_every_section_prints_charts_and_mails_the_list
     # Rebuilt for the same period: new files, the same row, nothing sent twice.
     with session() as db:
         queued = db.exec(select(func.count()).select_from(Notification)).one()
-    again = operations_report(ReportParameters(period=" 2026-10 "))
+    again = operations_report(period=" 2026-10 ")
     assert (again.key, again.recipients, again.sent) == ("monthly-2026-10", 2, 0)
     with session() as db:
         assert db.exec(select(func.count()).select_from(Notification)).one() == queued
@@ -323,7 +323,7 @@ def test_the_monthly_report_shows_every_section_prints_charts_and_mails_the_list
 
 def test_an_empty_registry_still_gets_a_report_whose_sections_say_there_is_no_data(
         prefect_api: str, registry_db: str) -> None:
-    outcome = operations_report(ReportParameters(period="last-week"))
+    outcome = operations_report(period="last-week")
     assert (outcome.kpis, outcome.recipients, outcome.sent) == (0, 0, 0)
     text = " ".join(page.extract_text() for page in PdfReader(outcome.pdf).pages)
     for sentence in ("No KPIs are defined.", "No open findings or corrective actions.",
@@ -338,7 +338,7 @@ def test_an_empty_registry_still_gets_a_report_whose_sections_say_there_is_no_da
     with session() as db:  # KPIs defined but none measured in the period
         db.add(KpiDefinition(code="OTD", name="On-time delivery", unit="%", target=95,
                              direction=Direction.higher_is_better))
-    html = Path(operations_report(ReportParameters(period="last-week", send=False)).html).read_text()
+    html = Path(operations_report(period="last-week", send=False).html).read_text()
     assert "No KPI measurements in this period." in html and "<img" not in html
 
 
@@ -348,7 +348,7 @@ def test_a_period_that_is_not_one_gives_a_clear_error(prefect_api: str, registry
     with pytest.raises(ValidationError, match="ends .2026-01-01. before it starts"):
         ReportParameters(period="2026-03-31..2026-01-01")
     with pytest.raises(ParameterTypeError, match="period 'next-month' is not one of last-week"):
-        operations_report(params={"period": "next-month"})  # type: ignore[arg-type]  (as the API would pass it)
+        operations_report(period="next-month")  # as the API would pass it
     with session() as db:
         assert db.exec(select(func.count()).select_from(OperationsReport)).one() == 0
 
@@ -360,7 +360,7 @@ def test_the_html_report_shows_its_charts_in_chromium(prefect_api: str, registry
              values={"2026-10-04": 96, "2026-10-18": 93})
         db.add(Finding(**_origin(1), severity=Criticality.high, description="Open",
                        created_at=utcnow() - timedelta(days=3)))
-    outcome = operations_report(ReportParameters(period=PERIOD, send=False))
+    outcome = operations_report(period=PERIOD, send=False)
     with browser.chromium(tmp_path / "chromium-profile") as chromium:
         page = chromium.new_page()
         page.goto(Path(outcome.html).as_uri())
@@ -404,7 +404,7 @@ def test_obligations_are_what_each_process_declares_and_actions_count_by_their_s
                                      due_at=now - timedelta(days=1), status=ActionStatus.verified,
                                      verified_at=now)])
 
-    outcome = operations_report(ReportParameters(period="this-month", send=False))
+    outcome = operations_report(period="this-month", send=False)
 
     assert len(asked) == 1 and timedelta(days=30) <= asked[0] - now < timedelta(days=30, minutes=5)
     figures = _figures(outcome.csv)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from flows.reporting.operations_report.flow import ReportParameters, operations_report
+from flows.reporting.operations_report.flow import operations_report
 from registry import HumanStep, StepStatus, session
 from tests import browser, factories
 
@@ -32,7 +32,7 @@ def test_the_latency_table_names_each_form_by_its_title_and_stock_shows_in_pound
         vendor = factories.vendor(db, owner=person)
         factories.inventory_item(db, vendor, on_hand=1200, reorder_point=10, unit_cost="45.2325")  # 54,279
         factories.inventory_item(db, vendor, on_hand=0, reorder_point=2500, unit_cost="1.00")
-    outcome = operations_report(ReportParameters(period=PERIOD, send=False))
+    outcome = operations_report(period=PERIOD, send=False)
 
     with browser.chromium(tmp_path / "chromium-profile") as chromium:
         page = chromium.new_page()

@@ -14,7 +14,7 @@ from decimal import Decimal
 import httpx
 from sqlmodel import select
 
-from flows.supply.inventory_reorder.flow import ReorderOutcome, ReorderParameters, inventory_reorder
+from flows.supply.inventory_reorder.flow import ReorderOutcome, inventory_reorder
 from flows.supply.inventory_reorder.tasks import APPROVAL_DEPLOYMENT, select_reorder_lines
 from registry import (
     HumanStep,
@@ -73,7 +73,7 @@ def test_small_needs_are_ordered_at_once_one_request_per_vendor_and_a_rerun_adds
     items = [low_item(org.vendor, qty=50, unit_cost="4.00"), low_item(org.vendor, qty=20, unit_cost="10.50"),
              low_item(other, qty=10, unit_cost="9.99")]
 
-    result = inventory_reorder(ReorderParameters())
+    result = inventory_reorder()
     assert (result.lines, len(result.created), result.awaiting_approval) == (3, 2, [])
     assert sorted(result.ordered) == sorted(result.created)
     first, second = purchase_requests()
@@ -88,7 +88,7 @@ def test_small_needs_are_ordered_at_once_one_request_per_vendor_and_a_rerun_adds
     assert "410.00" in order.html and "Pia Planner" in order.html
     assert len(smtp.wait_for(1, to=other_contact.email)) == 1
 
-    again: ReorderOutcome = inventory_reorder(ReorderParameters())
+    again: ReorderOutcome = inventory_reorder()
     assert (again.lines, again.created, again.ordered, again.deferred_lines) == (0, [], [], 0)
     assert len(purchase_requests()) == 2 and len(smtp.messages()) == 2
     assert [e.data.get("auto") for e in events("purchase_request.approved")] == [True, True]
@@ -101,7 +101,7 @@ def test_a_vendor_without_contact_leaves_the_request_approved_and_tells_the_requ
         prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
     org = organisation(contact=False)
     low_item(org.vendor)
-    result = inventory_reorder(ReorderParameters())
+    result = inventory_reorder()
     assert result.ordered == []
     [request] = purchase_requests()
     assert request.status == RequestStatus.approved and request.ordered_at is None
@@ -111,14 +111,14 @@ def test_a_vendor_without_contact_leaves_the_request_approved_and_tells_the_requ
     [told] = smtp.wait_for(1, to=org.planner.email)
     assert told.subject.startswith("Purchase order not sent")
 
-    inventory_reorder(ReorderParameters())
+    inventory_reorder()
     assert len(events("purchase_request.order_not_sent")) == 1 and len(smtp.messages()) == 1, "noted once"
     with session() as db:
         vendor = db.get(Vendor, org.vendor.id)
         assert vendor is not None
         vendor.contact_id = org.contact.id
         db.add(vendor)
-    later = inventory_reorder(ReorderParameters())
+    later = inventory_reorder()
     assert later.ordered == [request.id], "a later run sends it once the vendor has a contact"
     assert len(smtp.wait_for(1, to=org.contact.email)) == 1
     with session() as db:
@@ -164,7 +164,7 @@ def test_under_its_deployment_each_request_waits_suspended_in_its_own_approval_r
             assert time.monotonic() < deadline, served.log_tail()
             time.sleep(0.25)
         for _ in range(2):  # the second run of the day starts nothing new
-            started = run_deployment(REORDER_DEPLOYMENT, parameters={"params": {}}, timeout=0)
+            started = run_deployment(REORDER_DEPLOYMENT, parameters={}, timeout=0)
             assert isinstance(started, FlowRun)
             _wait_for_state(api, served.api, str(started.id), "COMPLETED")
         large, mid = purchase_requests()

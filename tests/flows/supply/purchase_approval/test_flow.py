@@ -13,8 +13,8 @@ import pytest
 from sqlmodel import select
 
 from engine.sweep import sweep
-from flows.supply.inventory_reorder.flow import ReorderParameters, inventory_reorder
-from flows.supply.purchase_approval.flow import ApprovalParameters, purchase_approval
+from flows.supply.inventory_reorder.flow import inventory_reorder
+from flows.supply.purchase_approval.flow import purchase_approval
 from flows.supply.purchase_approval.rules import ApprovalChainError
 from registry import HumanStep, Person, RequestStatus, session
 from registry.trail import verify
@@ -29,12 +29,12 @@ def test_a_mid_size_request_needs_the_manager(prefect_api: str, gateway: Gateway
     org = organisation()
     low_item(org.vendor, qty=50, unit_cost="40.00")  # 2,000
 
-    result = inventory_reorder(ReorderParameters())
+    result = inventory_reorder()
     [request] = purchase_requests()
     assert result.awaiting_approval == [request.id] and "run purchase-approval" in result.detail
     assert request.status == RequestStatus.pending_approval and request.approvers == [org.manager.id]
 
-    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
+    thread, outcome = in_background(lambda: purchase_approval(request_id=request.id or 0))
     link = approval_link(smtp, org.manager)
     page = gateway.client.get(link)
     assert "Approve purchase request" in page.text and "Pia Planner" in page.text
@@ -54,11 +54,11 @@ def test_a_large_request_needs_the_manager_then_the_director(prefect_api: str, g
                                                               smtp: Mailbox) -> None:
     org = organisation()
     low_item(org.vendor, qty=50, unit_cost="400.00")  # 20,000
-    inventory_reorder(ReorderParameters())
+    inventory_reorder()
     [request] = purchase_requests()
     assert request.approvers == [org.manager.id, org.director.id]
 
-    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
+    thread, outcome = in_background(lambda: purchase_approval(request_id=request.id or 0))
     manager_link = approval_link(smtp, org.manager)
     with session() as db:
         assert len(db.exec(select(HumanStep)).all()) == 1, "the director is not asked before the manager approved"
@@ -83,10 +83,10 @@ def test_a_rejection_stops_the_chain_and_tells_the_requester_why(prefect_api: st
                                                                  smtp: Mailbox) -> None:
     org = organisation()
     low_item(org.vendor, qty=50, unit_cost="400.00")
-    inventory_reorder(ReorderParameters())
+    inventory_reorder()
     [request] = purchase_requests()
 
-    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
+    thread, outcome = in_background(lambda: purchase_approval(request_id=request.id or 0))
     link = approval_link(smtp, org.manager)
     answer_link(gateway.client, link, {"decision": "reject", "comment": "Use the stock in Leeds first."}) \
         .raise_for_status()
@@ -102,7 +102,7 @@ def test_a_rejection_stops_the_chain_and_tells_the_requester_why(prefect_api: st
     [event] = events("purchase_request.rejected")
     assert event.actor == org.manager.email
 
-    again = inventory_reorder(ReorderParameters())
+    again = inventory_reorder()
     assert (again.lines, again.created, again.deferred_lines) == (1, [], 1), \
         "a rejected need comes back, but not as a second request the same day"
 
@@ -111,9 +111,9 @@ def test_an_approval_nobody_gives_in_time_rejects_the_request(prefect_api: str, 
                                                               smtp: Mailbox) -> None:
     org = organisation()
     low_item(org.vendor, qty=50, unit_cost="40.00")
-    inventory_reorder(ReorderParameters())
+    inventory_reorder()
     [request] = purchase_requests()
-    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
+    thread, outcome = in_background(lambda: purchase_approval(request_id=request.id or 0))
     approval_link(smtp, org.manager)
     with session() as db:
         step = db.exec(select(HumanStep)).one()
@@ -137,12 +137,12 @@ def test_the_requester_cannot_approve_their_own_request(prefect_api: str, gatewa
     org = organisation()
     low_item(org.vendor, qty=50, unit_cost="400.00")
     with pytest.raises(ApprovalChainError, match="Dana Director would have to approve their own"):
-        inventory_reorder(ReorderParameters(requester=org.director.email))
+        inventory_reorder(requester=org.director.email)
     assert purchase_requests() == [], "nothing is written when a request cannot be approved"
 
-    inventory_reorder(ReorderParameters())
+    inventory_reorder()
     [request] = purchase_requests()
-    thread, outcome = in_background(lambda: purchase_approval(ApprovalParameters(request_id=request.id or 0)))
+    thread, outcome = in_background(lambda: purchase_approval(request_id=request.id or 0))
     manager_link = approval_link(smtp, org.manager)
     with session() as db:
         step = db.exec(select(HumanStep)).one()

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from engine.settings import get_settings
-from flows.supply.inventory_reorder.flow import ReorderParameters, inventory_reorder
+from flows.supply.inventory_reorder.flow import inventory_reorder
 from flows.supply.purchase_approval.tasks import ask_approver
 from tests import browser
 from tests.conftest import Gateway, Mailbox
@@ -45,7 +45,7 @@ def test_the_approval_page_lists_the_lines_with_amounts_in_the_organisations_cur
     items = [low_item(org.vendor, qty=100, unit_cost="130.00"),  # 13,000
              low_item(org.vendor, qty=30, unit_cost="0.3333"),  # 10.00, a unit cost held to four places
              low_item(org.vendor, qty=11, unit_cost="20.00")]  # 220
-    inventory_reorder(ReorderParameters())
+    inventory_reorder()
     [request] = purchase_requests()
     ask_approver.fn(request.id or 0, 1, 2)
     url = approval_link(smtp, org.manager)

@@ -19,7 +19,7 @@ from engine import occasions
 from engine.settings import get_settings
 from engine.sweep import sweep
 from flows.supply.vendor_review.flow import ReviewOutcome, ReviewParameters, vendor_review
-from flows.supply.vendor_review.notices import NoticeParameters, today, vendor_contract_notices
+from flows.supply.vendor_review.notices import today, vendor_contract_notices
 from flows.supply.vendor_review.report import ARTIFACT_KEY
 from flows.supply.vendor_review.rules import DeliveryLine, totals
 from flows.supply.vendor_review.tasks import measure, procurement_manager
@@ -94,7 +94,7 @@ def _in_background(params: ReviewParameters) -> tuple[threading.Thread, dict[str
 
     def _run() -> None:
         try:
-            state = vendor_review(params, return_state=True)
+            state = vendor_review(**dict(params), return_state=True)
             outcome["run_id"] = str(state.state_details.flow_run_id)
             outcome["result"] = state.result()
         except BaseException as error:  # surfaced by the test's assertion
@@ -230,7 +230,7 @@ def test_a_quarterly_review_scores_asks_once_and_applies_only_what_is_approved(
 
     # A re-run of the same quarter scores, asks, sends and records nothing new.
     before, sent = _snapshot(), len(smtp.messages())
-    again = vendor_review(ReviewParameters(period=PERIOD))
+    again = vendor_review(period=PERIOD)
     assert (again.scored, again.approved, again.rejected, again.report_sha256) == (0, 1, 1, result.report_sha256)
     assert _snapshot() == before
     assert len(smtp.messages()) == sent
@@ -287,7 +287,7 @@ def test_an_approved_fall_to_probation_is_a_finding_with_an_action_for_the_owner
     assert page.status_code == 200 and step.title in page.text
 
     before, sent = _snapshot(), len(smtp.messages())
-    vendor_review(ReviewParameters(period=PERIOD))
+    vendor_review(period=PERIOD)
     assert _snapshot() == before and len(smtp.messages()) == sent, "raised once, told once"
 
 
@@ -319,10 +319,10 @@ def test_contract_notices_at_60_and_30_days_are_sent_once(prefect_api: str, smtp
                         (warned.id, 30): 1, (urgent.id, 60): 1, (urgent.id, 30): 1}, "both thresholds recorded"
 
     sent = len(smtp.messages())
-    daily = vendor_contract_notices(NoticeParameters())
+    daily = vendor_contract_notices()
     assert (daily.status, daily.contract_notices) == ("contracts", 0)
     assert len(smtp.messages()) == sent, "never again on later runs"
-    assert vendor_review(ReviewParameters(period=PERIOD)).proposed == 0
+    assert vendor_review(period=PERIOD).proposed == 0
     assert len(_mails(smtp, "Vendor contract")) == 2, "the review itself sends no contract notice"
 
 
@@ -330,7 +330,7 @@ def test_one_vendor_by_code_even_when_not_due_and_without_deliveries(prefect_api
     owner = _person("Olive Owner")
     yearly = _vendor(owner, standing=Standing.probation, cadence="0 7 1 1 *")
     _vendor(owner, [{}])
-    result = vendor_review(ReviewParameters(period=PERIOD, vendor_code=f" {yearly.code} "))
+    result = vendor_review(period=PERIOD, vendor_code=f" {yearly.code} ")
     assert (result.vendors, result.scored, result.proposed) == (1, 1, 0)
     [card] = _cards().values()
     assert (card.vendor_id, card.deliveries, card.score, card.on_time_rate, card.standing_proposed) \
@@ -348,10 +348,10 @@ def test_one_vendor_by_code_even_when_not_due_and_without_deliveries(prefect_api
 def test_preview_writes_and_sends_nothing(prefect_api: str, smtp: Mailbox) -> None:
     org = _organisation()
     _vendor(org["olive"], contract_end=today() + timedelta(days=20))  # due for review too, without deliveries
-    result = vendor_review(ReviewParameters(period=PERIOD, preview=True))
+    result = vendor_review(period=PERIOD, preview=True)
     assert result.status == "preview" and result.vendors == 5
     assert result.detail.startswith("5 scorecard(s), 2 change(s) of standing in 3 message(s)")
-    notices = vendor_contract_notices(NoticeParameters(preview=True))
+    notices = vendor_contract_notices(preview=True)
     assert (notices.status, notices.contract_notices) == ("preview", 1)
     assert notices.detail.startswith("1 contract notice(s) in 1 message(s)")
     with session() as db:
@@ -366,12 +366,12 @@ def test_without_a_procurement_manager_the_error_names_the_role(prefect_api: str
     owner = _person("Olive Owner")
     _vendor(owner, [{}])  # approved → preferred: a change someone must approve
     with pytest.raises(ValueError, match="no person has the role 'procurement_manager'"):
-        vendor_review(ReviewParameters(period=PERIOD))
+        vendor_review(period=PERIOD)
 
 
 def test_an_unknown_vendor_is_named_in_the_error(prefect_api: str, registry_db: str) -> None:
     with pytest.raises(ValueError, match="vendor 'NOPE' does not exist"):
-        vendor_review(ReviewParameters(period=PERIOD, vendor_code="NOPE"))
+        vendor_review(period=PERIOD, vendor_code="NOPE")
 
 
 def test_the_aggregate_query_agrees_with_the_rules(any_db: str) -> None:
@@ -424,7 +424,7 @@ def test_under_a_deployment_each_wait_suspends_and_the_rerun_repeats_nothing(
     # `served` waits for the compliance audit's deployment; the others register around the same time.
     _until("the vendor-review deployment", lambda: httpx.get(
         f"{served.api}/deployments/name/vendor-review/vendor-review", timeout=10).status_code == 200, seconds=60)
-    started = run_deployment("vendor-review/vendor-review", parameters={"params": {"period": PERIOD}}, timeout=0)
+    started = run_deployment("vendor-review/vendor-review", parameters={"period": PERIOD}, timeout=0)
     assert isinstance(started, FlowRun)
     run_id = str(started.id)
     [approvals] = smtp.wait_for(1, seconds=120, to=org["buyer"].email)
