@@ -123,7 +123,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="drill then baseline, this many times (medians)")
     parser.add_argument("--smoke", action="store_true", help="20 people, one round: seconds, to prove it runs")
     parser.add_argument("--apprise", action="store_true", help="also time one Apprise notify per message")
-    parser.add_argument("--profile", type=Path, help="write a cProfile of the drill's steps (first round) here")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the drill's steps (first round) here, "
+                                                     "and of its deliveries beside it (FILE.delivery.prof)")
     parser.add_argument("--part", type=int, help="people per unit of work while opening (default: the drill's "
                                                  "own; 0: the whole roster in one, delivered after it)")
     args = parser.parse_args()
@@ -136,13 +137,18 @@ def main() -> None:
     catcher = _start_catcher(mailbox)
     delivering: list[tuple[float, float, float]] = []  # (start, seconds, CPU seconds of the delivering thread)
     deliver_due = notify.deliver_due
+    delivery_profile: cProfile.Profile | None = None
 
     def timed_deliver_due(**kwargs: object) -> notify.DeliveryReport:
         # The drill hands each part of its roster to a delivery thread as it commits: thread CPU, not the process's.
         began, used = time.perf_counter(), time.thread_time()
+        if delivery_profile is not None:  # a profiler sees only its own thread: the delivery's has one of its own
+            delivery_profile.enable()
         try:
             return deliver_due(**kwargs)  # type: ignore[arg-type]
         finally:
+            if delivery_profile is not None:
+                delivery_profile.disable()
             delivering.append((began, time.perf_counter() - began, time.thread_time() - used))
 
     ours: list[dict[str, float]] = []
@@ -165,6 +171,7 @@ def main() -> None:
         for round_number in range(rounds):
             _clear(mailbox)
             profiler = cProfile.Profile() if args.profile and round_number == 0 else None
+            delivery_profile = cProfile.Profile() if profiler else None
             notify.deliver_due = timed_deliver_due  # type: ignore[assignment]
             try:
                 if profiler:
@@ -175,6 +182,8 @@ def main() -> None:
                 if profiler:
                     profiler.disable()
                     profiler.dump_stats(args.profile)
+                    assert delivery_profile is not None
+                    delivery_profile.dump_stats(args.profile.with_suffix(".delivery" + args.profile.suffix))
             finally:
                 notify.deliver_due = deliver_due  # type: ignore[assignment]
             assert sent == n == _caught(), (sent, _caught())
