@@ -14,8 +14,10 @@ server too), then times, each as the median of --repeat rounds after a warm-up r
   at a million steps against the demo registry; the take-over half of `sweep` asks the Prefect API and is not
   a registry query;
 - reorder selection: `select_reorder_lines` against benchmarks/reorder_check.py's hand-written SQL, on the year;
-- audit opening: `open_audit` of a quarter over the year's 10,000 controls against raw SQL writing the same
-  audit, tests and trail event (reading the distinct cadences and evaluating them in Python, as SQL cannot).
+- audit opening: `open_audit` of a quarter over the year's 10,000 controls against raw SQL doing the same: the
+  framework found by name, the occasion, the audit, its tests, and the trail's two events (the occasion opened,
+  the audit opened with its control refs) chained with the keyed hash; reading the distinct cadences and
+  evaluating them in Python, as SQL cannot.
 
 It prints one line per figure: `figure | ours | baseline | ratio`, then the target and whether it is met.
 Nothing is asserted: the exit status is 0 whatever the figures.
@@ -35,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -178,14 +180,26 @@ WHERE framework_id = {framework} AND active AND cadence IN ({cadences})
 """
 
 
+def _raw_event(conn: sa.Connection, key: bytes, at: datetime, action: str, entity_type: str, entity_id: int,
+               data: dict[str, object]) -> None:
+    """One trail event as registry/trail.py chains it: the head read under the trail's lock, the keyed hash."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(714230)")
+    prev = conn.exec_driver_sql("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1").scalar() or GENESIS
+    conn.execute(sa.text(
+        "INSERT INTO audit_event (at, actor, action, entity_type, entity_id, data, prev_hash, hash) "
+        "VALUES (:at, 'bench', :action, :type, :id, :data, :prev, :hash)"),
+        {"at": at, "action": action, "type": entity_type, "id": entity_id, "data": json.dumps(data, default=str),
+         "prev": prev, "hash": _digest(key, prev, at, "bench", action, entity_type, entity_id, data)})
+
+
 def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
     """Ours and raw SQL open audits of the same quarters, in years no run has used (a registry can be re-timed)."""
     engine = get_engine(url)
     tz = get_settings().timezone
     key = trail_key()
-    with engine.connect() as conn:
-        framework_id, = conn.exec_driver_sql(f"SELECT id FROM framework WHERE name = '{framework}'").one()
-    base = 3000 + 10 * (uuid.uuid4().int % 400)  # ours in base.., raw SQL in base + 5..
+    years = repeat // 4 + 1  # of quarters each side opens
+    base = 3000 + 2 * years * (uuid.uuid4().int % (6000 // (2 * years)))  # ours in base.., raw SQL in base + years..
     ours: list[float] = []
     raw: list[float] = []
     with _registry(url):
@@ -195,11 +209,13 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
             open_audit.fn(framework, f"{base + n // 4}-Q{quarter}", 5)
             ours.append((time.perf_counter() - started) * 1000)
 
-            period = f"{base + 5 + n // 4}-Q{quarter}"
+            period = f"{base + years + n // 4}-Q{quarter}"
             start, end = quarter_bounds(period, tz)
             now = utcnow()
             started = time.perf_counter()
             with engine.begin() as conn:
+                framework_id = conn.execute(sa.text("SELECT id FROM framework WHERE name = :name"),
+                                            {"name": framework}).scalar_one()
                 # SQL cannot evaluate a cron cadence: like ours, it reads the distinct cadences and asks Python.
                 cadences = [row[0] for row in conn.exec_driver_sql(
                     f"SELECT DISTINCT cadence FROM control WHERE framework_id = {framework_id} AND active")]
@@ -208,6 +224,9 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
                     "INSERT INTO occasion (process, key, title, period_start, period_end, status, phase, opened_at, "
                     "signoff_round) VALUES ('compliance-audit', :k, :k, :s, :e, 'collecting', 'collecting', :now, 0) "
                     "RETURNING id"), {"k": f"{framework} {period}", "s": start, "e": end, "now": now}).scalar_one()
+                _raw_event(conn, key, now, "occasion.opened", "occasion", occasion_id,
+                           {"process": "compliance-audit", "key": f"{framework} {period}", "status": "collecting",
+                            "period_start": start, "period_end": end, "flow_run_id": None})
                 audit_id = conn.execute(sa.text(
                     "INSERT INTO audit (framework_id, period, evidence_due_at, occasion_id) VALUES (:f, :p, :due, :o) "
                     "RETURNING id"), {"f": framework_id, "p": period, "o": occasion_id,
@@ -216,14 +235,9 @@ def _audit_ms(url: str, repeat: int, framework: str) -> tuple[float, float]:
                 refs = [r[0] for r in conn.exec_driver_sql(
                     f"SELECT c.ref FROM control_test t JOIN control c ON c.id = t.control_id "
                     f"WHERE t.audit_id = {audit_id} ORDER BY c.ref")]
-                head = conn.exec_driver_sql("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1").scalar()
-                prev = head or GENESIS
-                data = {"framework": framework, "period": period, "controls": refs}
-                conn.execute(sa.text(
-                    "INSERT INTO audit_event (at, actor, action, entity_type, entity_id, data, prev_hash, hash) "
-                    "VALUES (:at, 'bench', 'audit.opened', 'audit', :id, :data, :prev, :hash)"),
-                    {"at": now, "id": audit_id, "data": json.dumps(data),
-                     "prev": prev, "hash": _digest(key, prev, now, "bench", "audit.opened", "audit", audit_id, data)})
+                _raw_event(conn, key, now, "audit.opened", "audit", audit_id,
+                           {"framework": framework, "period": period, "occasion_id": occasion_id, "controls": refs,
+                            "evidence_due_at": (now + timedelta(days=10)).isoformat()})
             raw.append((time.perf_counter() - started) * 1000)
     return statistics.median(ours[1:]), statistics.median(raw[1:])
 

@@ -30,9 +30,10 @@ def open_occasion(db: Session, *, process: str, key: str, title: str, period_sta
                   period_end: datetime | None, flow_run_id: str | None = None,
                   status: OccasionStatus = OccasionStatus.open, phase: str = "") -> tuple[Occasion, bool]:
     """The occasion (`process`, `key`), created if new (trail "occasion.opened"); and whether this call created
-    it. Of two runs opening the same occasion at once, one creates it and the other gets that row."""
-    if (existing := find(db, process, key)) is not None:
-        return existing, False
+    it. Of two runs opening the same occasion at once, one creates it and the other gets that row.
+
+    No look first: the INSERT … ON CONFLICT DO NOTHING is the look, so opening costs one statement and an
+    occasion opened already one more (the SELECT of the stored row)."""
     row = Occasion(process=process, key=key, title=title, status=status, phase=phase, flow_run_id=flow_run_id,
                    period_start=as_utc(period_start) if period_start else None,
                    period_end=as_utc(period_end) if period_end else None)

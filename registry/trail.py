@@ -178,10 +178,15 @@ def _unkeyed(event: AuditEvent) -> str:
                                    event.entity_id, event.data)).hexdigest()
 
 
+_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
+_HEAD = select(_EVENTS.c.hash).order_by(_EVENTS.c.id.desc()).limit(1)  # Core: no ORM row for one hash
+
+
 def _head(session: Session) -> str:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(714230)"))
-    head = session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.id).desc()).limit(1)).first()
+    session.flush()  # what the caller changed is written before the event that records it
+    head = session.connection().execute(_HEAD).scalar()
     return head or GENESIS
 
 

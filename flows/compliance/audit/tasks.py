@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from sqlalchemy import func, insert, literal
+from sqlalchemy import Integer, bindparam, func, insert, literal
 from sqlmodel import Session, col, select
 
 from engine import gate, occasions, periods
@@ -67,13 +67,25 @@ def _framework(db: Session, name: str) -> Framework:
     return found
 
 
-def _due_where(db: Session, framework: Framework, period: str, tz: str) -> list[Any]:
-    """The controls of `framework` due in `period`, as SQL conditions: the cadence rule is evaluated once per
-    distinct cadence (a handful), not once per control (ten thousand in a large framework)."""
+_CONTROLS, _TESTS = Control.__table__, ControlTest.__table__  # type: ignore[attr-defined]
+# The audit opening's statements, built once and run in Core on the session's connection: building each per
+# call (and its cache key) and the ORM's execution path cost more than the few statements they build.
+_ACTIVE = (_CONTROLS.c.framework_id == bindparam("framework"), _CONTROLS.c.active == True)  # noqa: E712
+_CADENCES = select(_CONTROLS.c.cadence).distinct().where(*_ACTIVE)
+_ADD_TESTS = insert(_TESTS).from_select(
+    ["audit_id", "control_id", "owner_id", "note"],
+    select(bindparam("audit", type_=Integer), _CONTROLS.c.id, _CONTROLS.c.owner_id, literal(""))
+    .where(*_ACTIVE, _CONTROLS.c.cadence.in_(bindparam("cadences", expanding=True))))
+_REFS = (select(_CONTROLS.c.ref).join(_TESTS, _TESTS.c.control_id == _CONTROLS.c.id)
+         .where(_TESTS.c.audit_id == bindparam("audit")).order_by(_CONTROLS.c.ref))
+
+
+def _due_cadences(db: Session, framework: Framework, period: str, tz: str) -> list[str]:
+    """The cadences of `framework`'s active controls that fall due in `period`: the cadence rule is evaluated
+    once per distinct cadence (a handful), not once per control (ten thousand in a large framework)."""
     start, end = periods.quarter_bounds(period, tz)
-    active = (Control.framework_id == framework.id, col(Control.active) == True)  # noqa: E712
-    cadences = db.exec(select(Control.cadence).distinct().where(*active)).all()
-    return [*active, col(Control.cadence).in_([c for c in cadences if due_within(c, start, end, tz)])]
+    cadences = db.connection().execute(_CADENCES, {"framework": framework.id}).scalars()
+    return [c for c in cadences if due_within(c, start, end, tz)]
 
 
 def _audit(db: Session, audit_id: int) -> tuple[Audit, Occasion, Framework]:
@@ -125,13 +137,10 @@ def open_audit(framework_name: str, period: str, evidence_window_days: int = 5,
                                      lambda: db.exec(select(Audit).where(Audit.occasion_id == occasion.id)).first())
         if created:
             # One INSERT ... SELECT: ten thousand tests are one statement, not ten thousand ORM objects.
-            db.execute(insert(ControlTest).from_select(
-                ["audit_id", "control_id", "owner_id", "note"],
-                select(literal(audit.id), Control.id, Control.owner_id, literal(""))
-                .where(*_due_where(db, framework, period, tz))))
+            db.connection().execute(_ADD_TESTS, {"audit": audit.id, "framework": framework.id,
+                                                 "cadences": _due_cadences(db, framework, period, tz)})
             # Read back through the audit's own tests (refs only): the control filter again reads the framework twice.
-            refs = list(db.exec(select(Control.ref).join(ControlTest, col(ControlTest.control_id) == Control.id)
-                                .where(ControlTest.audit_id == audit.id).order_by(col(Control.ref))))
+            refs = list(db.connection().execute(_REFS, {"audit": audit.id}).scalars())
             trail.record(db, actor=ACTOR, action="audit.opened", entity_type="audit", entity_id=audit.id or 0,
                          data={"framework": framework.name, "period": period, "occasion_id": occasion.id,
                                "controls": refs, "evidence_due_at": due.isoformat()})
