@@ -135,6 +135,10 @@ def form_schema(model: type[BaseModel], known: dict[str, list[str]] | None = Non
             prop.pop("pattern", None)
             if prop.get("default") not in values:  # a framework not set up: the person chooses one
                 prop.pop("default", None)
+        field = model.model_fields[name]
+        if "default" not in prop and field.default_factory is not None:  # a group (score weights): its defaults
+            made = field.get_default(call_default_factory=True)
+            prop = {**prop, "default": made.model_dump(mode="json") if isinstance(made, BaseModel) else made}
         if prop.get("type") == "number" and isinstance(prop.get("default"), str):  # a Decimal's default
             prop = {**prop, "default": float(prop["default"])}
         properties[name] = {**prop, "position": position}

@@ -186,6 +186,13 @@ def test_every_run_form_is_flat_filled_and_offers_the_registrys_values(
             assert {k: run["parameters"][k] for k in ("facility", "kind", "window_minutes", "preview")} == {
                 "facility": org["facility"], "kind": "it_outage_tabletop", "window_minutes": 0.5, "preview": True}
 
+            review = held["vendor-review"]  # a form with groups (score weights, thresholds), sent as it opened
+            before = len(_runs(api, review["id"]))
+            _open(page, prefect_ui, review)
+            _switch_on(page, "Preview")
+            run = _submitted(page, api, review, before)
+            assert run["parameters"]["weights"] == {"on_time": 0.35, "fill": 0.3, "quality": 0.25, "price": 0.1}
+
             report = held["operations-report-monthly"]
             before = len(_runs(api, report["id"]))
             _open(page, prefect_ui, report)
