@@ -101,7 +101,8 @@ def test_an_overdue_step_is_escalated_once_to_a_manager_whose_link_works(smtp: M
 
     [url] = links_in(escalation[0].html)
     page = gateway.client.get(url)
-    assert page.status_code == 200 and "For Maya Manager" in page.text
+    assert page.status_code == 200 and "given by you, Maya Manager" in page.text
+    assert "You are answering for <strong>Olly Owner</strong>" in page.text, "the manager sees whose step it is"
     answered = answer_link(gateway.client, url, {"decision": "approve", "comment": "Approved in Olly's absence."})
     assert answered.status_code == 200
     decided = _step(step_id)
