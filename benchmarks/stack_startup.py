@@ -16,7 +16,6 @@ timed from spawning the command, polling every 20 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -38,6 +37,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from benchmarks._table import Row, print_rows  # noqa: E402
 from engine import prefect_postgres  # noqa: E402
 from engine.deployments import specs  # noqa: E402
+from engine.stack import stop_process_group  # noqa: E402
 
 POLL_SECONDS = 0.02
 UP_SECONDS = 120.0
@@ -77,16 +77,6 @@ def _ok(url: str) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-
-
 def ops_up(data_dir: Path) -> float:
     """Seconds from spawning `ops up` to its "up" line; what "up" promises is then checked from outside."""
     prefect_port, gateway_port, smtp_port = _free_port(), _free_port(), _free_port()
@@ -119,7 +109,7 @@ def ops_up(data_dir: Path) -> float:
     except (RuntimeError, AssertionError) as error:
         raise RuntimeError(f"{error}\n{''.join(lines)}") from error
     finally:
-        _stop(process, signal.SIGINT)
+        stop_process_group(process, grace=30, sig=signal.SIGINT)
         reader.join(timeout=5)
 
 
@@ -138,7 +128,7 @@ def bare_server(home: Path, database_url: str | None = None) -> float:
         _until(lambda: _ok(f"http://127.0.0.1:{port}/api/health"), process, "prefect server")
         return time.monotonic() - started
     finally:
-        _stop(process, signal.SIGTERM)
+        stop_process_group(process, grace=30, sig=signal.SIGTERM)
 
 
 def bare_server_on_postgres(home: Path) -> float:
@@ -155,7 +145,7 @@ def bare_server_on_postgres(home: Path) -> float:
         prefect_postgres.wait_until_ready(pgdata, 30, database)
         return time.monotonic() - started + bare_server(home, prefect_postgres.connection_url(pgdata))
     finally:
-        _stop(database, signal.SIGINT)
+        stop_process_group(database, grace=30, sig=signal.SIGINT)
 
 
 def main() -> None:
