@@ -174,7 +174,8 @@ def _checked_parameters(spec: DeploymentSpec, items: list[str]) -> dict[str, obj
     it. Values go on as the model reads them (`-p limit=5` an int)."""
     from pydantic import ValidationError
 
-    from engine.parameters import choices, unknown_value
+    from engine.choices import choices
+    from engine.parameters import unknown_value
 
     given: dict[str, object] = {}
     for item in items:

@@ -62,7 +62,7 @@ def code_fingerprint() -> str:
     """
     from importlib import metadata
 
-    from engine.parameters import choices, choices_fingerprint
+    from engine.choices import choices, choices_fingerprint
 
     libraries = "".join(f"{name} {metadata.version(name)}\n" for name in ("prefect", "pydantic"))
     # The registry's frameworks, facilities and drill kinds are the forms' dropdowns (engine.parameters).
@@ -88,9 +88,10 @@ def runner_deployments(path: Path = PREFECT_YAML, only: set[str] | None = None,
     from prefect.schedules import Cron
 
     from engine import parameters
+    from engine.choices import choices
 
     fingerprint = fingerprint or code_fingerprint()
-    known = parameters.choices()
+    known = choices()
     built = []
     for spec in specs(path):
         if only is not None and spec.name not in only:

@@ -13,7 +13,6 @@ when it reads the row, naming the value and the known ones.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import typing
@@ -29,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 @dataclass(frozen=True)
 class OneOf:
-    """Field metadata: the value names a row of the registry (`source`, a key of SOURCES), offered as a dropdown.
+    """Field metadata: the value names a row of the registry (`source`, a key of engine.choices.SOURCES), offered
+    as a dropdown.
 
     `only`: a value the registry does not hold is refused. Without it the registry's values are what the form
     offers, with the field's default among them (a drill of a kind no programme has is an ad-hoc one).
@@ -37,55 +37,6 @@ class OneOf:
 
     source: str
     only: bool = True
-
-
-def _frameworks(db: Any) -> list[str]:
-    from sqlmodel import col, select
-
-    from registry import Framework
-
-    return list(db.exec(select(Framework.name).order_by(col(Framework.name))))
-
-
-def _facilities(db: Any) -> list[str]:
-    from sqlmodel import col, select
-
-    from registry import Facility
-
-    return list(db.exec(select(Facility.code).where(col(Facility.active).is_(True)).order_by(col(Facility.code))))
-
-
-def _drill_kinds(db: Any) -> list[str]:
-    from sqlmodel import col, select
-
-    from registry import DrillProgram
-
-    return list(db.exec(select(DrillProgram.kind).distinct().order_by(col(DrillProgram.kind))))
-
-
-# What a OneOf can name: registry tables, never a process (a process only points at one).
-SOURCES: dict[str, Callable[[Any], list[str]]] = {
-    "framework": _frameworks, "facility": _facilities, "drill kind": _drill_kinds,
-}
-
-
-def choices() -> dict[str, list[str]]:
-    """Every source's values in the registry now; {} when the registry cannot be read (the fields stay free text,
-    and the flow still refuses an unknown value when it runs)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from registry import session
-
-    try:
-        with session() as db:
-            return {name: read(db) for name, read in SOURCES.items()}
-    except (SQLAlchemyError, OSError):
-        return {}
-
-
-def choices_fingerprint(known: dict[str, list[str]]) -> str:
-    """What the registered forms' dropdowns were built from: a deployment is registered again when it changes."""
-    return hashlib.sha256(json.dumps(known, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _one_of(model: type[BaseModel]) -> dict[str, OneOf]:

@@ -3,6 +3,9 @@ dropdowns, and the deployment registered again when those names change."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Annotated
 
 import pytest
@@ -74,3 +77,12 @@ def test_a_new_framework_changes_every_deployments_version(registry_db: str) -> 
     with session() as db:
         factories.framework(db, manager=factories.person(db), owners=[])
     assert deployments.code_fingerprint() != before, "its dropdown would keep offering the old frameworks"
+
+
+def test_the_code_fingerprint_does_not_import_prefect(registry_db: str) -> None:
+    """ops serve hashes the dropdowns' values before the Prefect server answers, which needs the CPU meanwhile."""
+    probe = ("import sys; from engine import deployments; deployments.code_fingerprint(); "
+             "print('prefect' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=deployments.PROJECT_ROOT, env=dict(os.environ))
+    assert done.stdout.strip() == "False", done.stderr
