@@ -241,23 +241,28 @@ def _evaluate(db: Session, audit: Audit, occasion: Occasion, framework: Framewor
 
 
 def _report_rows(db: Session, audit_id: int) -> list[dict[str, Any]]:
-    rows = []
-    for test, control in _tests(db, audit_id):
-        owner = db.get(Person, test.owner_id)
-        finding = db.exec(select(Finding).where(Finding.origin_type == ORIGIN, Finding.origin_id == test.id,
-                                                Finding.code == CODE)).first()
-        action = db.exec(select(CorrectiveAction).where(CorrectiveAction.finding_id == finding.id)).first() \
-            if finding else None
-        evidence = list(db.exec(select(Evidence).where(Evidence.control_test_id == test.id)))
-        assert owner is not None
-        rows.append({
-            "control": control.ref, "title": control.title, "owner": owner.name,
-            "result": test.result.value if test.result else "pending", "note": test.note,
-            "evidence": "; ".join(e.url or f"{e.filename} (sha256 {e.sha256})" for e in evidence),
-            "severity": finding.severity.value if finding else "",
-            "action_due": action.due_at.date().isoformat() if action else "",
-        })
-    return rows
+    """The report's rows in three queries whatever the number of controls: the audit's evidence, its corrective
+    actions' due dates, and each test with its control, owner and finding."""
+    evidence: dict[int, list[Evidence]] = {}
+    for item in db.exec(select(Evidence).join(ControlTest, col(ControlTest.id) == Evidence.control_test_id)
+                        .where(ControlTest.audit_id == audit_id).order_by(col(Evidence.id))):
+        evidence.setdefault(item.control_test_id, []).append(item)
+    found = (col(Finding.origin_type) == ORIGIN) & (col(Finding.origin_id) == ControlTest.id) \
+        & (col(Finding.code) == CODE)
+    due = dict(db.exec(select(CorrectiveAction.finding_id, CorrectiveAction.due_at)
+                       .join(Finding, col(Finding.id) == CorrectiveAction.finding_id)
+                       .join(ControlTest, found).where(ControlTest.audit_id == audit_id)).all())
+    tests = db.exec(select(ControlTest, Control, Person, Finding)
+                    .join(Control, col(Control.id) == ControlTest.control_id)
+                    .join(Person, col(Person.id) == ControlTest.owner_id).outerjoin(Finding, found)
+                    .where(ControlTest.audit_id == audit_id).order_by(col(Control.ref)))
+    return [{
+        "control": control.ref, "title": control.title, "owner": owner.name,
+        "result": test.result.value if test.result else "pending", "note": test.note,
+        "evidence": "; ".join(e.url or f"{e.filename} (sha256 {e.sha256})" for e in evidence.get(test.id or 0, [])),
+        "severity": finding.severity.value if finding else "",
+        "action_due": due[finding.id].date().isoformat() if finding and finding.id in due else "",
+    } for test, control, owner, finding in tests]
 
 
 def _build_report(db: Session, audit: Audit, occasion: Occasion, framework: Framework,
