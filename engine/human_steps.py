@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from engine.forms import form_model
-from engine.once import LostRaceWithoutWinner, insert_once
+from engine.once import LostRaceWithoutWinner
 from registry import HumanStep, Person, StepStatus, trail
 from registry.clock import as_utc, utcnow
 
@@ -31,20 +31,6 @@ class StepOutcome(BaseModel):
 
 class StepRefused(ValueError):
     pass
-
-
-def _answerer(session: Session, person_id: int) -> Person:
-    """The person who will actually be asked: an inactive person's delegate stands in for them."""
-    person = session.get(Person, person_id)
-    if person is None:
-        raise StepRefused(f"person {person_id} does not exist")
-    if not person.active and person.delegate_id is not None:
-        delegate = session.get(Person, person.delegate_id)
-        if delegate is not None and delegate.active:
-            return delegate
-    if not person.active:
-        raise StepRefused(f"{person.name} is inactive and has no active delegate")
-    return person
 
 
 def ask(
@@ -65,30 +51,11 @@ def ask(
     actor: str = "system",
 ) -> HumanStep:
     """Create the step named `key`, or return it unchanged if it already exists (re-runs ask once, and of two
-    runs asking at the same moment one creates it and the other gets that step)."""
-
-    def existing() -> HumanStep | None:
-        return session.exec(select(HumanStep).where(HumanStep.key == key)).first()
-
-    if (existing_step := existing()) is not None:
-        return existing_step
-    form_model(form)
-    person = _answerer(session, person_id)
-    if kind == "approval" and requested_by_id is not None and requested_by_id == person.id:
-        raise StepRefused(f"{person.name} cannot approve their own request ({title})")
-    due = as_utc(due_at)
-    step = HumanStep(
-        key=key, kind=kind, form=form, title=title, subject_type=subject_type, subject_id=subject_id,
-        details=details or {}, person_id=person.id or 0, requested_by_id=requested_by_id,
-        flow_run_id=flow_run_id, due_at=due, expires_at=as_utc(expires_at) if expires_at else due,
-    )
-    step, created = insert_once(session, step, existing)
-    if not created:
-        return step
-    trail.record(session, actor=actor, action="step.requested", entity_type="human_step", entity_id=step.id or 0,
-                 data={"key": key, "person": person.email, "form": form, "subject": f"{subject_type}:{subject_id}",
-                       "due_at": step.due_at.isoformat(), "flow_run_id": flow_run_id})
-    return step
+    runs asking at the same moment one creates it and the other gets that step). One step of `ask_many`."""
+    return ask_many(session, [Ask(key=key, person_id=person_id, form=form, title=title, subject_type=subject_type,
+                                  subject_id=subject_id, due_at=due_at, expires_at=expires_at, kind=kind,
+                                  requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details or {},
+                                  actor=actor)])[0]
 
 
 @dataclass(frozen=True)
@@ -179,7 +146,8 @@ def _steps_by_key(session: Session, keys: Sequence[str]) -> dict[str, HumanStep]
 
 
 def _answerers(session: Session, person_ids: set[int]) -> dict[int, Person]:
-    """`_answerer` for many people: each id → who will actually be asked; StepRefused as `_answerer` raises it."""
+    """Each id → who will actually be asked: an inactive person's active delegate stands in for them; StepRefused
+    for a person who does not exist, or is inactive with no active delegate."""
     ids = sorted(person_ids)
     people: dict[int, Person] = {}
     for start in range(0, len(ids), _MANY):

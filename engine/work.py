@@ -11,7 +11,6 @@ a Prefect artifact, and rolls everything back. That is how a process previews: t
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,8 +25,6 @@ from sqlmodel import Session, col, select
 from engine import notify
 from engine.human_steps import Ask, ask, ask_many
 from registry import HumanStep, Notification, Person, session
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -190,19 +187,12 @@ def request(
     """Ask one person (a step keyed `key`) and queue the message that carries its link, in one call.
 
     The template gets `recipient`, `step_id`, `due_at` and (unless `context` has one) `step` besides `context`.
-    Asked again under the same key,
-    nothing new is created or queued.
+    Asked again under the same key, nothing new is created or queued.
     """
-    step = ask(db, key=key, person_id=person_id, form=form, title=title, subject_type=subject_type,
-               subject_id=subject_id, due_at=due_at, expires_at=expires_at, kind=kind,
-               requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details, actor=actor)
-    person = db.get(Person, step.person_id)
-    assert person is not None
-    summary = {"id": step.id, "title": step.title, "due_at": step.due_at, "expires_at": step.expires_at}
-    notify.enqueue(db, key=key, recipient_id=step.person_id, template=template,
-                   context={"step": summary, **context, "recipient": notify.recipient(person), "step_id": step.id,
-                            "due_at": step.due_at})
-    return step
+    asked = Ask(key=key, person_id=person_id, form=form, title=title, subject_type=subject_type,
+                subject_id=subject_id, due_at=due_at, expires_at=expires_at, kind=kind,
+                requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details or {}, actor=actor)
+    return request_many(db, [Request(ask=asked, template=template, context=context)])[0]
 
 
 @dataclass(frozen=True)
