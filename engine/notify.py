@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import and_, bindparam, delete, insert, or_, update
+from sqlalchemy import Select, and_, bindparam, delete, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from engine import channels, links
 from engine.settings import get_settings
@@ -91,14 +90,16 @@ def attachment_paths(stored: Sequence[str]) -> list[Path]:
     return paths
 
 
-def queued_statement(key: str) -> SelectOfScalar[Notification]:
-    """The rows queued under message `key`, one per channel: `enqueue`'s idempotency check.
+def queued_statement(keys: Sequence[str]) -> Select[tuple[int, str]]:
+    """The ids queued under each message key, one row per channel: the enqueue's idempotency check.
 
     An equality lookup on the indexed message key, not a prefix match on the idempotency key: `LIKE 'key#%'`
     reads the whole outbox on SQLite (its LIKE ignores case, so no index serves it) and on PostgreSQL without a
     pattern index, and an `IN (key#0, key#1, ...)` would have to guess how many channels the person had then.
     """
-    return select(Notification).where(col(Notification.message_key) == key).order_by(col(Notification.channel))
+    return (select(Notification.id, Notification.message_key)  # type: ignore[return-value]
+            .where(col(Notification.message_key).in_(keys))
+            .order_by(col(Notification.message_key), col(Notification.channel)))
 
 
 def enqueue(
@@ -111,29 +112,9 @@ def enqueue(
     written or sent. Attachments are files under the data directory; images are shown inline in e-mail
     (reference them as `cid:<file name>`).
     """
-    existing = list(db.exec(queued_statement(key)))
-    if existing:
-        return existing
-    preview_only = preview_only or bool(db.info.get(PREVIEW))
-    person = db.get(Person, recipient_id)
-    if person is None:
-        raise ValueError(f"recipient {recipient_id} does not exist")
-    stored = to_jsonable_python(context)
-    message = render_message(template, stored, _placeholder)
-    files = stored_attachments(attachments)
-    rows = [
-        Notification(
-            idempotency_key=f"{key}#{index}", message_key=key, recipient_id=recipient_id, channel=index,
-            template=template, context=stored, subject=message.subject, body_text=message.text, body_html=message.html,
-            status=DeliveryStatus.preview if preview_only else DeliveryStatus.pending, attachments=files,
-        )
-        for index, _ in enumerate(channels.targets(person))
-    ]
-    db.add_all(rows)
-    db.flush()
-    if not preview_only or db.info.get(PREVIEW):
-        db.info.setdefault(QUEUED, []).extend(row.id for row in rows if row.id is not None)
-    return rows
+    [ids] = enqueue_many(db, [Queued(key=key, recipient_id=recipient_id, template=template, context=context,
+                                     attachments=attachments)], preview_only=preview_only)
+    return list(db.exec(select(Notification).where(col(Notification.id).in_(ids)).order_by(col(Notification.channel))))
 
 
 @dataclass(frozen=True)
@@ -219,10 +200,7 @@ def _queued_ids(db: Session, keys: Sequence[str]) -> dict[str, list[int]]:
     """The ids queued under each of `keys`, in channel order (an equality lookup on the message key index)."""
     found: dict[str, list[int]] = {}
     for start in range(0, len(keys), _MANY):
-        for row_id, key in db.execute(
-                select(Notification.id, Notification.message_key)
-                .where(col(Notification.message_key).in_(keys[start:start + _MANY]))
-                .order_by(col(Notification.message_key), col(Notification.channel))):
+        for row_id, key in db.execute(queued_statement(keys[start:start + _MANY])):
             found.setdefault(key, []).append(row_id)
     return found
 
@@ -235,15 +213,13 @@ def digest(
 
     `key` names the occasion; each person's message is keyed `{key}-{person id}`, so a re-run queues nothing new.
     """
-    ids: list[int] = []
-    for person_id, own in items.items():
-        person = db.get(Person, person_id)
-        if person is None:
-            raise ValueError(f"recipient {person_id} does not exist")
-        rows = enqueue(db, key=f"{key}-{person_id}", recipient_id=person_id, template=template,
-                       context={**context, "recipient": recipient(person), items_as: own})
-        ids += [row.id for row in rows if row.id is not None]
-    return ids
+    people = people_by_id(db, items)
+    if missing := sorted(set(items) - set(people)):
+        raise ValueError(f"recipient {missing[0]} does not exist")
+    queued = enqueue_many(db, [Queued(key=f"{key}-{person_id}", recipient_id=person_id, template=template,
+                                      context={**context, "recipient": recipient(people[person_id]), items_as: own})
+                               for person_id, own in items.items()])
+    return [row_id for ids in queued for row_id in ids]
 
 
 @dataclass

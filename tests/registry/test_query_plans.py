@@ -26,7 +26,7 @@ NOW = utcnow()
 
 # (what, the statement as the code builds it, the indexes either of which serves it)
 STATEMENTS: list[tuple[str, Callable[[], Executable], tuple[str, ...]]] = [
-    ("per message: enqueue's idempotency check", lambda: notify.queued_statement("step-1-reminder"),
+    ("per message: enqueue's idempotency check", lambda: notify.queued_statement(["step-1-reminder"]),
      ("ix_notification_message_key",)),
     ("per message and per POST: the link by its token's hash", lambda: links.link_statement("ab" * 32),
      ("ix_step_link_token_hash",)),
