@@ -152,14 +152,16 @@ def _box() -> mailbox.Maildir | None:
     return mailbox.Maildir(directory, create=False) if directory.exists() else None
 
 
+def _addressed_to(found: list[CaughtMail], to: str | None) -> list[CaughtMail]:
+    return [m for m in found if to.lower() in m.to.lower()] if to else found
+
+
 def messages(to: str | None = None) -> list[CaughtMail]:
     """Every caught message, newest first; `to` keeps only one recipient's."""
     box = _box()
     if box is None:
         return []
-    found = [_parse(key, box.get_bytes(key)) for key in box.iterkeys()]
-    if to:
-        found = [m for m in found if to.lower() in m.to.lower()]
+    found = _addressed_to([_parse(key, box.get_bytes(key)) for key in box.iterkeys()], to)
     return sorted(found, key=lambda m: (m.received or datetime.min.replace(tzinfo=UTC), m.key), reverse=True)
 
 
@@ -178,7 +180,7 @@ def routes(page: Callable[..., Response]) -> list[Route]:
     async def index(request: Request) -> Response:
         to = request.query_params.get("to")
         everyone = await run_in_threadpool(messages, None)
-        found = [m for m in everyone if to.lower() in m.to.lower()] if to else everyone
+        found = _addressed_to(everyone, to)
         return page("inbox.html", {"messages": found, "bodies": {m.key: with_inline_images(m) for m in found},
                                    "to": to or "", "people": sorted({m.to for m in everyone})})
 
