@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -122,8 +122,10 @@ def _by_key(db: Session, key: str) -> Drill | None:
     return db.exec(select(Drill).where(Drill.key == key)).first()
 
 
-def _participants(db: Session, drill_id: int) -> list[DrillParticipant]:
-    return list(db.exec(select(DrillParticipant).where(DrillParticipant.drill_id == drill_id)))
+def _participant_count(db: Session, drill_id: int) -> int:
+    """How many people the drill asked, counted in the database rather than loaded."""
+    return db.exec(select(func.count()).select_from(DrillParticipant)
+                   .where(DrillParticipant.drill_id == drill_id)).one()
 
 
 @task
@@ -146,12 +148,12 @@ def open_drill(params: DrillParameters) -> Opened:
             if (found := _by_key(db, key)) is not None:
                 occasion = db.get(Occasion, found.occasion_id) if found.occasion_id else None
                 if occasion is None or occasion.phase != OPENING:
-                    return Opened(found.id or 0, len(_participants(db, found.id or 0)))
+                    return Opened(found.id or 0, _participant_count(db, found.id or 0))
                 drill = found
                 facility = db.get(Facility, drill.facility_id)
                 assert facility is not None
                 roster = _roster(db, facility)
-                asked = {p.person_id for p in _participants(db, drill.id or 0)}
+                asked = set(db.exec(select(DrillParticipant.person_id).where(DrillParticipant.drill_id == drill.id)))
                 rest = [(entry, person) for entry, person in roster if person.id not in asked]
             else:
                 facility = _facility(db, params.facility)
@@ -161,7 +163,7 @@ def open_drill(params: DrillParameters) -> Opened:
                 drill, created = insert_once(db, _new_drill(params, facility, _program(db, facility, params.kind),
                                                             key=key, run_id=run_id), lambda: _by_key(db, key))
                 if not created:  # another run opened it at the same moment
-                    return Opened(drill.id or 0, len(_participants(db, drill.id or 0)))
+                    return Opened(drill.id or 0, _participant_count(db, drill.id or 0))
                 occasion, _ = open_occasion(db, process=ACTOR, key=key, title=f"{drill.title} at {facility.name}",
                                             period_start=drill.started_at, period_end=drill.closes_at,
                                             flow_run_id=run_id, status=OccasionStatus.collecting, phase=OPENING)
@@ -179,7 +181,7 @@ def open_drill(params: DrillParameters) -> Opened:
             assert stored is not None
             drill = stored
             if not claim_phase(db, occasion.id or 0, OPENING, ""):  # another run finished opening it
-                return Opened(drill.id or 0, len(_participants(db, drill.id or 0)))
+                return Opened(drill.id or 0, _participant_count(db, drill.id or 0))
             if drill.measure == DrillMeasure.recovery:
                 report = request(db, key=f"drill-{drill.id}-recovery",
                                  person_id=_responsible(db, drill, "plan_owner"), form="drill_recovery",
@@ -189,7 +191,7 @@ def open_drill(params: DrillParameters) -> Opened:
                                  details={"facility": facility.name, "drill": drill.title})
                 drill.recovery_step_id = report.id
                 db.add(drill)
-            participants = len(_participants(db, drill.id or 0))
+            participants = _participant_count(db, drill.id or 0)
             trail.record(db, actor=ACTOR, action="drill.started", entity_type="drill", entity_id=drill.id or 0,
                          data={"facility": facility.code, "kind": drill.kind, "participants": participants,
                                "unscheduled": drill.unscheduled, "measure": drill.measure.value,
