@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CompoundSelect, union_all, update
+from sqlalchemy import CompoundSelect, union_all
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -30,7 +30,7 @@ from engine.answers import answer_of
 from engine.deadlines import working_days_from_now
 from engine.forms import ActionDone, ActionVerification
 from engine.human_steps import ask
-from engine.once import insert_once
+from engine.once import insert_once, update_once
 from engine.work import unit
 from registry import (
     ActionStatus,
@@ -182,18 +182,6 @@ def _message_context(db: Session, finding: Finding, action: CorrectiveAction) ->
             "owner": get_person(db, action.owner_id).name}
 
 
-def _claim(db: Session, action_id: int, *, where: list[Any], values: dict[str, Any]) -> bool:
-    """One conditional UPDATE: of the gateway and the sweep applying one answer, only one changes the action."""
-    result = db.execute(update(CorrectiveAction).where(col(CorrectiveAction.id) == action_id, *where)
-                        .values(**values).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    held = db.get(CorrectiveAction, action_id)
-    if held is not None:
-        db.refresh(held)
-    return True
-
-
 def apply_answer(db: Session, step: HumanStep) -> bool:
     """Move a corrective action on by its answered step (done → verifier asked; effective → verified, the
     finding closed when all its actions are; not effective → sent back for a new round). False if the step is
@@ -221,15 +209,15 @@ def _done(db: Session, finding: Finding, action: CorrectiveAction, step: HumanSt
           by: Person) -> bool:
     before = _state(action)
     file = done.evidence_file
-    if not _claim(db, action.id or 0,
-                  where=[col(CorrectiveAction.step_id) == step.id,
-                         col(CorrectiveAction.status).in_([ActionStatus.open, ActionStatus.reopened])],
-                  values={"status": ActionStatus.done, "done_note": done.what_was_done.strip(),
-                          "evidence_url": str(done.evidence_url) if done.evidence_url else None,
-                          "evidence_filename": file.filename if file else None,
-                          "evidence_sha256": file.sha256 if file else None,
-                          "evidence_path": file.stored_path if file else None,
-                          "done_at": step.answered_at or utcnow()}):
+    if not update_once(db, CorrectiveAction, action.id or 0,
+                       where=[col(CorrectiveAction.step_id) == step.id,
+                              col(CorrectiveAction.status).in_([ActionStatus.open, ActionStatus.reopened])],
+                       values={"status": ActionStatus.done, "done_note": done.what_was_done.strip(),
+                               "evidence_url": str(done.evidence_url) if done.evidence_url else None,
+                               "evidence_filename": file.filename if file else None,
+                               "evidence_sha256": file.sha256 if file else None,
+                               "evidence_path": file.stored_path if file else None,
+                               "done_at": step.answered_at or utcnow()}):
         return False
     verifier = _verifier(db, finding, action)
     due = working_days_from_now(VERIFY_WORKING_DAYS)
@@ -259,11 +247,11 @@ def _done(db: Session, finding: Finding, action: CorrectiveAction, step: HumanSt
 def _verified(db: Session, finding: Finding, action: CorrectiveAction, step: HumanStep,
               verdict: ActionVerification, by: Person) -> bool:
     before = _state(action)
-    if not _claim(db, action.id or 0,
-                  where=[col(CorrectiveAction.verify_step_id) == step.id,
-                         col(CorrectiveAction.status) == ActionStatus.done],
-                  values={"status": ActionStatus.verified, "verified_by_id": by.id,
-                          "verified_at": step.answered_at or utcnow(), "verification_comment": verdict.comment}):
+    if not update_once(db, CorrectiveAction, action.id or 0,
+                       where=[col(CorrectiveAction.verify_step_id) == step.id,
+                              col(CorrectiveAction.status) == ActionStatus.done],
+                       values={"status": ActionStatus.verified, "verified_by_id": by.id,
+                               "verified_at": step.answered_at or utcnow(), "verification_comment": verdict.comment}):
         return False
     trail.record(db, actor=by.email, action="action.verified", entity_type="corrective_action",
                  entity_id=action.id or 0, data={"before": before, "after": _state(action),
@@ -278,12 +266,9 @@ def _close_if_verified(db: Session, finding: Finding, by: Person) -> None:
     if unverified is not None:
         return
     now = utcnow()
-    result = db.execute(update(Finding).where(col(Finding.id) == finding.id, col(Finding.status) == FindingStatus.open)
-                        .values(status=FindingStatus.closed, closed_at=now)
-                        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not update_once(db, Finding, finding.id or 0, where=[col(Finding.status) == FindingStatus.open],
+                       values={"status": FindingStatus.closed, "closed_at": now}):
         return
-    db.refresh(finding)
     trail.record(db, actor=by.email, action="finding.closed", entity_type="finding", entity_id=finding.id or 0,
                  data={"before": {"status": FindingStatus.open.value},
                        "after": {"status": FindingStatus.closed.value, "closed_at": now}})
@@ -292,12 +277,12 @@ def _close_if_verified(db: Session, finding: Finding, by: Person) -> None:
 def _sent_back(db: Session, finding: Finding, action: CorrectiveAction, step: HumanStep,
                verdict: ActionVerification, by: Person) -> bool:
     before = _state(action)
-    if not _claim(db, action.id or 0,
-                  where=[col(CorrectiveAction.verify_step_id) == step.id,
-                         col(CorrectiveAction.status) == ActionStatus.done],
-                  values={"status": ActionStatus.reopened, "round": col(CorrectiveAction.round) + 1,
-                          "verification_comment": verdict.comment.strip(), "verified_by_id": None,
-                          "verified_at": None}):
+    if not update_once(db, CorrectiveAction, action.id or 0,
+                       where=[col(CorrectiveAction.verify_step_id) == step.id,
+                              col(CorrectiveAction.status) == ActionStatus.done],
+                       values={"status": ActionStatus.reopened, "round": col(CorrectiveAction.round) + 1,
+                               "verification_comment": verdict.comment.strip(), "verified_by_id": None,
+                               "verified_at": None}):
         return False
     # A new round: the owner has the verifier's comment and a fresh window as long as the first one was.
     window = max(action.due_at - action.created_at, timedelta(days=1))

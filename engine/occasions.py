@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from engine.once import insert_once
+from engine.once import insert_once, update_once
 from engine.reports import SavedReport
 from registry import Occasion, OccasionStatus, trail
 from registry.clock import as_utc, utcnow
@@ -49,24 +48,18 @@ def open_occasion(db: Session, *, process: str, key: str, title: str, period_sta
 def claim_phase(db: Session, occasion_id: int, from_phase: str, to_phase: str) -> bool:
     """Move the occasion from `from_phase` to `to_phase` if it is still there: one conditional UPDATE, so of two
     runs only one wins (and builds the report, sends the sign-off...)."""
-    result = db.execute(update(Occasion).where(col(Occasion.id) == occasion_id, col(Occasion.phase) == from_phase)
-                        .values(phase=to_phase).execution_options(synchronize_session=False))
-    won = result.rowcount == 1  # type: ignore[attr-defined]
-    if won:
-        _refresh(db, occasion_id)
-    return won
+    return update_once(db, Occasion, occasion_id, where=[col(Occasion.phase) == from_phase],
+                       values={"phase": to_phase})
 
 
 def set_status(db: Session, occasion: Occasion, status: OccasionStatus, *, actor: str) -> bool:
     """Move a not yet ended occasion to `status` (trail "occasion.status", before and after); False if it has
     ended or is there already."""
     before = occasion.status
-    result = db.execute(update(Occasion).where(col(Occasion.id) == occasion.id, col(Occasion.status) != status,
-                                               col(Occasion.status).not_in(ENDED))
-                        .values(status=status).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not update_once(db, Occasion, occasion.id or 0,
+                       where=[col(Occasion.status) != status, col(Occasion.status).not_in(ENDED)],
+                       values={"status": status}):
         return False
-    _refresh(db, occasion.id or 0)
     trail.record(db, actor=actor, action="occasion.status", entity_type="occasion", entity_id=occasion.id or 0,
                  data={"before": before.value, "after": status.value})
     return True
@@ -90,18 +83,9 @@ def close(db: Session, occasion: Occasion, *, status: OccasionStatus = OccasionS
         raise ValueError(f"an occasion ends closed or cancelled, not {status}")
     before = occasion.status
     now = utcnow()
-    result = db.execute(update(Occasion).where(col(Occasion.id) == occasion.id, col(Occasion.status).not_in(ENDED))
-                        .values(status=status, closed_at=now).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not update_once(db, Occasion, occasion.id or 0, where=[col(Occasion.status).not_in(ENDED)],
+                       values={"status": status, "closed_at": now}):
         return False
-    _refresh(db, occasion.id or 0)
     trail.record(db, actor=actor, action="occasion.closed", entity_type="occasion", entity_id=occasion.id or 0,
                  data={"before": before.value, "after": status.value, "closed_at": now})
     return True
-
-
-def _refresh(db: Session, occasion_id: int) -> None:
-    """The session's copy of the row, if it holds one, reads what the UPDATE wrote."""
-    held = db.get(Occasion, occasion_id)
-    if held is not None:
-        db.refresh(held)

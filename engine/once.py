@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Table, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, col
 
 Row = TypeVar("Row", bound=SQLModel)
 
@@ -43,3 +43,17 @@ def insert_once(session: Session, row: Row, winner: Callable[[], Row | None]) ->
     if found is None:
         raise LostRaceWithoutWinner(f"{table.name}: the row was neither inserted nor found")
     return found, False
+
+
+def update_once(session: Session, model: type[SQLModel], row_id: int, *, where: Sequence[Any],
+                values: dict[str, Any]) -> bool:
+    """One conditional UPDATE of the row `row_id`: of two writers moving it on from the same state, only one
+    changes it (True); the session's copy of the row, if it holds one, then reads what the UPDATE wrote."""
+    result = session.execute(update(model).where(col(model.id) == row_id, *where)  # type: ignore[attr-defined]
+                             .values(**values).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    held = session.get(model, row_id)
+    if held is not None:
+        session.refresh(held)
+    return True
