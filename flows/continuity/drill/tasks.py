@@ -264,9 +264,9 @@ def _alert_wardens(db: Session, drill: Drill, needing: list[DrillParticipant]) -
     wardens = [p.person_id for p in db.exec(select(DrillParticipant).where(
         DrillParticipant.drill_id == drill.id, DrillParticipant.role == RosterRole.warden))]
     context = drill_context(db, drill)
+    people = {p.id: p for p in db.exec(select(Person).where(col(Person.id).in_([n.person_id for n in needing])))}
     for participant in needing:
-        person = db.get(Person, participant.person_id)
-        assert person is not None
+        person = people[participant.person_id]
         alert = Digest(key=f"drill-{drill.id}-assist-{person.id}", template=f"{TEMPLATES}/assistance",
                        context=context, items_as="people")
         for warden in wardens:
