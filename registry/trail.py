@@ -119,8 +119,7 @@ def _payload(prev_hash: str, at: datetime, actor: str, action: str, entity_type:
 
 def _digest(key: bytes, prev_hash: str, at: datetime, actor: str, action: str, entity_type: str, entity_id: int,
             data: dict[str, Any]) -> str:
-    return hmac.new(key, _payload(prev_hash, at, actor, action, entity_type, entity_id, data),
-                    hashlib.sha256).hexdigest()
+    return _digest_encoded(key, prev_hash, at, actor, action, entity_type, entity_id, _encode(data))
 
 
 def _digest_encoded(key: bytes, prev_hash: str, at: datetime, actor: str, action: str, entity_type: str,
@@ -202,11 +201,10 @@ def record(session: Session, *, actor: str, action: str, entity_type: str, entit
     at = utcnow()
     payload, encoded = _canonical(data or {})
     digest = _digest_encoded(trail_key(), prev, at, actor, action, entity_type, entity_id, encoded)
-    table = AuditEvent.__table__  # type: ignore[attr-defined]
     event_id = session.execute(
-        insert(table).values(at=at, actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
-                             data=type_coerce(encoded, _Encoded()), prev_hash=prev, hash=digest)
-        .returning(table.c.id)).scalar_one()
+        insert(_EVENTS).values(at=at, actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
+                               data=type_coerce(encoded, _Encoded()), prev_hash=prev, hash=digest)
+        .returning(_EVENTS.c.id)).scalar_one()
     return AuditEvent(id=event_id, at=at, actor=actor, action=action, entity_type=entity_type, entity_id=entity_id,
                       data=payload, prev_hash=prev, hash=digest)
 
@@ -239,9 +237,8 @@ def record_many(session: Session, entries: Sequence[Entry]) -> int:
         rows.append({"at": at, "actor": entry.actor, "action": entry.action, "entity_type": entry.entity_type,
                      "entity_id": entry.entity_id, "data": payload, "prev_hash": prev, "hash": digest})
         prev = digest
-    table = AuditEvent.__table__  # type: ignore[attr-defined]
     for start in range(0, len(rows), _BATCH):
-        session.execute(insert(table), rows[start:start + _BATCH])
+        session.execute(insert(_EVENTS), rows[start:start + _BATCH])
     return len(rows)
 
 
