@@ -217,22 +217,21 @@ class _TooLarge(MultiPartException):
         super().__init__("body too large")
 
 
-def _asked(db: Session, step: HumanStep, person: Person) -> Person:
+def _asked(db: Session, step: HumanStep, person: Person) -> tuple[Person, str | None]:
     """Whom the step asks: the person at the link, or the one they answer for (a warden for a missing person,
-    a manager for an overdue report, a delegate)."""
+    a manager for an overdue report, a delegate); and that one's name when it is not the person at the link."""
     if step.person_id == person.id:
-        return person
+        return person, None
     asked = db.get(Person, step.person_id)
     assert asked is not None
-    return asked
+    return asked, asked.name
 
 
 def _show(db: Session, step: HumanStep, person: Person, token: str, values: dict[str, str],
           errors: dict[str, str], status: int = 200) -> HTMLResponse:
     model = form_model(step.form)
     shown = {k: v for k, v in step.details.items() if not k.startswith("_")}
-    asked = _asked(db, step, person)
-    on_behalf_of = asked.name if asked.id != person.id else None
+    asked, on_behalf_of = _asked(db, step, person)
     return _page("step.html", {
         "step": step, "person": person, "asked": asked, "details": shown, "csrf": links.csrf_for(token),
         "attachment": f"/s/{token}/attachment" if step.details.get(ATTACHMENT) else None,
@@ -420,8 +419,7 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
                 except OSError as error:
                     raise _NotStored from error
         title, moves_an_action = step.title, step.subject_type == findings.SUBJECT
-        asked = _asked(db, step, person)
-        on_behalf_of = asked.name if asked.id != person.id else None
+        _, on_behalf_of = _asked(db, step, person)
         recorded = _as_read(model, answer, on_behalf_of)
     if moves_an_action:
         _apply_to_action(step_id)
