@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, SQLModel, col
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -53,7 +54,8 @@ def update_once(session: Session, model: type[SQLModel], row_id: int, *, where: 
                              .values(**values).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    held = session.get(model, row_id)
+    # Only a copy the session holds can be stale; a row it does not hold is not loaded just to be refreshed.
+    held = session.identity_map.get(identity_key(model, row_id))
     if held is not None:
         session.refresh(held)
     return True
