@@ -9,12 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import Update, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from engine.forms import form_model
-from engine.once import LostRaceWithoutWinner
+from engine.once import LostRaceWithoutWinner, insert_ignoring_conflicts
 from registry import HumanStep, Person, StepStatus, trail
 from registry.clock import as_utc, utcnow
 
@@ -112,13 +110,12 @@ def ask_many(session: Session, asks: Sequence[Ask]) -> list[HumanStep]:
                          "flow_run_id": a.flow_run_id, "created_at": utcnow(), "due_at": due,
                          "expires_at": as_utc(a.expires_at) if a.expires_at else due, "status": StepStatus.pending,
                          "escalation_level": 0, "escalate_to": list(a.escalate_to), "resume_pending": False})
-        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
         session.flush()
         created: dict[str, HumanStep] = {}
         # One statement given every row (executemany, batched by SQLAlchemy into multi-row INSERTs), compiled once
         # and cached: a statement with the rows in its VALUES is compiled afresh each time, which cost more than
         # the inserts.
-        statement = insert(HumanStep).on_conflict_do_nothing().returning(HumanStep)
+        statement = insert_ignoring_conflicts(session, HumanStep).returning(HumanStep)
         created.update((step.key, step) for step in session.scalars(statement, rows))
         found.update(created)
         lost = [a.key for a in new if a.key not in created]  # another caller asked these first: theirs stand

@@ -25,12 +25,11 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, and_, bindparam, delete, insert, or_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
 from engine import channels, links
+from engine.once import insert_ignoring_conflicts
 from engine.settings import get_settings
 from engine.templates import Message, TemplateProblem, render_message
 from registry import DeliveryStatus, HumanStep, Notification, Person, StepLink, session
@@ -164,12 +163,11 @@ def enqueue_many(db: Session, messages: Sequence[Queued], *, preview_only: bool 
                       "body_html": message.html, "attachments": files, "status": status, "attempts": 0,
                       "next_attempt_at": now, "created_at": now}
                      for index, _ in enumerate(channels.targets(person))]
-        insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
         db.flush()
         inserted: dict[str, list[tuple[int, int]]] = {}
         # Every row given to one cached statement (see engine.human_steps.ask_many), on the connection: Core.
         table = Notification.__table__  # type: ignore[attr-defined]
-        statement = insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.message_key, table.c.channel)
+        statement = insert_ignoring_conflicts(db, table).returning(table.c.id, table.c.message_key, table.c.channel)
         for row_id, key, channel in db.connection().execute(statement, rows):
             inserted.setdefault(key, []).append((channel, row_id))
         found.update((key, [i for _, i in sorted(pairs)]) for key, pairs in inserted.items())

@@ -18,6 +18,13 @@ class LostRaceWithoutWinner(RuntimeError):
     pass
 
 
+def insert_ignoring_conflicts(session: Session, target: Any) -> Any:
+    """`INSERT … ON CONFLICT DO NOTHING` into `target` (a model or a table) in the session's own dialect: a row
+    another writer stored first is left as it is, and the statement waits for that writer instead of failing."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    return insert(target).on_conflict_do_nothing()
+
+
 def insert_once(session: Session, row: Row, winner: Callable[[], Row | None]) -> tuple[Row, bool]:
     """Insert `row` unless a unique key says it exists; the stored row (`winner()`), and whether this call
     inserted it.
@@ -31,12 +38,10 @@ def insert_once(session: Session, row: Row, winner: Callable[[], Row | None]) ->
     table: Table = row.__table__  # type: ignore[attr-defined]
     values: dict[str, Any] = {column.name: getattr(row, column.name) for column in table.columns
                               if getattr(row, column.name, None) is not None}
-    dialect = session.get_bind().dialect.name
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     session.flush()
     # RETURNING the row as an ORM object (not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT): the
     # row created is in the session as stored, with no SELECT after it; only a loser asks for the winner.
-    inserted = session.scalars(insert(model).values(**values).on_conflict_do_nothing().returning(model),
+    inserted = session.scalars(insert_ignoring_conflicts(session, model).values(**values).returning(model),
                                execution_options={"populate_existing": True}).first()
     if inserted is not None:
         return inserted, True

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from engine import runs
@@ -19,7 +17,7 @@ from engine.deadlines import working_days_from_now
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
 from engine.human_steps import Ask, expire
 from engine.occasions import claim_phase, close, open_occasion
-from engine.once import insert_once
+from engine.once import insert_ignoring_conflicts, insert_once
 from engine.settings import get_settings
 from engine.sweep import SweepReport, escalate
 from engine.templates import in_sentence
@@ -220,9 +218,8 @@ def _ask_part(db: Session, drill: Drill, facility: Facility, context: dict[str, 
                 template=f"{TEMPLATES}/started", context={**context, "area": entry.area})
         for entry, person in part])
     # A run carrying on after another may race it for the same people: the participant row is theirs then.
-    insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
     table = DrillParticipant.__table__  # type: ignore[attr-defined]
-    db.connection().execute(insert(table).on_conflict_do_nothing(), [
+    db.connection().execute(insert_ignoring_conflicts(db, table), [
         {"drill_id": drill.id or 0, "person_id": person.id or 0, "role": entry.role, "area": entry.area,
          "step_id": step.id, "status": AckStatus.missing, "location": ""}
         for (entry, person), step in zip(part, steps, strict=True)])
