@@ -1,6 +1,7 @@
 """The system of record. Imports nothing of ours; importing it registers every table and check."""
 
 from registry import validation as _validation
+from registry.budget import Actual, BudgetExplanation, BudgetLine, CostCentre, LineKind
 from registry.compliance import (
     Audit,
     Control,
@@ -53,5 +54,5 @@ __all__ = [
     "RequestStatus", "Standing", "Vendor", "VendorScorecard", "AckStatus", "ContinuityPlan", "Drill",
     "DrillMeasure", "DrillParticipant", "DrillProgram", "DrillStatus", "Facility", "RosterEntry", "RosterRole",
     "Direction", "KpiDefinition", "KpiMeasurement", "OperationsReport", "ActionStatus", "FindingStatus",
-    "Occasion", "OccasionStatus",
+    "Occasion", "OccasionStatus", "Actual", "BudgetExplanation", "BudgetLine", "CostCentre", "LineKind",
 ]

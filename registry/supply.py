@@ -46,6 +46,9 @@ class Vendor(SQLModel, table=True):
     next_review_at: datetime | None = None
     contract_end: date | None = None
     active: bool = True
+    cost_centre_id: int | None = Field(default=None, foreign_key="cost_centre.id",
+                                       description="Where a reorder from this vendor is charged.")
+    account: str = ""
 
 
 class Delivery(SQLModel, table=True):
@@ -108,6 +111,15 @@ class PurchaseRequest(SQLModel, table=True):
     ordered_at: datetime | None = None
     order_not_sent_at: datetime | None = Field(
         default=None, description="When the requester was told the order could not be sent (no vendor contact).")
+    cost_centre_id: int | None = Field(default=None, foreign_key="cost_centre.id", index=True)
+    account: str = ""
+    over_budget_amount: Decimal | None = Field(
+        default=None, sa_column=Column(Numeric(14, 2), nullable=True),
+        description="By how much it took its cost centre over budget when created; None: it did not.")
+    over_budget_pct: float | None = None
+    budget_remaining: Decimal | None = Field(
+        default=None, sa_column=Column(Numeric(14, 2), nullable=True),
+        description="What remained of its cost centre's year budget before it, when created.")
 
 
 class PurchaseRequestLine(SQLModel, table=True):
