@@ -31,6 +31,7 @@ from engine.deadlines import working_days_from_now
 from engine.forms import ActionDone, ActionVerification
 from engine.human_steps import ask
 from engine.once import insert_once, update_once
+from engine.processes import Applier
 from engine.work import unit
 from registry import (
     ActionStatus,
@@ -345,23 +346,10 @@ def ask_unasked() -> list[int]:
     return asked
 
 
-def apply_answered(step_id: int) -> bool:
-    """Apply one answered step in a unit of its own (its messages delivered after the commit)."""
-    with unit() as db:
-        step = db.get(HumanStep, step_id)
-        return step is not None and apply_answer(db, step)
+def unapplied(db: Session) -> list[int]:
+    """The answered action steps whose answer has not moved their action on yet (unapplied_statement)."""
+    return [row[0] for row in db.execute(unapplied_statement())]
 
 
-def apply_unapplied() -> list[int]:
-    """The sweep's catch-up: every answered action step not yet applied (the gateway failed after recording it,
-    or the process died in between); the ids of the steps applied now."""
-    with session() as db:
-        owed = [row[0] for row in db.execute(unapplied_statement())]
-    applied = []
-    for step_id in owed:
-        try:
-            if apply_answered(step_id):
-                applied.append(step_id)
-        except Exception as error:  # one action that cannot move must not stop the others; the next sweep retries
-            log.error("corrective-action step %s could not be applied: %r", step_id, error)
-    return applied
+APPLIER = Applier(SUBJECT, apply_answer, unapplied)
+"""The lifecycle on the engine's answer appliers (engine.appliers): applied by the gateway, caught up by the sweep."""

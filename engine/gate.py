@@ -1,23 +1,33 @@
-"""A gate: ask someone to approve, suspend the run, resume it with their Decision.
+"""A gate: ask someone to approve (or to answer any form), suspend the run, resume it with their answer.
 
     step = gate.ask(db, key=..., approver_id=..., ...)   # in a task, inside a unit of work
     decided = gate.wait(step.id)                          # in the flow body
     if isinstance(decided, gate.HeldElsewhere): return ... (another live run waits for this answer)
+
+A gate with a form of its own (the Director's accept-or-treat answer) is asked with `form="risk_appetite"` and
+waited for with `gate.wait_for(step.id, RiskAppetite)`: the answer as that form, or a Decision when it expired
+or was cancelled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from engine import runs
-from engine.answers import Decision, decision_of
+from engine.answers import Decision, answer_of, decision_of
 from engine.human_steps import StepOutcome
 from engine.work import request
-from registry import HumanStep, session
+from registry import HumanStep, StepStatus, session
+
+F = TypeVar("F", bound=BaseModel)
+
+APPROVAL = "approval"
 
 
 @dataclass(frozen=True)
@@ -47,14 +57,18 @@ def ask(
     expires_at: datetime | None = None,
     requested_by_id: int | None = None,
     details: dict[str, Any] | None = None,
+    form: str = APPROVAL,
+    escalate_to: Sequence[int] = (),
 ) -> HumanStep:
-    """The approval step (keyed: asked once), its message queued, the current run the one that waits for it.
+    """The gate's step (keyed: asked once), its message queued, the current run the one that waits for it.
 
-    The requester cannot approve their own request (StepRefused)."""
-    return request(db, key=key, person_id=approver_id, form="approval", kind="approval", title=title,
-                   subject_type=subject_type, subject_id=subject_id, due_at=due_at, expires_at=expires_at,
-                   template=template, context=context, actor=actor, requested_by_id=requested_by_id,
-                   flow_run_id=runs.current_run_id(), details=details)
+    `form` is any registered form; the approval form (the default) makes it an approval, which the requester
+    cannot give themselves (StepRefused). Overdue, it is escalated to the approver's manager and `escalate_to`."""
+    return request(db, key=key, person_id=approver_id, form=form, kind="approval" if form == APPROVAL else "form",
+                   title=title, subject_type=subject_type, subject_id=subject_id, due_at=due_at,
+                   expires_at=expires_at, template=template, context=context, actor=actor,
+                   requested_by_id=requested_by_id, flow_run_id=runs.current_run_id(), details=details,
+                   escalate_to=escalate_to)
 
 
 def wait(step_id: int) -> Decision | HeldElsewhere:
@@ -69,6 +83,30 @@ def wait(step_id: int) -> Decision | HeldElsewhere:
         decided = decision_of(db, step)
     assert decided is not None, "wait_for_step returns only once the step is decided"
     return decided
+
+
+def wait_for(step_id: int, form: type[F]) -> F | Decision | HeldElsewhere:
+    """In the flow body: a form gate's answer as `form`, suspending the run until it is answered; a Decision
+    (expired, cancelled) when nobody answered it."""
+    try:
+        runs.wait_for_step(step_id)
+    except runs.StepHeldElsewhere as held:
+        return HeldElsewhere(step_id=step_id, holder=held.holder)
+    settled = answer(step_id, form)
+    assert settled is not None, "wait_for_step returns only once the step is decided"
+    return settled
+
+
+def answer(step_id: int, form: type[F]) -> F | Decision | None:
+    """A form gate's answer read from the registry (None while pending; a Decision when it expired or was
+    cancelled), for a phase that runs after the wait."""
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        if step is None:
+            raise ValueError(f"step {step_id} does not exist")
+        if step.status == StepStatus.answered:
+            return answer_of(step, form)
+        return decision_of(db, step)
 
 
 def wait_for_answer(step_id: int) -> StepOutcome | HeldElsewhere:

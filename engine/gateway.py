@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine import findings, inbox, links
+from engine import appliers, inbox, links
 from engine.forms import form_model
 from engine.human_steps import ATTACHMENT, record_answer
 from engine.processes import discover
@@ -418,11 +418,11 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
                         written.append(upload.path)
                 except OSError as error:
                     raise _NotStored from error
-        title, moves_an_action = step.title, step.subject_type == findings.SUBJECT
+        title, takes_effect = step.title, appliers.applies_to(step.subject_type)
         _, on_behalf_of = _asked(db, step, person)
         recorded = _as_read(model, answer, on_behalf_of)
-    if moves_an_action:
-        _apply_to_action(step_id)
+    if takes_effect:
+        _apply(step_id)
     response = _page("answered.html", {"title": title, "answer": recorded, "on_behalf_of": on_behalf_of})
     # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
     # Right after the page is sent, then a few more tries (a run can still be suspending), then the sweep.
@@ -443,13 +443,14 @@ def _load_prefect_client() -> None:
                      daemon=True).start()
 
 
-def _apply_to_action(step_id: int) -> None:
-    """A corrective action moves on with its answer (the verifier asked, the finding closed...) right away; the
-    answer is committed already, so a failure here loses nothing: the sweep's catch-up applies it later."""
+def _apply(step_id: int) -> None:
+    """The answer takes effect right away, by its subject's applier (a corrective action moves on, a risk is
+    re-scored...); the answer is committed already, so a failure here loses nothing: the sweep's catch-up applies
+    it later."""
     try:
-        findings.apply_answered(step_id)
+        appliers.apply_answered(step_id)
     except Exception as error:
-        log.error("corrective-action step %s: answer recorded, not yet applied (the sweep will): %r", step_id, error)
+        log.error("step %s: answer recorded, not yet applied (the sweep will): %r", step_id, error)
 
 
 async def healthz(_request: Request) -> Response:

@@ -47,13 +47,17 @@ def ask(
     flow_run_id: str | None = None,
     details: dict[str, Any] | None = None,
     actor: str = "system",
+    escalate_to: Sequence[int] = (),
 ) -> HumanStep:
     """Create the step named `key`, or return it unchanged if it already exists (re-runs ask once, and of two
-    runs asking at the same moment one creates it and the other gets that step). One step of `ask_many`."""
+    runs asking at the same moment one creates it and the other gets that step). One step of `ask_many`.
+
+    An overdue step is escalated to the person's manager and to everyone in `escalate_to` (a cost centre's
+    manager who is not the owner's)."""
     return ask_many(session, [Ask(key=key, person_id=person_id, form=form, title=title, subject_type=subject_type,
                                   subject_id=subject_id, due_at=due_at, expires_at=expires_at, kind=kind,
                                   requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details or {},
-                                  actor=actor)])[0]
+                                  actor=actor, escalate_to=tuple(escalate_to))])[0]
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlmodel import Session
 
 from engine.importer import ImportKind, register_kind
+
+if TYPE_CHECKING:
+    from engine.periods import Period
+    from registry import HumanStep
 
 FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
 _PACKAGE = "flows"
@@ -37,6 +42,43 @@ Obligations = Callable[[Session, datetime], Iterable[Due]]
 """(session, horizon) → what falls due before the horizon (overdue included)."""
 
 
+SectionBuild = Callable[[Session, "Period"], "dict[str, Any] | None"]
+"""(session, period) → what the section shows, or None when there is nothing to report for the period."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the operations report a process contributes, rendered after the report's own parts.
+
+    `template` is a partial under templates/ (e.g. finance/budget_variance/report_section.html) rendered with the
+    dict `build` returns as `section` (and the report's `period`); `build` lives in a cheap module of the process
+    (no Prefect), as the declaration does. A `figures` entry of the dict, a list of (name, value), goes into the
+    report's CSV as rows of the section `key`.
+    """
+
+    key: str
+    title: str
+    template: str
+    build: SectionBuild
+
+
+@dataclass(frozen=True)
+class Applier:
+    """What an answered step of `subject_type` changes, applied the moment it is answered.
+
+    The gateway calls `apply(db, step)` right after it records the answer (in a unit of its own, after the answer
+    committed); the sweep calls it again for every step `unapplied(db)` names (the gateway failed after
+    recording, the process died in between). `apply` is idempotent: True if it changed something, False if the
+    step's answer had taken effect already (or the step is not one it moves). `unapplied(db)` returns the ids of
+    the answered steps whose answer has not taken effect yet, read cheaply (from the few unfinished rows, by an
+    index), because the sweep runs it every minute.
+    """
+
+    subject_type: str
+    apply: Callable[[Session, HumanStep], bool]
+    unapplied: Callable[[Session], Iterable[int]]
+
+
 @dataclass(frozen=True)
 class Process:
     """What the engine knows of a process: everything else is the process's own."""
@@ -53,6 +95,10 @@ class Process:
     obligations: Obligations | None = None
     demo: str | None = None
     """The story `ops demo <name>` plays for it: demo/stories/<name>.py."""
+    sections: tuple[Section, ...] = ()
+    """Its parts of the operations report."""
+    appliers: tuple[Applier, ...] = ()
+    """What its steps' answers change the moment they are answered, by subject_type."""
     flows: tuple[str, ...] = ("flow",)
     """Its flow modules inside the package (a dispatcher that starts due occasions is a flow of its own)."""
     package: str = field(default="", compare=False)

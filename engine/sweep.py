@@ -12,7 +12,7 @@ from sqlalchemy import Update, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from engine import findings, notify, runs, takeover
+from engine import appliers, findings, notify, runs, takeover
 from engine.human_steps import expire
 from engine.settings import get_settings
 from registry import HumanStep, Person, StepStatus, session, trail
@@ -30,7 +30,7 @@ class SweepReport:
     resumed: list[int] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)  # the messages escalation queued, for whoever delivers them
     taken_over: list[str] = field(default_factory=list)  # dead flow runs a new run now carries on
-    applied: list[int] = field(default_factory=list)  # corrective-action answers the gateway had not applied
+    applied: list[int] = field(default_factory=list)  # answered steps whose answer the gateway had not applied
     actions_asked: list[int] = field(default_factory=list)  # steps asked for open actions nobody was asked about
     delivered: int = 0
 
@@ -176,7 +176,8 @@ def sweep_registry(now: datetime, report: SweepReport) -> None:
     remind_due(now, report)
     escalate_overdue(now, report)
     expire_overdue(now, report)
+    # Applied before the waiting runs resume: a run handed an answer reads what the answer changed.
+    report.applied.extend(appliers.apply_unapplied())
     resume_waiting(report)
-    report.applied.extend(findings.apply_unapplied())
     report.actions_asked.extend(findings.ask_unasked())
     report.delivered = len(notify.deliver_due().sent)

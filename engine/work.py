@@ -183,15 +183,18 @@ def request(
     requested_by_id: int | None = None,
     flow_run_id: str | None = None,
     details: dict[str, Any] | None = None,
+    escalate_to: Sequence[int] = (),
 ) -> HumanStep:
     """Ask one person (a step keyed `key`) and queue the message that carries its link, in one call.
 
     The template gets `recipient`, `step_id`, `due_at` and (unless `context` has one) `step` besides `context`.
-    Asked again under the same key, nothing new is created or queued.
+    Asked again under the same key, nothing new is created or queued. Overdue, the step is escalated to the
+    person's manager and to `escalate_to`.
     """
     asked = Ask(key=key, person_id=person_id, form=form, title=title, subject_type=subject_type,
                 subject_id=subject_id, due_at=due_at, expires_at=expires_at, kind=kind,
-                requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details or {}, actor=actor)
+                requested_by_id=requested_by_id, flow_run_id=flow_run_id, details=details or {}, actor=actor,
+                escalate_to=tuple(escalate_to))
     return request_many(db, [Request(ask=asked, template=template, context=context)])[0]
 
 
@@ -238,7 +241,8 @@ class Digest:
         self.items: dict[int, list[dict[str, Any]]] = {}
 
     def ask(self, db: Session, *, item: dict[str, Any], **step: Any) -> HumanStep:
-        """Ask as engine.human_steps.ask does; `item` (with the step's id added as `step_id`) goes in the digest."""
+        """Ask as engine.human_steps.ask does (`escalate_to` included); `item` (with the step's id added as
+        `step_id`) goes in the digest."""
         asked = ask(db, **step)
         self.items.setdefault(asked.person_id, []).append({**item, "step_id": asked.id})
         return asked

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from engine import findings, inbox
+from engine import appliers, findings, inbox
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
 from engine.human_steps import record_answer
 from engine.sweep import sweep
@@ -194,7 +194,7 @@ def test_two_concurrent_applications_of_one_answer_apply_it_once(any_db: str, sm
     def apply() -> None:
         start.wait()
         try:
-            results.append(findings.apply_answered(step_id))
+            results.append(appliers.apply_answered(step_id))
         except Exception as error:  # a lock the loser could not wait out changes nothing either
             results.append(error)
 
