@@ -8,14 +8,18 @@ calendar year. Money is Decimal; months are the first day of the month.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Column, Index, Numeric, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, ColumnElement, Index, Numeric, Select, UniqueConstraint, func
+from sqlalchemy.orm import aliased
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from registry.clock import utcnow
+from registry.supply import PurchaseRequest, RequestStatus
 
 
 class LineKind(StrEnum):
@@ -93,3 +97,91 @@ class BudgetExplanation(SQLModel, table=True):
     step_id: int | None = Field(default=None, foreign_key="human_step.id")
     finding_id: int | None = Field(default=None, foreign_key="finding.id")
     created_at: datetime = Field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where one cost centre's expense budget stands for a year: what a purchase request is checked against."""
+
+    budget_year: Decimal  # the current budget of the year's expense lines
+    actual_ytd: Decimal  # booked so far this year, income accounts left out
+    committed: Decimal  # approved or ordered purchase requests not invoiced yet
+    remaining: Decimal  # budget_year - actual_ytd - committed
+
+    @property
+    def spent_or_committed(self) -> Decimal:
+        return self.actual_ytd + self.committed
+
+
+CENT = Decimal("0.01")
+COMMITTED_STATUSES = (RequestStatus.approved, RequestStatus.ordered)
+
+
+def cents(value: Decimal | float | int | None) -> Decimal:
+    """A database sum as money: SQLite sums NUMERIC as floating point, so it is rounded back to the cent."""
+    return Decimal(str(value or 0)).quantize(CENT)
+
+
+def year_bounds(year: int) -> tuple[date, date]:
+    """The fiscal year (the calendar year): its first day and the first day of the next."""
+    return date(year, 1, 1), date(year + 1, 1, 1)
+
+
+def _moments(year: int) -> tuple[datetime, datetime]:
+    start, end = year_bounds(year)
+    return (datetime(start.year, 1, 1, tzinfo=UTC), datetime(end.year, 1, 1, tzinfo=UTC))
+
+
+def current_lines(start: date, end: date) -> Select[Any]:
+    """The budget lines of months in [start, end) at their current version (the highest of their month)."""
+    newer = aliased(BudgetLine)
+    later = (select(newer.id).where(newer.cost_centre_id == BudgetLine.cost_centre_id,
+                                    newer.account == BudgetLine.account, newer.month == BudgetLine.month,
+                                    newer.version > BudgetLine.version).exists())
+    return select(BudgetLine).where(col(BudgetLine.month) >= start, col(BudgetLine.month) < end, ~later)
+
+
+def _not_invoiced() -> ColumnElement[bool]:
+    return ~select(Actual.id).where(Actual.reference == PurchaseRequest.key).exists()
+
+
+def _committed_in(year: int) -> list[ColumnElement[bool]]:
+    first, after = _moments(year)
+    return [col(PurchaseRequest.status).in_(COMMITTED_STATUSES), col(PurchaseRequest.created_at) >= first,
+            col(PurchaseRequest.created_at) < after, _not_invoiced()]
+
+
+def position(db: Session, cost_centre_id: int, year: int) -> Position:
+    """One query: the cost centre's expense budget of the year, what is booked and committed against it.
+
+    An account's kind is its budget lines' kind; an account booked without any budget line counts as expense
+    (spending nobody budgeted is still spending).
+    """
+    start, end = year_bounds(year)
+    lines = current_lines(start, end).where(col(BudgetLine.cost_centre_id) == cost_centre_id,
+                                            col(BudgetLine.kind) == LineKind.expense).subquery()
+    budget = select(func.coalesce(func.sum(lines.c.amount), 0)).scalar_subquery()
+    income = aliased(BudgetLine)
+    is_income = (select(income.id).where(income.cost_centre_id == Actual.cost_centre_id,
+                                         income.account == Actual.account, income.kind == LineKind.income,
+                                         col(income.month) >= start, col(income.month) < end).exists())
+    actual = (select(func.coalesce(func.sum(Actual.amount), 0))
+              .where(Actual.cost_centre_id == cost_centre_id, col(Actual.booked_on) >= start,
+                     col(Actual.booked_on) < end, ~is_income).scalar_subquery())
+    committed = (select(func.coalesce(func.sum(PurchaseRequest.amount), 0))
+                 .where(PurchaseRequest.cost_centre_id == cost_centre_id, *_committed_in(year)).scalar_subquery())
+    row = db.execute(select(budget, actual, committed)).one()
+    budget_year, actual_ytd, committed_now = cents(row[0]), cents(row[1]), cents(row[2])
+    return Position(budget_year, actual_ytd, committed_now, budget_year - actual_ytd - committed_now)
+
+
+def commitments(db: Session, year: int) -> dict[tuple[int, str, date], Decimal]:
+    """One query: what approved or ordered purchase requests not yet invoiced commit, by (cost centre, account,
+    month of the request's creation); requests charged to no cost centre are left out."""
+    month = func.extract("month", col(PurchaseRequest.created_at))
+    rows = db.execute(
+        select(PurchaseRequest.cost_centre_id, PurchaseRequest.account, month, func.sum(PurchaseRequest.amount))
+        .where(col(PurchaseRequest.cost_centre_id).is_not(None), *_committed_in(year))
+        .group_by(col(PurchaseRequest.cost_centre_id), col(PurchaseRequest.account), month))
+    return {(int(centre), account, date(year, int(number), 1)): cents(amount)
+            for centre, account, number, amount in rows}

@@ -34,8 +34,10 @@ from registry import (
     Standing,
     Vendor,
 )
+from registry.budget import Actual, BudgetLine, CostCentre, LineKind
 from registry.clock import utcnow
 from registry.db import session as registry_session
+from registry.supply import PurchaseRequest, RequestStatus
 
 _counter = itertools.count(1)
 
@@ -187,3 +189,42 @@ def count(model: type) -> int:
     """How many rows the registry holds of `model`."""
     with registry_session() as db:
         return int(db.exec(select(func.count()).select_from(model)).one())
+
+
+def cost_centre(db: Session, *, owner: Person, manager: Person | None = None, code: str | None = None) -> CostCentre:
+    n = next(_counter)
+    row = CostCentre(code=code or f"CC{n:03d}", name=f"Cost centre {n}", owner_id=owner.id or 0,
+                     manager_id=manager.id if manager else None)
+    db.add(row)
+    db.flush()
+    return row
+
+
+def budget_line(db: Session, centre: CostCentre, month: date, amount: str | Decimal, *, account: str = "6000",
+                version: int = 1, kind: LineKind = LineKind.expense) -> BudgetLine:
+    row = BudgetLine(cost_centre_id=centre.id or 0, account=account, month=month, version=version, kind=kind,
+                     amount=Decimal(amount))
+    db.add(row)
+    db.flush()
+    return row
+
+
+def actual(db: Session, centre: CostCentre, booked_on: date, amount: str | Decimal, *, account: str = "6000",
+           reference: str | None = None) -> Actual:
+    row = Actual(cost_centre_id=centre.id or 0, account=account, booked_on=booked_on, amount=Decimal(amount),
+                 reference=reference or f"INV-{next(_counter):05d}")
+    db.add(row)
+    db.flush()
+    return row
+
+
+def purchase_request(db: Session, for_vendor: Vendor, amount: str | Decimal, *, centre: CostCentre | None = None,
+                     account: str = "6000", status: RequestStatus = RequestStatus.approved,
+                     created_at: datetime | None = None) -> PurchaseRequest:
+    row = PurchaseRequest(key=f"PR-{next(_counter):05d}", vendor_id=for_vendor.id or 0,
+                          requester_id=for_vendor.owner_id, amount=Decimal(amount), status=status,
+                          cost_centre_id=centre.id if centre else None, account=account,
+                          created_at=created_at or utcnow())
+    db.add(row)
+    db.flush()
+    return row
