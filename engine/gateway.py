@@ -341,7 +341,11 @@ def _form_values(form: FormData) -> dict[str, str]:
     return {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in ("csrf", "step_id")}
 
 
-def _validate(model: type[BaseModel], values: dict[str, str], uploads: dict[str, _Upload]) -> Any:
+def _validate(model: type[BaseModel], values: dict[str, str], uploads: dict[str, _Upload],
+              context: dict[str, Any] | None = None) -> Any:
+    """The answer as its form, validated with `context` (the step's details and the session): checks that need
+    the registry or today (a score on the risk's matrix, a date in the future) run here, as the person submits,
+    and not when engine.answers.answer_of reads a stored answer back (it passes no context)."""
     data: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
@@ -352,7 +356,7 @@ def _validate(model: type[BaseModel], values: dict[str, str], uploads: dict[str,
                               "stored_path": str(upload.path)}
         elif values.get(name, "") != "" or info.annotation is str:
             data[name] = values.get(name, "")
-    return model.model_validate(data)
+    return model.model_validate(data, context=context)
 
 
 def _errors(error: ValidationError) -> dict[str, str]:
@@ -402,7 +406,7 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
         model = form_model(step.form)
         values = _form_values(form)
         try:
-            parsed = _validate(model, values, uploads)
+            parsed = _validate(model, values, uploads, {"details": step.details, "db": db})
         except ValidationError as error:
             return _show(db, step, person, token, values, _errors(error), status=422)
         answer = parsed.model_dump(mode="json")
