@@ -30,6 +30,19 @@ from registry.kpis import Direction, KpiDefinition, KpiMeasurement, OperationsRe
 from registry.occasions import Occasion, OccasionStatus
 from registry.outbox import DeliveryStatus, Notification
 from registry.people import Person, Team
+from registry.risk import (
+    AcceptanceStatus,
+    Risk,
+    RiskAcceptance,
+    RiskAssessment,
+    RiskCategory,
+    RiskControl,
+    RiskIndicator,
+    RiskLevel,
+    RiskMatrix,
+    RiskRescore,
+    Treatment,
+)
 from registry.steps import HumanStep, StepLink, StepStatus
 from registry.supply import (
     ContractNotice,
@@ -55,4 +68,6 @@ __all__ = [
     "DrillMeasure", "DrillParticipant", "DrillProgram", "DrillStatus", "Facility", "RosterEntry", "RosterRole",
     "Direction", "KpiDefinition", "KpiMeasurement", "OperationsReport", "ActionStatus", "FindingStatus",
     "Occasion", "OccasionStatus", "Actual", "BudgetExplanation", "BudgetLine", "CostCentre", "LineKind",
+    "AcceptanceStatus", "Risk", "RiskAcceptance", "RiskAssessment", "RiskCategory", "RiskControl", "RiskIndicator",
+    "RiskLevel", "RiskMatrix", "RiskRescore", "Treatment",
 ]

@@ -1,0 +1,1 @@
+"""Risk management: the risk register and its periodic review."""
