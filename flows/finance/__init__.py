@@ -1,0 +1,1 @@
+"""Finance: budgets, actuals and the monthly budget variance."""
