@@ -52,8 +52,9 @@ class Section:
 
     `template` is a partial under templates/ (e.g. finance/budget_variance/report_section.html) rendered with the
     dict `build` returns as `section` (and the report's `period`); `build` lives in a cheap module of the process
-    (no Prefect), as the declaration does. A `figures` entry of the dict, a list of (name, value), goes into the
-    report's CSV as rows of the section `key`.
+    (no Prefect), as the declaration does; it reads, it writes nothing. A `figures` entry of the dict, a list of
+    (name, value) or (name, value, unit), goes into the report's CSV, one row each under the section `key`.
+    `key` names the section in the CSV and the HTML (an id): unique, and none of the report's own.
     """
 
     key: str

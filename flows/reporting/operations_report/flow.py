@@ -14,6 +14,7 @@ from engine import periods, runs
 from engine.settings import get_settings
 from flows.reporting.operations_report import rules
 from flows.reporting.operations_report.tasks import (
+    contributed_sections,
     findings_section,
     inventory_section,
     kpi_section,
@@ -95,7 +96,8 @@ def operations_report(params: ReportParameters) -> ReportOutcome:
     verification, and closed or verified in the period. Writes an HTML report, its
     PDF and a CSV of every figure under reports/operations/<period>/, shows the summary and KPI table as
     artifacts, and e-mails the PDF to everyone with the operations_report role, once per period however often
-    the report is rebuilt. A section without data says so.
+    the report is rebuilt. Every process adds its own sections after these (its budget, its risks), built by the
+    process for the period and in the CSV too. A section without data says so.
     """
     began = time.perf_counter()
     logger = get_run_logger()
@@ -109,7 +111,7 @@ def operations_report(params: ReportParameters) -> ReportOutcome:
                               latency=latency_section(period, tz), vendors=vendor_section(), inventory=health,
                               shortages=shortages, obligations=obligations_section(now))
     top = rules.headline(sections, period_over=periods.today(at=now, tz=tz) > period.end)
-    files = render(period, sections, top, now, tz)
+    files = render(period, sections, top, now, tz, contributed_sections(period))
     record(period, files, now, tz)
     built = time.perf_counter() - began
     publish(period, sections, top, files, built)

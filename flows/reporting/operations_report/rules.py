@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from engine.deadlines import next_due
 from engine.periods import Period
@@ -379,6 +380,37 @@ class Sections:
     inventory: InventoryHealth | None = None
     shortages: list[Shortage] = field(default_factory=list)
     obligations: list[Obligation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Contributed:
+    """A part of the report a process declares (engine.processes.Section), as built for the period: `data` is
+    what its build returned (None: nothing to report for the period); `failed` when its build raised."""
+
+    key: str
+    title: str
+    template: str
+    process: str
+    data: dict[str, Any] | None = None
+    failed: bool = False
+
+
+# The CSV's own sections: a process's section under one of these names would mix its rows with the report's.
+OWN_SECTIONS = ("period", "summary", "kpis", "findings", "latency", "vendors", "inventory", "obligations")
+
+
+def contributed_figures(parts: Iterable[Contributed]) -> list[Figure]:
+    """The CSV rows of the processes' sections: each (name, value) or (name, value, unit) of a part's `figures`
+    as one row of its section; a part without data, one row saying so."""
+    rows: list[Figure] = []
+    for part in parts:
+        if part.data is None:
+            rows.append((part.key, part.title, "data", None, "", None, "failed" if part.failed else "no data", ""))
+            continue
+        for figure in part.data.get("figures", ()):
+            name, value, *unit = figure
+            rows.append((part.key, str(name), "value", value, str(unit[0]) if unit else "", None, "", part.title))
+    return rows
 
 
 # registry.supply.Standing's values, in its order (a test holds them equal).

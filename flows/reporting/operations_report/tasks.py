@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from registry import (
     StepStatus,
     Vendor,
     VendorScorecard,
+    session,
     trail,
 )
 from registry.clock import as_utc, utcnow
@@ -190,6 +191,29 @@ def obligations_section(now: datetime) -> list[rules.Obligation]:
     return rules.due_soon(found)
 
 
+@task
+def contributed_sections(period: Period) -> list[rules.Contributed]:
+    """Every discovered process's own parts of the report (engine.processes.Section), each built by the process
+    for the period: the report reads no process's tables. A part whose build fails says so in the report (and
+    the log says why) instead of taking the whole report down with it."""
+    declared = [(p, section) for p in processes.discover().values() for section in p.sections]
+    keys = [section.key for _, section in declared]
+    if clash := sorted({k for k in keys if keys.count(k) > 1 or k in rules.OWN_SECTIONS}):
+        raise processes.DeclarationProblem(f"report sections named twice or as one of the report's own: {clash}")
+    parts = []
+    with session() as db:  # read only: a section shows the registry, it changes nothing
+        for process, section in declared:
+            part = rules.Contributed(key=section.key, title=section.title, template=section.template,
+                                     process=process.name)
+            try:
+                parts.append(replace(part, data=section.build(db, period)))
+            except Exception:
+                get_run_logger().exception("The %s section of %s could not be built", section.key, process.name)
+                db.rollback()
+                parts.append(replace(part, failed=True))
+    return parts
+
+
 def _csv(rows: list[rules.Figure]) -> bytes:
     # Names and units come from imports and forms: a "=2+3" among them must not run in the reader's spreadsheet.
     return csv_bytes(rules.FIGURE_COLUMNS, rows)
@@ -217,8 +241,10 @@ def _freeze_the_long_lived() -> None:
 
 @task
 def render(period: Period, sections: rules.Sections, top: rules.Headline, generated_at: datetime,
-           tz: str) -> dict[str, str]:
-    """Charts, the HTML report beside them, its PDF and the CSV of every figure, all in the report's folder."""
+           tz: str, contributed: list[rules.Contributed] | None = None) -> dict[str, str]:
+    """Charts, the HTML report beside them, its PDF and the CSV of every figure, all in the report's folder; the
+    processes' own sections after the report's."""
+    contributed = contributed or []
     _freeze_the_long_lived()
     folder = f"operations/{period.key}"
     base = report_path(f"{folder}/report.html").parent
@@ -229,9 +255,9 @@ def render(period: Period, sections: rules.Sections, top: rules.Headline, genera
         "person": {"timezone": tz}, "charts": {k: v.name if v else None for k, v in drawn.items()},
         "kpi_strips": charts.kpi_strips(sections.kpis) if drawn["kpis"] else [],
         "horizon_days": rules.OBLIGATION_HORIZON_DAYS,
-        "steady_share": rules.STEADY_SHARE})
+        "steady_share": rules.STEADY_SHARE, "contributed": contributed})
     pdf = save_pdf(f"{folder}/report.pdf", html.path.read_text(encoding="utf-8"))
-    figures = _csv(rules.figures(period, sections, top))
+    figures = _csv(rules.figures(period, sections, top) + rules.contributed_figures(contributed))
     table = base / "figures.csv"
     table.write_bytes(figures)
     return {"html": str(html.path), "pdf": str(pdf.path), "csv": str(table), "pdf_sha256": pdf.sha256,
