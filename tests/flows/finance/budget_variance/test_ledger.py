@@ -60,12 +60,18 @@ def _company() -> dict[str, int]:
         return {"ops": ops.id or 0, "sales": sales.id or 0}
 
 
-def _line(centre: int, code: str, account: str, kind: str, **amounts: str) -> LineFigures:
-    money = {name: Decimal(amounts.get(name, "0.00")) for name in (
-        "budget", "actual", "committed", "budget_ytd", "actual_ytd", "committed_ytd", "budget_year",
-        "budget_year_original", "budget_rest")}
-    return LineFigures(cost_centre_id=centre, cost_centre=code, account=account, kind=kind, month=NOVEMBER,
-                       **money)
+def _line(centre: int, code: str, account: str, kind: str, *, budget: str = "0", actual: str = "0",
+          committed: str = "0", budget_ytd: str = "0", actual_ytd: str = "0", committed_ytd: str = "0",
+          budget_year: str = "0", budget_year_original: str = "0", budget_rest: str = "0") -> LineFigures:
+    """A line of November; every amount not given is 0."""
+    def money(value: str) -> Decimal:
+        return Decimal(value).quantize(Decimal("0.01"))
+
+    return LineFigures(
+        cost_centre_id=centre, cost_centre=code, account=account, kind=kind, month=NOVEMBER, budget=money(budget),
+        actual=money(actual), committed=money(committed), budget_ytd=money(budget_ytd),
+        actual_ytd=money(actual_ytd), committed_ytd=money(committed_ytd), budget_year=money(budget_year),
+        budget_year_original=money(budget_year_original), budget_rest=money(budget_rest))
 
 
 @contextmanager
