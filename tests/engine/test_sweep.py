@@ -17,6 +17,7 @@ from sqlmodel import col, select
 
 from engine.human_steps import record_answer
 from engine.sweep import sweep
+from engine.work import Digest, request, unit
 from registry import AuditEvent, HumanStep, Person, StepStatus, session
 from registry.clock import utcnow
 from tests import factories
@@ -226,3 +227,45 @@ def test_a_run_that_cannot_take_the_answer(registry_db: str, prefect_api: str, f
     assert _step(step_id).status is StepStatus.answered
     assert report.resumed == [step_id] and _step(step_id).resume_pending is False
     assert _step(step_id).answer is not None
+
+
+def test_an_overdue_step_is_escalated_to_whom_it_names_besides_the_managers(smtp: Mailbox, gateway: Gateway) -> None:
+    """A cost centre's manager is not the owner's manager: a step asked with escalate_to reaches both, whether
+    asked alone (engine.work.request) or in a digest (Digest.ask), and the escalation's link answers it."""
+    now = utcnow()
+    with session() as db:
+        line_manager = factories.person(db, "Lena Line")
+        centre_manager = factories.person(db, "Cato Centre")
+        owner = factories.person(db, "Olga Owner", manager=line_manager)
+    with unit() as db:
+        alone = request(db, key=f"escalate-to-{uuid.uuid4().hex[:8]}", person_id=owner.id or 0, form="action_done",
+                        title="Explain the travel overspend", subject_type="test", subject_id=1,
+                        due_at=now - timedelta(hours=1), expires_at=now + timedelta(days=2),
+                        template="step_reminder", context={}, actor="test", escalate_to=(centre_manager.id or 0,))
+        digest = Digest(key=f"escalate-to-{uuid.uuid4().hex[:8]}", template="action_request", context={},
+                        items_as="actions")
+        listed = digest.ask(db, item={"description": "Explain the IT overspend", "finding": "", "due_at": now,
+                                      "severity": "high"},
+                            key=f"escalate-to-{uuid.uuid4().hex[:8]}", person_id=owner.id or 0, form="action_done",
+                            title="Explain the IT overspend", subject_type="test", subject_id=2,
+                            due_at=now - timedelta(hours=1), expires_at=now + timedelta(days=2), actor="test",
+                            escalate_to=[centre_manager.id or 0, owner.id or 0])
+        digest.queue(db)
+        ids = sorted([alone.id or 0, listed.id or 0])
+    smtp.wait_for(2, to=owner.email)
+
+    report = sweep(now=now)
+
+    assert report.escalated == ids
+    for step_id in ids:
+        [escalated] = _events(step_id, "step.escalated")
+        assert escalated.data["to"] == [line_manager.email, centre_manager.email], "never the owner themselves"
+    [to_centre] = smtp.wait_for(1, to=centre_manager.email)
+    assert "Explain the travel overspend" in to_centre.text and "Explain the IT overspend" in to_centre.text
+    assert len(smtp.wait_for(1, to=line_manager.email)) == 1
+    urls = links_in(to_centre.html)
+    assert len(urls) == 2
+    answer_link(gateway.client, urls[0], {"what_was_done": "Two trips were rebooked."}) \
+        .raise_for_status()
+    answered = [_step(i) for i in ids if _step(i).status is StepStatus.answered]
+    assert [s.answered_by_id for s in answered] == [centre_manager.id]
