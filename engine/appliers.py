@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from engine import findings
-from engine.processes import Applier, DeclarationProblem, discover
+from engine import findings, processes
+from engine.processes import Applier, DeclarationProblem
 from engine.work import unit
 from registry import HumanStep, StepStatus, session
 
@@ -22,7 +22,7 @@ def appliers() -> dict[str, Applier]:
     """Every applier by the subject_type it moves; a subject_type two declare is a DeclarationProblem."""
     found: dict[str, Applier] = {}
     declared = [("the engine", a) for a in ENGINE_APPLIERS]
-    declared += [(p.name, a) for p in discover().values() for a in p.appliers]
+    declared += [(p.name, a) for p in processes.discover().values() for a in p.appliers]
     owners: dict[str, str] = {}
     for owner, applier in declared:
         if applier.subject_type in found:

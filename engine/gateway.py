@@ -422,11 +422,10 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
                         written.append(upload.path)
                 except OSError as error:
                     raise _NotStored from error
-        title, takes_effect = step.title, appliers.applies_to(step.subject_type)
+        title, subject_type = step.title, step.subject_type
         _, on_behalf_of = _asked(db, step, person)
         recorded = _as_read(model, answer, on_behalf_of)
-    if takes_effect:
-        _apply(step_id)
+    _apply(step_id, subject_type)
     response = _page("answered.html", {"title": title, "answer": recorded, "on_behalf_of": on_behalf_of})
     # The answer is recorded: the person is not kept waiting on the Prefect API, which may be slow or down.
     # Right after the page is sent, then a few more tries (a run can still be suspending), then the sweep.
@@ -447,12 +446,13 @@ def _load_prefect_client() -> None:
                      daemon=True).start()
 
 
-def _apply(step_id: int) -> None:
+def _apply(step_id: int, subject_type: str) -> None:
     """The answer takes effect right away, by its subject's applier (a corrective action moves on, a risk is
     re-scored...); the answer is committed already, so a failure here loses nothing: the sweep's catch-up applies
     it later."""
     try:
-        appliers.apply_answered(step_id)
+        if appliers.applies_to(subject_type):
+            appliers.apply_answered(step_id)
     except Exception as error:
         log.error("step %s: answer recorded, not yet applied (the sweep will): %r", step_id, error)
 
@@ -475,8 +475,10 @@ async def _server_problem(_request: Request, _error: Exception) -> Response:
 
 
 def create_app() -> Starlette:
-    # Each process registers its forms with its declaration: find them all, or their links could not be shown.
+    # Each process registers its forms with its declaration: find them all, or their links could not be shown;
+    # and two processes applying one subject's answers stop the gateway here, not each answer later.
     discover()
+    appliers.appliers()
     routes = [
         Route("/s/{token}", show_step, methods=["GET", "HEAD"]),
         Route("/s/{token}", answer_step, methods=["POST"]),

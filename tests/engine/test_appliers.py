@@ -1,0 +1,151 @@
+"""Answer appliers (engine.processes.Applier): what a process declares an answer changes takes effect the moment
+the gateway records it, and the sweep catches up an answer recorded without taking effect; once, either way."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, col, select
+
+from engine import appliers, findings, links, processes
+from engine.answers import answer_of
+from engine.forms import Approval
+from engine.human_steps import ask, record_answer
+from engine.once import update_once
+from engine.processes import Applier, DeclarationProblem, Process
+from engine.sweep import sweep
+from registry import Direction, HumanStep, KpiDefinition, StepStatus, session, trail
+from registry.clock import utcnow
+from tests import factories
+from tests.conftest import Gateway
+from tests.links import answer_link
+
+SUBJECT = "kpi_target"  # the test process's steps: approve a KPI's proposed target
+PROPOSED = "proposed target"
+calls: list[int] = []
+failing: list[int] = []  # step ids whose first application fails, as a database gone away would
+
+
+def _apply(db: Session, step: HumanStep) -> bool:
+    """An approved target takes effect at once; applied again, it changes nothing."""
+    calls.append(step.id or 0)
+    if step.id in failing:
+        failing.remove(step.id)
+        raise RuntimeError("the registry went away mid-application")
+    approval = answer_of(step, Approval)
+    if approval is None or approval.decision != "approve":
+        return False
+    proposed = float(step.details[PROPOSED])
+    if not update_once(db, KpiDefinition, step.subject_id, where=[col(KpiDefinition.target) != proposed],
+                       values={"target": proposed}):
+        return False
+    trail.record(db, actor="kpi-targets", action="kpi.target_changed", entity_type="kpi_definition",
+                 entity_id=step.subject_id, data={"target": proposed, "step_id": step.id})
+    return True
+
+
+def _unapplied(db: Session) -> list[int]:
+    """Approved target steps whose KPI does not have that target yet (few rows in a test; a process's own query
+    reads them from its unfinished rows by an index)."""
+    rows = db.exec(select(HumanStep, KpiDefinition).join(KpiDefinition, col(KpiDefinition.id) == HumanStep.subject_id)
+                   .where(HumanStep.subject_type == SUBJECT, HumanStep.status == StepStatus.answered)).all()
+    return [step.id or 0 for step, kpi in rows
+            if (step.answer or {}).get("decision") == "approve" and kpi.target != float(step.details[PROPOSED])]
+
+
+TARGETS = Process(name="kpi-targets", title="KPI targets", actor="kpi-targets",
+                  appliers=(Applier(SUBJECT, _apply, _unapplied),))
+
+
+@pytest.fixture(autouse=True)
+def _declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processes, "discover", lambda: {TARGETS.name: TARGETS})
+    calls.clear()
+    failing.clear()
+
+
+def _proposal(target: float) -> tuple[int, int, str]:
+    """A KPI at 95 and a step asking its owner to approve `target`; its id, the KPI's and the link's token."""
+    with session() as db:
+        owner = factories.person(db, "Kim Kpi")
+        kpi = KpiDefinition(code=f"OTD{utcnow().timestamp()}", name="On-time delivery", unit="%", target=95,
+                            direction=Direction.higher_is_better)
+        db.add(kpi)
+        db.flush()
+        step = ask(db, key=f"kpi-{kpi.id}-target", person_id=owner.id or 0, form="approval",
+                   title="Approve the new on-time delivery target", subject_type=SUBJECT, subject_id=kpi.id or 0,
+                   due_at=utcnow() + timedelta(days=2), details={PROPOSED: target})
+        return step.id or 0, kpi.id or 0, links.issue(db, step=step, person_id=owner.id or 0)
+
+
+def _target(kpi_id: int) -> float:
+    with session() as db:
+        kpi = db.get(KpiDefinition, kpi_id)
+        assert kpi is not None
+        return kpi.target
+
+
+def test_an_answer_takes_effect_the_moment_the_gateway_records_it(gateway: Gateway) -> None:
+    step_id, kpi_id, token = _proposal(97.5)
+
+    page = answer_link(gateway.client, f"{gateway.url}/s/{token}", {"decision": "approve", "comment": ""})
+
+    assert page.status_code == 200
+    assert _target(kpi_id) == 97.5, "changed when answered, not at a later run"
+    assert calls == [step_id]
+    assert sweep(now=utcnow()).applied == [], "nothing left for the sweep to catch up"
+    assert calls == [step_id], "the sweep asked only what was not yet applied"
+
+
+def test_a_rejection_is_recorded_and_changes_nothing(gateway: Gateway) -> None:
+    step_id, kpi_id, token = _proposal(80.0)
+
+    answer_link(gateway.client, f"{gateway.url}/s/{token}", {"decision": "reject", "comment": "Too low."}) \
+        .raise_for_status()
+
+    assert _target(kpi_id) == 95 and calls == [step_id]
+
+
+def test_an_answer_whose_application_fails_is_kept_and_the_sweep_applies_it_once(gateway: Gateway) -> None:
+    step_id, kpi_id, token = _proposal(98.0)
+    failing.append(step_id)
+
+    page = answer_link(gateway.client, f"{gateway.url}/s/{token}", {"decision": "approve", "comment": ""})
+
+    assert page.status_code == 200 and "already been answered" not in page.text, "the person's answer stands"
+    with session() as db:
+        step = db.get(HumanStep, step_id)
+        assert step is not None and step.status == StepStatus.answered
+    assert _target(kpi_id) == 95
+
+    assert sweep(now=utcnow()).applied == [step_id]
+    assert _target(kpi_id) == 98.0
+    assert sweep(now=utcnow()).applied == []
+
+
+def test_the_sweep_applies_an_answer_recorded_while_the_gateway_was_not_there(any_db: str) -> None:
+    step_id, kpi_id, _ = _proposal(96.0)
+    with session() as db:
+        step, person = db.get(HumanStep, step_id), factories.person(db, "Deputy Dan")
+        assert step is not None
+        assert record_answer(db, step=step, person=person, answer={"decision": "approve", "comment": ""})
+
+    first = sweep(now=utcnow())
+
+    assert first.applied == [step_id] and _target(kpi_id) == 96.0
+    assert sweep(now=utcnow()).applied == [] and calls == [step_id]
+    assert appliers.apply_answered(step_id) is False, "applied again, it changes nothing"
+
+
+def test_one_subject_type_applied_by_two_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    twice = Process(name="kpi-targets-again", title="KPI targets again", actor="kpi-targets",
+                    appliers=(Applier(SUBJECT, _apply, _unapplied),))
+    monkeypatch.setattr(processes, "discover", lambda: {TARGETS.name: TARGETS, twice.name: twice})
+    with pytest.raises(DeclarationProblem, match="kpi-targets and kpi-targets-again"):
+        appliers.appliers()
+    takes_actions = Process(name="my-actions", title="Mine", actor="mine",
+                            appliers=(Applier(findings.SUBJECT, _apply, _unapplied),))
+    monkeypatch.setattr(processes, "discover", lambda: {takes_actions.name: takes_actions})
+    with pytest.raises(DeclarationProblem, match="the engine and my-actions"):
+        appliers.appliers()
