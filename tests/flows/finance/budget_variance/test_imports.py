@@ -10,6 +10,7 @@ from sqlmodel import col, select
 import flows.finance.budget_variance.imports  # noqa: F401  (registers the import kinds)
 from engine.importer import ImportRefused, import_csv
 from flows.finance.budget_variance.ledger import figures
+from flows.finance.budget_variance.rules import material, variance
 from registry import Actual, AuditEvent, BudgetLine, CostCentre, LineKind, Person, session
 from tests import factories as f
 from tests.factories import count, csv_file
@@ -145,3 +146,30 @@ def test_a_corrected_booking_replaces_the_amount_of_its_reference(registry_db: s
         booked = db.exec(select(col(Actual.account), col(Actual.booked_on), col(Actual.amount))
                          .order_by(col(Actual.account))).all()
     assert booked == [("6000", date(2026, 11, 4), Decimal("110.00")), ("6100", date(2026, 11, 4), Decimal("5.00"))]
+
+
+DEMO = Path(__file__).resolve().parents[4] / "demo"
+
+
+def test_the_demo_year_has_four_material_overspends_in_november_and_one_mid_year_revision(registry_db: str) -> None:
+    from registry.demo import seed
+
+    with session() as db:
+        seed(db)
+    reports = [import_csv(kind, DEMO / name) for kind, name in (
+        ("cost-centres", "cost_centres.csv"), ("budget-lines", "budget_lines.csv"), ("actuals", "actuals.csv"))]
+    assert [r.inserted for r in reports] == [6, 204, 341]
+    with session() as db:
+        centres = db.exec(select(CostCentre)).all()
+        owners = {p.id: p for p in db.exec(select(Person).where(col(Person.id).in_([c.owner_id for c in centres])))}
+        revised = set(db.exec(select(BudgetLine.month).where(BudgetLine.version == 2)))
+        months = {n: [variance(line) for line in figures(db, date(2026, n, 1))] for n in range(1, 13)}
+    assert len(centres) == 6 and all(owners[c.owner_id].manager_id for c in centres), "every owner has a manager"
+    assert revised == {date(2026, m, 1) for m in range(7, 13)}
+    november = {(v.line.cost_centre, v.line.account) for v in months[11] if material(v, 10, 1000)}
+    assert november == {("IT", "6310"), ("FAC", "6110"), ("WH", "5210"), ("SAL", "4000")}
+    assert all(not material(v, 10, 1000) for n in range(1, 11) for v in months[n]), "only November's are material"
+    assert all(v.line.actual == 0 for v in months[12]), "December is not booked yet"
+    hosting = next(v for v in months[11] if (v.line.cost_centre, v.line.account) == ("IT", "6310"))
+    assert (hosting.line.budget, hosting.line.budget_year_original, hosting.revision) == (
+        Decimal("4800.00"), Decimal("48000.00"), Decimal("4800.00"))
