@@ -162,7 +162,7 @@ def test_the_demo_year_has_four_material_overspends_in_november_and_one_mid_year
     with session() as db:
         centres = db.exec(select(CostCentre)).all()
         owners = {p.id: p for p in db.exec(select(Person).where(col(Person.id).in_([c.owner_id for c in centres])))}
-        revised = set(db.exec(select(BudgetLine.month).where(BudgetLine.version == 2)))
+        revised = set(db.exec(select(col(BudgetLine.month)).where(BudgetLine.version == 2)))
         months = {n: [variance(line) for line in figures(db, date(2026, n, 1))] for n in range(1, 13)}
     assert len(centres) == 6 and all(owners[c.owner_id].manager_id for c in centres), "every owner has a manager"
     assert revised == {date(2026, m, 1) for m in range(7, 13)}
