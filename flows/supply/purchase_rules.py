@@ -10,6 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol, TypeVar
 
 CENT = Decimal("0.01")
+DIRECTOR_ROLE = "director"  # the Director of Operations: large spend, and spend beyond a budget
 
 
 class ApprovalChainError(ValueError):
@@ -76,22 +77,30 @@ def breach(amount: Decimal, budget: Budget) -> Breach | None:
 K = TypeVar("K", bound=Hashable)
 
 
-def breaches(charges: Iterable[tuple[K | None, Decimal]], budgets: Mapping[K, Budget]) -> list[Breach | None]:
-    """The breach of each of one run's requests, given as (cost centre, amount) in the order they are raised.
+@dataclass(frozen=True)
+class Checked:
+    """One request checked against its cost centre's budget: what remained before it, and its breach if any."""
+
+    remaining: Decimal
+    breach: Breach | None
+
+
+def check_charges(charges: Iterable[tuple[K | None, Decimal]], budgets: Mapping[K, Budget]) -> list[Checked | None]:
+    """Each of one run's requests, given as (cost centre, amount) in the order they are raised, checked.
 
     Each request is checked against what the ones before it in the run left: two requests that each fit but
     together do not, the second is over budget. Every request raised counts, awaiting approval or not: if both
     are approved, both are spent. A request charged to no cost centre (None), or to one missing from `budgets`,
-    is not checked.
+    is not checked (None).
     """
     left = dict(budgets)
-    found: list[Breach | None] = []
+    found: list[Checked | None] = []
     for cost_centre, amount in charges:
         if cost_centre is None or cost_centre not in left:
             found.append(None)
             continue
         budget = left[cost_centre]
-        found.append(breach(amount, budget))
+        found.append(Checked(remaining=budget.remaining, breach=breach(amount, budget)))
         left[cost_centre] = Budget(budget.budget, budget.remaining - amount)
     return found
 

@@ -16,8 +16,8 @@ from flows.supply.purchase_rules import (
     BudgetHolder,
     approval_chain,
     breach,
-    breaches,
     budget_approver,
+    check_charges,
 )
 
 AUTO, LIMIT = Decimal("1000"), Decimal("10000")
@@ -61,10 +61,12 @@ def test_breach(amount: str, budget: str, remaining: str, expected: tuple[str, f
 
 def test_one_runs_requests_are_checked_against_what_the_ones_before_left() -> None:
     budgets = {"OPS": Budget(Decimal("10000"), Decimal("3000")), "IT": Budget(Decimal("5000"), Decimal("5000"))}
-    found = breaches([("OPS", Decimal("2000")), ("IT", Decimal("100")), ("OPS", Decimal("1500")),
-                      (None, Decimal("99999")), ("HR", Decimal("50")), ("OPS", Decimal("10"))], budgets)
-    assert [b.amount if b else None for b in found] == [None, None, Decimal("500.00"), None, None, Decimal("510.00")]
-    assert found[2] is not None and found[2].remaining == Decimal("1000"), "what remained before this request"
+    found = check_charges([("OPS", Decimal("2000")), ("IT", Decimal("100")), ("OPS", Decimal("1500")),
+                           (None, Decimal("99999")), ("HR", Decimal("50")), ("OPS", Decimal("10"))], budgets)
+    assert [c.remaining if c else None for c in found] == [
+        Decimal("3000"), Decimal("5000"), Decimal("1000"), None, None, Decimal("-500")]
+    assert [c.breach.amount if c and c.breach else None for c in found] == [
+        None, None, Decimal("500.00"), None, None, Decimal("510.00")]
     assert budgets["OPS"].remaining == Decimal("3000"), "the positions given are not changed"
 
 
