@@ -8,10 +8,14 @@ import uuid
 from datetime import timedelta
 
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from sqlmodel import select
 
 from engine import gate
 from engine.answers import Decision, Verdict
+from engine.forms import ActionDone
+from engine.sweep import sweep
 from engine.work import unit
 from registry import HumanStep, session
 from registry.clock import utcnow
@@ -29,6 +33,32 @@ def _gated(key: str, approver_id: int, requester_id: int) -> Decision | str:
         step_id = step.id or 0
     decided = gate.wait(step_id)
     return decided.detail if isinstance(decided, gate.HeldElsewhere) else decided
+
+
+@flow(name="ops-test-form-gate")
+def _form_gated(key: str, approver_id: int, requester_id: int, minutes: float) -> ActionDone | Decision | str:
+    """A gate asking for a form of its own (not an approval), waited for typed."""
+    with unit() as db:
+        step = gate.ask(db, key=key, approver_id=approver_id, requested_by_id=requester_id, form="action_done",
+                        title="Say what was done about the spill", subject_type="test", subject_id=1,
+                        due_at=utcnow() + timedelta(minutes=minutes), template="step_reminder", context={},
+                        actor="test")
+        step_id = step.id or 0
+    answered = gate.wait_for(step_id, ActionDone)
+    return answered.detail if isinstance(answered, gate.HeldElsewhere) else answered
+
+
+def _paused(run_id: str) -> None:
+    """Wait until the run is paused at its gate: expired any sooner, the step's outcome is in the registry
+    before the run asks for it, which is another test."""
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(uuid.UUID(run_id)).state
+            if state is not None and state.type == StateType.PAUSED:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"flow run {run_id} never paused")
 
 
 def _step(key: str) -> HumanStep:
@@ -85,3 +115,49 @@ def test_a_second_run_at_a_gate_another_live_run_waits_at_is_told_so(prefect_api
     decided = first.get("out")
     assert isinstance(decided, Decision) and decided.approved
     assert len(smtp.messages()) == 1, "the duplicate run asked nobody again"
+
+
+def test_a_gate_with_a_form_of_its_own_resumes_the_run_with_the_answer_as_that_form(
+        prefect_api: str, smtp: Mailbox, gateway: Gateway) -> None:
+    key = f"gate-{uuid.uuid4().hex[:8]}"
+    with session() as db:
+        asked = factories.person(db, "Fern Facilities")
+        requester_id = asked.id or 0  # a form gate is no approval: whoever requested it may answer it
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(out=_form_gated(key, requester_id, requester_id, 60)),
+                              daemon=True)
+    thread.start()
+    [mail] = smtp.wait_for(1, seconds=30)
+    step = _step(key)
+    assert (step.kind, step.form) == ("form", "action_done")
+    answer_link(gateway.client, links_in(mail.html)[0], {"what_was_done": "Absorbent laid, drain covered."}) \
+        .raise_for_status()
+    thread.join(timeout=60)
+    answered = result.get("out")
+    assert isinstance(answered, ActionDone), answered
+    assert answered.what_was_done == "Absorbent laid, drain covered."
+    assert gate.answer(step.id or 0, ActionDone) == answered, "read again after the wait, the same answer"
+
+
+def test_a_form_gate_nobody_answers_resumes_the_run_with_an_expired_decision(
+        prefect_api: str, smtp: Mailbox) -> None:
+    key = f"gate-{uuid.uuid4().hex[:8]}"
+    with session() as db:
+        ids = (factories.person(db).id or 0, factories.person(db).id or 0)
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(out=_form_gated(key, *ids, 1)), daemon=True)
+    thread.start()
+    step = _step(key)
+    deadline = time.monotonic() + 30
+    while step.flow_run_id is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        step = _step(key)
+    assert gate.answer(step.id or 0, ActionDone) is None, "pending"
+    _paused(step.flow_run_id or "")
+
+    swept = sweep(now=utcnow() + timedelta(minutes=2))
+
+    assert swept.expired == [step.id]
+    thread.join(timeout=60)
+    decided = result.get("out")
+    assert isinstance(decided, Decision) and decided.verdict == Verdict.expired and not decided.answered
