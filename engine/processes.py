@@ -141,7 +141,26 @@ def discover() -> dict[str, Process]:
         for kind in process.imports:
             register_kind(kind)
         processes[process.name] = process
+    check_declarations(processes.values())
     return processes
+
+
+def check_declarations(declared: Iterable[Process]) -> None:
+    """What no two processes may both declare: a report section's key, the subject_type an applier moves (whose
+    applier would the gateway call?)."""
+    sections: dict[str, str] = {}
+    subjects: dict[str, str] = {}
+    for process in declared:
+        for section in process.sections:
+            if (other := sections.setdefault(section.key, process.name)) != process.name or \
+                    sum(s.key == section.key for s in process.sections) > 1:
+                raise DeclarationProblem(f"report section {section.key!r} is declared by both {other} and "
+                                         f"{process.name}")
+        for applier in process.appliers:
+            if (other := subjects.setdefault(applier.subject_type, process.name)) != process.name or \
+                    sum(a.subject_type == applier.subject_type for a in process.appliers) > 1:
+                raise DeclarationProblem(f"answers to {applier.subject_type!r} steps are applied by both {other} "
+                                         f"and {process.name}")
 
 
 def process(name: str) -> Process:

@@ -149,3 +149,15 @@ def test_one_subject_type_applied_by_two_is_refused(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(processes, "discover", lambda: {takes_actions.name: takes_actions})
     with pytest.raises(DeclarationProblem, match="the engine and my-actions"):
         appliers.appliers()
+
+
+def test_discovery_refuses_two_processes_applying_one_subject_type() -> None:
+    again = Process(name="kpi-targets-again", title="KPI targets again", actor="kpi-targets",
+                    appliers=(Applier(SUBJECT, _apply, _unapplied),))
+    with pytest.raises(DeclarationProblem, match="'kpi_target' steps are applied by both kpi-targets and kpi-"):
+        processes.check_declarations([TARGETS, again])
+    doubled = Process(name="kpi-targets", title="KPI targets", actor="kpi-targets",
+                      appliers=(Applier(SUBJECT, _apply, _unapplied), Applier(SUBJECT, _apply, _unapplied)))
+    with pytest.raises(DeclarationProblem, match="kpi_target"):
+        processes.check_declarations([doubled])
+    processes.check_declarations([TARGETS])

@@ -111,3 +111,12 @@ def test_a_section_named_as_one_of_the_reports_own_is_refused(
              Section("kpis", "Boiler KPIs", "maintenance/boilers/report_section.html", _boiler_services))
     with pytest.raises(DeclarationProblem, match="kpis"):
         operations_report(period="2026-10", send=False)
+
+
+def test_discovery_refuses_one_section_key_declared_twice() -> None:
+    section = Section("boilers", "Boiler services", "maintenance/boilers/report_section.html", _boiler_services)
+    first = Process(name="boiler-service", title="Boiler service", actor="boiler-service", sections=(section,))
+    second = Process(name="boiler-audit", title="Boiler audit", actor="boiler-audit", sections=(section,))
+    with pytest.raises(DeclarationProblem, match="'boilers' is declared by both boiler-service and boiler-audit"):
+        processes.check_declarations([first, second])
+    processes.check_declarations([first])
