@@ -3,6 +3,7 @@ ledger bookings, from spreadsheets.
 
 A budget line is one month of one account in one cost centre, in one version: a revision is imported as the
 next version, and a stored version is never changed by a file (the original budget stays what it was).
+The kinds are registered by the process that declares them (Process.imports), not by importing this module.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select, tuple_
 from sqlmodel import Session, col
 
-from engine.importer import ImportKind, RowProblem, reference_by_code, register_kind, row_without, table_of
+from engine.importer import ImportKind, RowProblem, reference_by_code, row_without, table_of
 from registry import Actual, BudgetLine, CostCentre, LineKind
 from registry.people import ids_by_email
 
@@ -131,16 +132,16 @@ def _centres_and_kept_versions(db: Session, rows: list[tuple[int, BaseModel]]) -
     return resolved, problems
 
 
-COST_CENTRES = register_kind(ImportKind(
+COST_CENTRES = ImportKind(
     name="cost-centres", row_model=CostCentreRow, table=table_of(CostCentre), natural_key=("code",),
     to_record=row_without("owner_email", "manager_email"), references=_people,
-    description="code,name,owner_email,manager_email,active"))
-BUDGET_LINES = register_kind(ImportKind(
+    description="code,name,owner_email,manager_email,active")
+BUDGET_LINES = ImportKind(
     name="budget-lines", row_model=BudgetLineRow, table=table_of(BudgetLine),
     natural_key=("cost_centre_id", "account", "month", "version"), to_record=row_without("cost_centre_code"),
     references=_centres_and_kept_versions,
-    description="cost_centre_code,account,month,version,kind,amount"))
-ACTUALS = register_kind(ImportKind(
+    description="cost_centre_code,account,month,version,kind,amount")
+ACTUALS = ImportKind(
     name="actuals", row_model=ActualRow, table=table_of(Actual), natural_key=("reference", "cost_centre_id", "account"),
     to_record=row_without("cost_centre_code"), references=_BY_CENTRE_CODE,
-    description="cost_centre_code,account,booked_on,amount,reference"))
+    description="cost_centre_code,account,booked_on,amount,reference")

@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any, cast
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from engine.importer import ImportKind, RowProblem, reference_by_code, register_kind, row_without, table_of
-from registry import Delivery, Person, Standing, Vendor
+from registry import CostCentre, Delivery, Person, Standing, Vendor
 from registry.people import ids_by_email
 from registry.validation import check_cron
 
@@ -26,6 +26,8 @@ class VendorRow(BaseModel):
     standing: Standing = Standing.approved
     review_cadence: str = "0 7 1 1,4,7,10 *"
     contract_end: date | None = None
+    cost_centre_code: str | None = Field(None, description="Where a reorder from the vendor is charged.")
+    account: str = Field("", max_length=40, description="The account a reorder is charged to.")
 
     @field_validator("review_cadence")
     @classmethod
@@ -68,8 +70,15 @@ def _vendor_people(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict
     vendors = [(n, cast(VendorRow, r)) for n, r in rows]
     people = ids_by_email(db, [r.owner_email for _, r in vendors] + [r.contact_email for _, r in vendors
                                                                       if r.contact_email])
+    codes = {r.cost_centre_code for _, r in vendors if r.cost_centre_code}
+    centres = {code: centre for code, centre in db.exec(
+        select(CostCentre.code, CostCentre.id).where(col(CostCentre.code).in_(codes)))} if codes else {}
     resolved, problems = {}, []
     for number, row in vendors:
+        centre = centres.get(row.cost_centre_code) if row.cost_centre_code else None
+        if row.cost_centre_code and centre is None:
+            problems.append(RowProblem(number, "cost_centre_code", row.cost_centre_code,
+                                       "no such cost centre; import cost centres first"))
         owner = people.get(row.owner_email.lower())
         if owner is None:
             problems.append(RowProblem(number, "owner_email", row.owner_email, "no such person in the registry"))
@@ -81,14 +90,14 @@ def _vendor_people(db: Session, rows: list[tuple[int, BaseModel]]) -> tuple[dict
             db.add(person)
             db.flush()
             contact = people[row.contact_email.lower()] = person.id or 0
-        resolved[number] = {"owner_id": owner, "contact_id": contact}
+        resolved[number] = {"owner_id": owner, "contact_id": contact, "cost_centre_id": centre}
     return resolved, problems
 
 
 def _vendor_record(row: BaseModel, refs: dict[str, Any]) -> dict[str, Any]:
     v = cast(VendorRow, row)
     return {"code": v.code, "name": v.name, "standing": v.standing, "review_cadence": v.review_cadence,
-            "contract_end": v.contract_end, "active": True, **refs}
+            "contract_end": v.contract_end, "account": v.account, "active": True, **refs}
 
 
 VENDORS = register_kind(ImportKind(
@@ -97,7 +106,8 @@ VENDORS = register_kind(ImportKind(
     # vendor-review changes a standing only once the procurement manager approves it (flows/supply/vendor_review/).
     approval_only={"standing": "a standing changes only through vendor-review, once the procurement manager "
                                "approves the change it proposes (ops run vendor-review)"},
-    description="code,name,owner_email,contact_email,contact_name,standing,review_cadence,contract_end"))
+    description="code,name,owner_email,contact_email,contact_name,standing,review_cadence,contract_end,"
+                "cost_centre_code,account"))
 DELIVERIES = register_kind(ImportKind(
     name="deliveries", row_model=DeliveryRow, table=table_of(Delivery), natural_key=("po_number", "line"),
     to_record=row_without("vendor_code"), references=_BY_VENDOR_CODE,

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-import flows.finance.budget_variance.imports  # noqa: F401  (registers the import kinds)
+from engine import importer
 from engine.importer import ImportRefused, import_csv
+from flows.finance.budget_variance.imports import ACTUALS, BUDGET_LINES, COST_CENTRES
 from flows.finance.budget_variance.ledger import figures
 from flows.finance.budget_variance.rules import material, variance
 from registry import Actual, AuditEvent, BudgetLine, CostCentre, LineKind, Person, session
@@ -17,7 +18,15 @@ from tests.factories import count, csv_file
 
 CENTRES = ["code", "name", "owner_email", "manager_email", "active"]
 LINES = ["cost_centre_code", "account", "month", "version", "kind", "amount"]
-ACTUALS = ["cost_centre_code", "account", "booked_on", "amount", "reference"]
+BOOKINGS = ["cost_centre_code", "account", "booked_on", "amount", "reference"]
+
+
+@pytest.fixture(autouse=True)
+def _kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kinds as the process declaring them registers them, for this test only (the list of known kinds
+    other tests see stays as it was)."""
+    for kind in (COST_CENTRES, BUDGET_LINES, ACTUALS):
+        monkeypatch.setitem(importer._KINDS, kind.name, kind)
 
 
 def _people() -> tuple[str, str]:
@@ -39,7 +48,7 @@ def test_cost_centres_budgets_and_actuals_import_and_the_same_files_again_change
     lines = csv_file(tmp_path / "budget.csv", LINES, [
         *(["OPS", "6000", f"2026-{m:02d}", "", "", "1000.00"] for m in range(1, 13)),
         *(["SAL", "4000", f"2026-{m:02d}-01", "1", "Income", "5000"] for m in range(1, 13))])
-    booked = csv_file(tmp_path / "actuals.csv", ACTUALS, [
+    booked = csv_file(tmp_path / "actuals.csv", BOOKINGS, [
         ["OPS", "6000", "2026-11-03", "1250.50", "INV-1"], ["OPS", "6000", "2026-11-20", "-50.50", "CN-1"],
         ["SAL", "4000", "2026-11-28", "4100", "INV-1"]])  # the same document number in another cost centre
 
@@ -125,7 +134,7 @@ def test_bad_rows_refuse_the_whole_file_each_named(registry_db: str, tmp_path: P
     assert count(BudgetLine) == 0
 
     with pytest.raises(ImportRefused) as refused:
-        import_csv("actuals", csv_file(tmp_path / "a.csv", ACTUALS, [
+        import_csv("actuals", csv_file(tmp_path / "a.csv", BOOKINGS, [
             ["OPS", "6000", "2026-11-03", "100", "INV-1"], ["OPS", "6000", "2026-11-31", "100", "INV-2"],
             ["OPS", "6000", "2026-11-03", "ten", "INV-3"], ["OPS", "6000", "2026-11-03", "10", ""],
             ["XX", "6000", "2026-11-03", "10", "INV-4"]]))
@@ -138,8 +147,8 @@ def test_a_corrected_booking_replaces_the_amount_of_its_reference(registry_db: s
     owner, boss = _people()
     import_csv("cost-centres", _centres(tmp_path, owner, boss))
     path = tmp_path / "actuals.csv"
-    import_csv("actuals", csv_file(path, ACTUALS, [["OPS", "6000", "2026-11-03", "100", "INV-1"]]))
-    report = import_csv("actuals", csv_file(path, ACTUALS, [["OPS", "6000", "2026-11-04", "110", "INV-1"],
+    import_csv("actuals", csv_file(path, BOOKINGS, [["OPS", "6000", "2026-11-03", "100", "INV-1"]]))
+    report = import_csv("actuals", csv_file(path, BOOKINGS, [["OPS", "6000", "2026-11-04", "110", "INV-1"],
                                                             ["OPS", "6100", "2026-11-04", "5", "INV-1"]]))
     assert (report.inserted, report.updated) == (1, 1)
     with session() as db:
@@ -173,3 +182,21 @@ def test_the_demo_year_has_four_material_overspends_in_november_and_one_mid_year
     hosting = next(v for v in months[11] if (v.line.cost_centre, v.line.account) == ("IT", "6310"))
     assert (hosting.line.budget, hosting.line.budget_year_original, hosting.revision) == (
         Decimal("4800.00"), Decimal("48000.00"), Decimal("4800.00"))
+
+
+def test_a_vendor_file_charges_each_vendor_to_a_cost_centre_and_account(registry_db: str, tmp_path: Path) -> None:
+    import flows.supply.vendor_review.imports  # noqa: F401  (registers the vendors kind)
+    from registry import Vendor
+
+    owner, boss = _people()
+    import_csv("cost-centres", _centres(tmp_path, owner, boss))
+    header = ["code", "name", "owner_email", "cost_centre_code", "account"]
+    import_csv("vendors", csv_file(tmp_path / "v.csv", header, [["ACME", "Acme", owner, "OPS", "5100"],
+                                                                 ["ZED", "Zed", owner, "", ""]]))
+    with session() as db:
+        charged = {v.code: (v.cost_centre_id, v.account) for v in db.exec(select(Vendor))}
+        ops = db.exec(select(CostCentre.id).where(CostCentre.code == "OPS")).one()
+    assert charged == {"ACME": (ops, "5100"), "ZED": (None, "")}
+    with pytest.raises(ImportRefused) as refused:
+        import_csv("vendors", csv_file(tmp_path / "w.csv", header, [["ACME", "Acme", owner, "NOPE", "5100"]]))
+    assert [(p.line, p.column, p.value) for p in refused.value.problems] == [(2, "cost_centre_code", "NOPE")]
