@@ -8,18 +8,19 @@ import re
 import subprocess
 import sys
 import typing
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from prefect import Flow
 from pydantic import BaseModel
 
+from engine import periods
 from engine.deployments import PROJECT_ROOT, specs
 from engine.human_steps import ask
 from engine.parameters import ProcessFlow
 from engine.processes import FLOWS_DIR, Process, discover
-from engine.templates import TEMPLATES_DIR, environment
+from engine.templates import TEMPLATES_DIR, environment, render_page
 from registry import session
 from registry.clock import utcnow
 from tests import factories
@@ -180,3 +181,31 @@ def test_adding_a_process_touches_no_engine_file() -> None:
                           if text in named or text.startswith((f"{process.folder}/", f"{process.package}.",
                                                                f"{process.name}/"))]
     assert offenders == []
+
+
+SECTIONED = [p for p in PROCESSES if p.sections]
+
+
+@pytest.mark.parametrize("process", SECTIONED, ids=[p.name for p in SECTIONED])
+def test_every_report_section_is_its_own_and_builds_and_renders_on_an_empty_registry(
+        process: Process, registry_db: str) -> None:
+    """The operations report runs every process's sections: one that breaks on a fresh install breaks it there."""
+    period = periods.parse("2026-10", date(2026, 11, 15))
+    for section in process.sections:
+        assert section.template.startswith(f"{process.folder}/") and (TEMPLATES_DIR / section.template).is_file(), \
+            f"{process.name}: section {section.key!r}'s partial is not in templates/{process.folder}/"
+        with session() as db:
+            data = section.build(db, period)
+        if data is not None:
+            render_page(section.template, {"section": data, "period": period, "person": {"timezone": "UTC"}})
+
+
+APPLYING = [p for p in PROCESSES if p.appliers]
+
+
+@pytest.mark.parametrize("process", APPLYING, ids=[p.name for p in APPLYING])
+def test_every_applier_says_what_it_owes_on_both_databases(process: Process, any_db: str) -> None:
+    """The sweep asks every applier each minute which answers have not taken effect: on a fresh registry, none."""
+    with session() as db:
+        for applier in process.appliers:
+            assert list(applier.unapplied(db)) == [], f"{process.name}: {applier.subject_type}"
