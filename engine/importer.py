@@ -56,6 +56,21 @@ References = Callable[[Session, list[tuple[int, BaseModel]]], tuple[dict[int, di
 
 
 @dataclass(frozen=True)
+class Imported:
+    """One row of the file as stored: its line, the row read, the stored row's id, and whether it was new."""
+
+    line: int
+    row: BaseModel
+    id: int
+    inserted: bool
+
+
+# What a kind writes besides its own table once every row is stored (a risk's controls, its first assessment),
+# in the same transaction; it returns the lines it changed something for, which then count as updated.
+Then = Callable[[Session, list[Imported]], set[int]]
+
+
+@dataclass(frozen=True)
 class ImportKind:
     """How one kind of CSV maps onto one table."""
 
@@ -71,6 +86,9 @@ class ImportKind:
     approval_only: dict[str, str] = field(default_factory=dict)
     """Columns only a process changes, after an approval: column → what to use instead (shown in the refusal).
     A new row may set them; a file changing them on a stored row is refused; left empty, the stored value stays."""
+    then: Then | None = None
+    """Rows of other tables a row brings with it, written after the upsert; the same file twice must change
+    nothing there either (it returns no line then)."""
 
 
 _KINDS: dict[str, ImportKind] = {}
@@ -280,6 +298,16 @@ def _approval_only(kind: ImportKind, number: int, row: BaseModel, record: dict[s
     return problems
 
 
+def _then(db: Session, kind: ImportKind, records: list[tuple[int, BaseModel, dict[str, Any]]],
+          stored: dict[tuple[Any, ...], dict[str, Any]]) -> set[int]:
+    """Run the kind's `then` on every row with its stored id (new rows' ids read back in one query per batch)."""
+    assert kind.then is not None
+    keys = [tuple(record[k] for k in kind.natural_key) for _, _, record in records]
+    now = _existing(db, kind, [key for key in keys if key not in stored])
+    return kind.then(db, [Imported(number, row, int((stored.get(key) or now[key])["id"]), key not in stored)
+                          for (number, row, _), key in zip(records, keys, strict=True)])
+
+
 def import_csv(kind_name: str, path: Path, *, actor: str = "import", dry_run: bool = False,
                progress: Callable[[int], Any] | None = None) -> ImportReport:
     """Validate every row of `path`, then upsert them all in one transaction; refuse the whole file on any problem.
@@ -307,15 +335,19 @@ def import_csv(kind_name: str, path: Path, *, actor: str = "import", dry_run: bo
         records = [(number, row, kind.to_record(row, resolved.get(number, {}))) for number, row in rows]
         stored = _existing(db, kind, [tuple(r[k] for k in kind.natural_key) for _, _, r in records])
         new, changed, entries = [], [], []
+        new_lines: set[int] = set()
+        changed_lines: set[int] = set()
         for number, row, record in records:
             before = stored.get(tuple(record[k] for k in kind.natural_key))
             if before is None:
+                new_lines.add(number)
                 new.append(record)
                 continue
             problems += _approval_only(kind, number, row, record, before)
             changes = {k: {"before": _plain(before.get(k)), "after": _plain(v)} for k, v in record.items()
                        if before.get(k) != v}
             if changes:
+                changed_lines.add(number)
                 changed.append({**record, "id": before["id"]})
                 entries.append(trail.Entry(
                     actor=actor, action="import.row_changed", entity_type=kind.table.name, entity_id=before["id"],
@@ -338,7 +370,10 @@ def import_csv(kind_name: str, path: Path, *, actor: str = "import", dry_run: bo
             for start in range(0, len(changed), _BATCH):
                 db.execute(statement, [{"row_id": r["id"], **{f"new_{c}": r[c] for c in columns}}
                                        for r in changed[start:start + _BATCH]])
-        if new or changed:
+        touched = _then(db, kind, records, stored) if kind.then is not None else set()
+        moved = len(touched - new_lines - changed_lines)  # rows unchanged but for what `then` wrote
+        report.updated, report.unchanged = report.updated + moved, report.unchanged - moved
+        if new or changed or moved:
             trail.record(db, actor=actor, action="import.applied", entity_type=kind.table.name, entity_id=0,
                          data={"file": path.name, "sha256": report.sha256, "rows": len(records),
                                "inserted": report.inserted, "updated": report.updated})
