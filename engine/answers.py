@@ -42,6 +42,11 @@ class Decision(BaseModel):
         return self.verdict in (Verdict.approved, Verdict.rejected)
 
 
+READ_BACK = {"read_back": True}
+"""The validation context of an answer read back from the registry: a check against the day it was given (a due
+date not in the past) holds when it is given, not for ever after (`info.context` is None at the gateway)."""
+
+
 class AnswerMismatch(ValueError):
     """A stored answer no longer validates as its form: a field renamed without a migration of answers."""
 
@@ -51,7 +56,7 @@ def answer_of(step: HumanStep, form: type[F]) -> F | None:
     if step.status != StepStatus.answered or step.answer is None:
         return None
     try:
-        return form.model_validate(step.answer)
+        return form.model_validate(step.answer, context=READ_BACK)
     except ValueError as error:
         raise AnswerMismatch(f"step {step.id} ({step.form}): its answer is not a valid {form.__name__}: {error}") \
             from error
