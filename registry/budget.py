@@ -119,6 +119,8 @@ COMMITTED_STATUSES = (RequestStatus.approved, RequestStatus.ordered)
 
 def cents(value: Decimal | float | int | None) -> Decimal:
     """A database sum as money: SQLite sums NUMERIC as floating point, so it is rounded back to the cent."""
+    if isinstance(value, Decimal):
+        return value.quantize(CENT)
     return Decimal(str(value or 0)).quantize(CENT)
 
 
