@@ -224,3 +224,32 @@ def _levels(db: Session, matrix_id: int) -> None:
                                                  ("Amber", 2, "#ffaa00", "0 9 1 1,7 *"),
                                                  ("Red", 3, "#aa0000", "0 9 1 * *"))])
     db.flush()
+
+
+def test_the_demo_register_imports_with_two_risks_above_appetite_and_some_due_this_quarter(any_db: str) -> None:
+    from engine.deployments import PROJECT_ROOT
+    from flows.reporting.operations_report import imports as kpi_imports
+    from flows.risk.risk_review import register
+    from registry.demo import seed
+
+    register_kind(kpi_imports.KPIS)
+    register_kind(kpi_imports.KPI_MEASUREMENTS)
+    with session() as db:
+        seed(db)
+    demo = PROJECT_ROOT / "demo"
+    import_csv("kpis", demo / "kpis.csv")
+    import_csv("kpi-measurements", demo / "kpi_measurements.csv")
+    assert import_csv("risk-categories", demo / "risk_categories.csv").inserted == 5
+    assert import_csv("risks", demo / "risks.csv").inserted == 15
+    with session() as db:
+        rows = register.register(db)
+        assert len({r.category_code for r in rows}) == 5
+        assert [(r.code, r.residual.name, r.appetite) for r in rows if r.above_appetite] == [
+            ("OPS-01", "Critical", "High"), ("CYB-01", "High", "Medium")]
+        quarter_end = datetime(2026, 12, 31, 23, 59, tzinfo=UTC)
+        assert sorted(r.code for r in register.to_review(db, quarter_end)) == [
+            "CYB-01", "CYB-02", "FIN-02", "HSE-02", "OPS-01"]
+        assert [(k.kpi_code, k.value) for k in register.kri_breaches(db)] == [("CAPA", 80.8)]
+        owners = {r.owner_email for r in rows}
+        assert len(owners) >= 8 and all(email.endswith("@demo.example") for email in owners)
+        assert len(db.exec(select(RiskControl)).all()) == 12
