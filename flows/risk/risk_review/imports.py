@@ -15,7 +15,8 @@
   - `last_reviewed` (YYYY-MM-DD) is read for a new risk only: the day it was last reviewed before it came into
     the register. The import then writes the risk's first assessment (reason "import", dated that day or now)
     and schedules its next review by its residual level's cadence from then; later reviews keep both.
-The whole file is refused, every bad row named, and the same file twice changes nothing.
+The whole file is refused, every bad row named, and the same file twice changes nothing. The kinds are registered
+by the process that declares them (Process.imports), not by importing this module.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlmodel import Session, col
 
 from engine.deadlines import next_due
-from engine.importer import Imported, ImportKind, RowProblem, register_kind, table_of
+from engine.importer import Imported, ImportKind, RowProblem, table_of
 from engine.settings import get_settings
 from flows.risk.risk_review import rules
 from flows.risk.risk_review.register import matrices
@@ -148,10 +149,10 @@ def _category_record(row: BaseModel, _refs: dict[str, Any]) -> dict[str, Any]:
     return cast(RiskCategoryRow, row).model_dump()
 
 
-RISK_CATEGORIES = register_kind(ImportKind(
+RISK_CATEGORIES = ImportKind(
     name="risk-categories", row_model=RiskCategoryRow, table=table_of(RiskCategory), natural_key=("code",),
     to_record=_category_record, references=_appetites, multiline=frozenset({"description"}),
-    description="code,name,appetite,description"))
+    description="code,name,appetite,description")
 
 
 def _score(matrix: rules.Matrix, axis: str, value: str) -> int | None:
@@ -372,7 +373,7 @@ def _then_risks(db: Session, imported: list[Imported]) -> set[int]:
     return changed
 
 
-RISKS = register_kind(ImportKind(
+RISKS = ImportKind(
     name="risks", row_model=RiskRow, table=table_of(Risk), natural_key=("code",), to_record=_risk_record,
     references=_risk_references, then=_then_risks,
     multiline=frozenset({"cause", "event", "consequence", "treatment_plan"}),
@@ -380,4 +381,4 @@ RISKS = register_kind(ImportKind(
                          "risk_code set to the risk)" for name in SCORES},
     description="code,title,category,owner_email,cause,event,consequence,matrix,inherent_likelihood,"
                 "inherent_impact,residual_likelihood,residual_impact,treatment,treatment_plan,controls,kri,"
-                "last_reviewed,active"))
+                "last_reviewed,active")
