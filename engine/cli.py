@@ -45,7 +45,7 @@ def init(demo: Annotated[bool, typer.Option(help="Seed the demo organisation if 
 
 
 def _import_demo_data() -> None:
-    """The demo's vendors, deliveries, stock and KPIs, once: later runs leave whatever staff changed alone.
+    """The demo's budgets, vendors, deliveries, stock and KPIs, once: later runs leave whatever staff changed alone.
 
     Each group is checked on its own, so a registry seeded before the KPIs existed still gets them.
     """
@@ -53,9 +53,12 @@ def _import_demo_data() -> None:
 
     from engine.deployments import PROJECT_ROOT
     from engine.importer import import_csv
-    from registry import KpiDefinition, Vendor, session
+    from registry import CostCentre, KpiDefinition, Vendor, session
 
     groups = (
+        # Cost centres first: the demo's vendors are charged to them.
+        (CostCentre, (("cost-centres", "cost_centres.csv"), ("budget-lines", "budget_lines.csv"),
+                      ("actuals", "actuals.csv"))),
         (Vendor, (("vendors", "vendors.csv"), ("deliveries", "deliveries.csv"), ("inventory", "inventory.csv"))),
         (KpiDefinition, (("kpis", "kpis.csv"), ("kpi-measurements", "kpi_measurements.csv"))),
     )

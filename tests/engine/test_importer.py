@@ -10,7 +10,7 @@ import flows.supply.inventory_reorder.imports  # noqa: F401  (registers the impo
 import flows.supply.vendor_review.imports  # noqa: F401
 from engine.cli import app
 from engine.importer import ImportRefused, import_csv
-from registry import AuditEvent, Delivery, InventoryItem, Person, Standing, Vendor, session, trail
+from registry import AuditEvent, CostCentre, Delivery, InventoryItem, Person, Standing, Vendor, session, trail
 from tests import factories
 
 DEMO = Path(__file__).resolve().parents[2] / "demo"
@@ -20,9 +20,12 @@ HEADER = ["po_number", "line", "vendor_code", "sku", "promised_date", "delivered
 
 def _owners() -> None:
     with session() as db:
-        for name in ("Paula Procurement", "Fatima Facilities", "Ivan IT"):
-            key = name.lower().replace(" ", ".")
-            db.add(Person(name=name, email=f"{key}@demo.example"))
+        people = [Person(name=name, email=f"{name.lower().replace(' ', '.')}@demo.example")
+                  for name in ("Paula Procurement", "Fatima Facilities", "Ivan IT")]
+        db.add_all(people)
+        db.flush()
+        for code in ("OPS", "FAC", "IT", "WH"):  # where the demo vendors are charged
+            db.add(CostCentre(code=code, name=code, owner_id=people[0].id or 0))
 
 
 def _write(path: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:
