@@ -53,10 +53,11 @@ def save_pdf(filename: str, html: str, *, base_dir: Path | None = None) -> Saved
     base = f"{(base_dir or path.parent).resolve().as_uri()}/"
 
     class _BesideTheReport(weasyprint.URLFetcher):  # type: ignore[misc]
-        """A report prints what lies beside it; it never reaches the network or elsewhere on disk."""
+        """A report prints what lies beside it or what it carries itself (a data: URI, such as an embedded chart);
+        it never reaches the network or elsewhere on disk."""
 
         def fetch(self, url: str, headers: Any = None) -> Any:
-            if not url.startswith(base):
+            if not url.startswith((base, "data:")):
                 raise ValueError(f"{url} is outside the report folder {base}")
             return super().fetch(url, headers)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from flows.finance.budget_variance.rules import INCOME, Variance
@@ -43,8 +42,8 @@ def _label(v: Variance) -> str:
 
 def cost_centre(lines: Sequence[Variance]) -> bytes | None:
     """One cost centre's accounts, top to bottom: the year-to-date budget (grey) against the actuals (blue) with
-    what is committed stacked on them (amber), a bar drawn in red where actuals and commitments pass the budget
-    of an expense. None when the cost centre has no figure at all."""
+    what is committed stacked on them (amber); the actuals drawn in red where unfavourable (an expense's actuals and
+    commitments over its budget, an income short of it). None when the cost centre has no figure at all."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -60,7 +59,9 @@ def cost_centre(lines: Sequence[Variance]) -> bytes | None:
     budget = [float(v.line.budget_ytd) for v in shown]
     actual = [float(v.line.actual_ytd) for v in shown]
     committed = [float(v.committed) for v in shown]
-    over = [v.line.kind != INCOME and Decimal(v.line.actual_ytd + v.committed) > v.line.budget_ytd for v in shown]
+    # Unfavourable: an expense whose actuals and commitments pass its budget, an income short of it.
+    over = [v.line.actual_ytd < v.line.budget_ytd if v.line.kind == INCOME
+            else v.line.actual_ytd + v.committed > v.line.budget_ytd for v in shown]
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(_WIDTH_INCHES, height), dpi=_DPI, facecolor="white")
         figure.subplots_adjust(left=_LEFT / _WIDTH_INCHES, right=1 - _RIGHT / _WIDTH_INCHES,
@@ -78,7 +79,7 @@ def cost_centre(lines: Sequence[Variance]) -> bytes | None:
         ax.grid(axis="x", color=_GRID, lw=0.6, zorder=0)
         ax.set_ylim(-0.6, len(shown) - 0.4)
         ax.legend(handles=[Patch(color=BUDGET, label="Budget, year to date"),
-                           Patch(color=ACTUAL, label="Actual"), Patch(color=OVER, label="Actual, over budget"),
+                           Patch(color=ACTUAL, label="Actual"), Patch(color=OVER, label="Actual, unfavourable"),
                            Patch(color=COMMITTED, label="Committed (approved, not invoiced)")],
                   loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False, fontsize=7,
                   handlelength=1.2, borderaxespad=0.2)

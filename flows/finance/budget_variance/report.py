@@ -102,10 +102,19 @@ class Contents:
 
     def state_of(self, v: rules.Variance) -> str:
         """A line's justification in the table: received, missing, or nothing asked."""
-        for j in self.justifications:
-            if (j.cost_centre_id, j.account) == (v.line.cost_centre_id, v.line.account):
-                return "received" if j.answer is not None else "missing"
-        return ""
+        j = self._asked.get((v.line.cost_centre_id, v.line.account))
+        return "" if j is None else "received" if j.answer is not None else "missing"
+
+    @property
+    def _asked(self) -> dict[tuple[int, str], Justification]:
+        return {(j.cost_centre_id, j.account): j for j in self.justifications}
+
+    def variance_of(self, j: Justification) -> rules.Variance | None:
+        """The line a justification is about, as the pack shows it."""
+        for v in self.variances:
+            if (v.line.cost_centre_id, v.line.account) == (j.cost_centre_id, j.account):
+                return v
+        return None
 
     def summary(self) -> dict[str, Any]:
         """The headline figures: the sign-off's message and page, the artifact."""
