@@ -3,22 +3,29 @@ the gateway records it, and the sweep catches up an answer recorded without taki
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from sqlmodel import Session, col, select
 
-from engine import appliers, findings, links, processes
+from engine import appliers, findings, gate, links, processes, runs
 from engine.answers import answer_of
 from engine.forms import Approval
 from engine.human_steps import ask, record_answer
 from engine.once import update_once
 from engine.processes import Applier, DeclarationProblem, Process
 from engine.sweep import sweep
+from engine.work import unit
 from registry import Direction, HumanStep, KpiDefinition, StepStatus, session, trail
 from registry.clock import utcnow
 from tests import factories
-from tests.conftest import Gateway
+from tests.conftest import Gateway, Mailbox
 from tests.links import answer_link
 
 SUBJECT = "kpi_target"  # the test process's steps: approve a KPI's proposed target
@@ -161,3 +168,64 @@ def test_discovery_refuses_two_processes_applying_one_subject_type() -> None:
     with pytest.raises(DeclarationProblem, match="kpi_target"):
         processes.check_declarations([doubled])
     processes.check_declarations([TARGETS])
+
+
+@flow(name="ops-test-kpi-target")
+def _awaits_the_target(key: str, kpi_id: int, approver_id: int) -> float:
+    """Waits at a gate whose answer an applier applies, then reads what the answer changed."""
+    with unit() as db:
+        step = gate.ask(db, key=key, approver_id=approver_id, title="Approve the new target", subject_type=SUBJECT,
+                        subject_id=kpi_id, due_at=utcnow() + timedelta(hours=1), template="step_reminder",
+                        context={}, actor="test", details={PROPOSED: 99.0})
+        step_id = step.id or 0
+    gate.wait(step_id)
+    return _target(kpi_id)
+
+
+def test_the_sweep_applies_an_answer_before_it_resumes_the_run_waiting_for_it(
+        prefect_api: str, smtp: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway recorded the answer but neither applied it nor reached Prefect: the sweep does both, in that
+    order, so the resumed run reads the new target, never the old one."""
+    _, kpi_id, _ = _proposal(97.0)
+    at_resume: list[float] = []
+    hand_back = runs.hand_back
+
+    def watched(step_id: int) -> bool:
+        at_resume.append(_target(kpi_id))  # what the run would read, were it to wake at once
+        return hand_back(step_id)
+
+    monkeypatch.setattr(runs, "hand_back", watched)
+    with session() as db:
+        approver = factories.person(db, "Ada Approver")
+    key = f"kpi-target-{uuid.uuid4().hex[:8]}"
+    result: dict[str, float] = {}
+    thread = threading.Thread(target=lambda: result.update(target=_awaits_the_target(key, kpi_id, approver.id or 0)),
+                              daemon=True)
+    thread.start()
+    step = _waiting_step(key)
+    with session() as db:
+        held = db.get(HumanStep, step.id)
+        assert held is not None
+        assert record_answer(db, step=held, person=approver, answer={"decision": "approve", "comment": ""})
+
+    swept = sweep(now=utcnow())
+
+    assert swept.applied == [step.id] and swept.resumed == [step.id]
+    assert at_resume == [99.0], "applied before the run was handed its answer"
+    thread.join(timeout=60)
+    assert result == {"target": 99.0}
+
+
+def _waiting_step(key: str) -> HumanStep:
+    """The gate's step once its run is paused waiting for it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with session() as db:
+            step = db.exec(select(HumanStep).where(HumanStep.key == key)).first()
+        if step is not None and step.flow_run_id:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(uuid.UUID(step.flow_run_id)).state
+            if state is not None and state.type == StateType.PAUSED:
+                return step
+        time.sleep(0.1)
+    raise AssertionError(f"no run paused at {key}")
