@@ -31,9 +31,10 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError(f"{value!r} is not a number") from None
 
 
-def money(value: Any, currency: str | None = None, locale: str | None = None) -> str:
+def money(value: Any, currency: str | None = None, locale: str | None = None, whole: bool = False) -> str:
     """An amount with its currency symbol, thousands separators and the currency's decimals (£13,000.00,
-    13.000,00 €); a unit cost held to finer precision keeps it (£0.3333). None is "—"."""
+    13.000,00 €); a unit cost held to finer precision keeps it (£0.3333). None is "—". `whole`: rounded to whole
+    units of the currency (£13,000), for a table of many large figures whose exact amounts are in its CSV."""
     if value is None:
         return "—"
     if isinstance(value, dict) and MONEY in value:
@@ -41,6 +42,13 @@ def money(value: Any, currency: str | None = None, locale: str | None = None) ->
     settings = get_settings()
     currency = currency or settings.currency
     amount = _decimal(value)
+    if whole:
+        where = Locale.parse(locale or settings.locale)
+        pattern = copy(where.currency_formats["standard"])
+        pattern.frac_prec = (0, 0)
+        rounded = amount.quantize(Decimal(1), ROUND_HALF_UP)
+        return str(pattern.apply(abs(rounded) if rounded == 0 else rounded, where, currency=currency,
+                                 currency_digits=False))
     if isinstance(value, float):  # a computed total (a sum at cost), to the currency's smallest unit
         amount = amount.quantize(Decimal(1).scaleb(-get_currency_precision(currency)), ROUND_HALF_UP)
     # A registry amount is exact, and shown so: a unit cost held to four places keeps them; -0.00 is 0.00.
