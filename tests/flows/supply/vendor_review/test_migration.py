@@ -30,10 +30,15 @@ def test_a_registry_made_at_0007_marks_its_decided_changes_settled(any_db: str) 
         db.execute(update(HumanStep).where(col(HumanStep.id) == steps["rejected"].id)
                    .values(status=StepStatus.answered, answered_at=AT, answer={"decision": "reject", "comment": "No"}))
         ids = {}
+        # Vendors as the table was at 0007 (the model has gained columns since).
+        vendors = sa.table("vendor", *(sa.column(c) for c in ("id", "code", "name", "owner_id", "standing",
+                                                               "review_cadence", "active")))
         for name, step in steps.items():
-            vendor = factories.vendor(db, owner=owner)
+            vendor = db.execute(vendors.insert().values(
+                code=f"V-{name}", name=name, owner_id=owner.id, standing="approved",
+                review_cadence="0 7 1 1,4,7,10 *", active=True).returning(vendors.c.id)).scalar_one()
             ids[name] = db.execute(cards.insert().values(
-                vendor_id=vendor.id, period="2026-Q3", deliveries=3, standing_before="approved",
+                vendor_id=vendor, period="2026-Q3", deliveries=3, standing_before="approved",
                 standing_proposed="preferred", step_id=step.id, applied_at=AT if name == "applied" else None,
                 created_at=AT).returning(cards.c.id)).scalar_one()
     command.upgrade(config, "head")
