@@ -111,11 +111,12 @@ def operations_report(params: ReportParameters) -> ReportOutcome:
                               latency=latency_section(period, tz), vendors=vendor_section(), inventory=health,
                               shortages=shortages, obligations=obligations_section(now))
     top = rules.headline(sections, period_over=periods.today(at=now, tz=tz) > period.end)
-    files = render(period, sections, top, now, tz, contributed_sections(period))
+    contributed = contributed_sections(period)
+    files = render(period, sections, top, now, tz, contributed)
     record(period, files, now, tz)
     built = time.perf_counter() - began
     publish(period, sections, top, files, built)
-    recipients, sent = send(period, sections, top, files) if params.send else (0, 0)
+    recipients, sent = send(period, sections, top, files, contributed) if params.send else (0, 0)
     logger.info("Operations report %s built in %.2f s: %s of %s KPIs met; sent to %s of %s on the list",
                 period.key, built, top.kpis_met, top.kpis, sent, recipients)
     return ReportOutcome(key=period.key, period=period.label, first_day=period.start, last_day=period.end,

@@ -320,23 +320,25 @@ def publish(period: Period, sections: rules.Sections, top: rules.Headline, files
                           description=f"KPIs against target, {period.label} ({period.start} to {period.end})")
 
 
-def _message_context(period: Period, sections: rules.Sections, top: rules.Headline,
-                     files: dict[str, str]) -> dict[str, Any]:
-    """What the e-mail says: the headline, the KPI table and the charts by file name (no measurement series)."""
+def _message_context(period: Period, sections: rules.Sections, top: rules.Headline, files: dict[str, str],
+                     contributed: list[rules.Contributed]) -> dict[str, Any]:
+    """What the e-mail says: the headline, the KPI table, the charts by file name (no measurement series) and the
+    titles of the processes' own sections the PDF holds besides."""
     kpis = [{**{k: v for k, v in asdict(row).items() if k not in ("points", "spec")}, **asdict(row.spec)}
             for row in sections.kpis]
     return {"period": {"key": period.key, "label": period.label, "kind": period.kind, "start": period.start,
                        "end": period.end},
             "top": asdict(top), "kpis": kpis,
-            "charts": {k.removeprefix("chart_"): Path(v).name for k, v in files.items() if k.startswith("chart_")}}
+            "charts": {k.removeprefix("chart_"): Path(v).name for k, v in files.items() if k.startswith("chart_")},
+            "contributed": [part.title for part in contributed]}
 
 
 @task
-def send(period: Period, sections: rules.Sections, top: rules.Headline,
-         files: dict[str, str]) -> tuple[int, int]:
+def send(period: Period, sections: rules.Sections, top: rules.Headline, files: dict[str, str],
+         contributed: list[rules.Contributed] | None = None) -> tuple[int, int]:
     """One message per person on the distribution list, the PDF attached and the charts inline; once per period."""
     attachments = [Path(files["pdf"])] + [Path(v) for k, v in files.items() if k.startswith("chart_")]
-    context = _message_context(period, sections, top, files)
+    context = _message_context(period, sections, top, files, contributed or [])
     began = utcnow()
     with unit() as db:
         people = people_with_role(db, rules.DISTRIBUTION_ROLE)

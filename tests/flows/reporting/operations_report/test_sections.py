@@ -19,7 +19,10 @@ from engine.periods import Period
 from engine.processes import DeclarationProblem, Process, Section
 from engine.templates import environment
 from flows.reporting.operations_report.flow import operations_report
+from flows.reporting.operations_report.rules import DISTRIBUTION_ROLE
 from registry import Direction, KpiDefinition, KpiMeasurement, session
+from tests import factories
+from tests.conftest import Mailbox
 
 PARTIAL = """<p class="boilers">{{ section.serviced }} boiler services from {{ period.start.isoformat() }}, \
 costing {{ section.cost | money }}</p>"""
@@ -70,14 +73,18 @@ def _measure(values: dict[str, float]) -> None:
                    for day, value in values.items())
 
 
-def test_a_process_section_is_rendered_after_the_reports_own_in_html_pdf_and_csv(
-        prefect_api: str, registry_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_process_section_is_rendered_after_the_reports_own_in_html_pdf_csv_and_mail(
+        prefect_api: str, registry_db: str, smtp: Mailbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _declare(monkeypatch, tmp_path,
              Section("boilers", "Boiler services", "maintenance/boilers/report_section.html", _boiler_services),
              Section("boiler-faults", "Boiler faults", "maintenance/boilers/report_section.html", _broken))
     _measure({"2026-09-30": 900.0, "2026-10-03": 400.25, "2026-10-29": 850.25})
+    with session() as db:
+        reader = factories.person(db, "Rita Reader")
+        reader.roles = [DISTRIBUTION_ROLE]
+        db.add(reader)
 
-    outcome = operations_report(period="2026-10", send=False)
+    outcome = operations_report(period="2026-10")
 
     html = Path(outcome.html).read_text(encoding="utf-8")
     assert html.index("6 · Obligations") < html.index("7 · Boiler services") < html.index("8 · Boiler faults")
@@ -89,6 +96,9 @@ def test_a_process_section_is_rendered_after_the_reports_own_in_html_pdf_and_csv
             if r["section"] in ("boilers", "boiler-faults")]
     assert rows == [("boilers", "services", "2", "", ""), ("boilers", "cost", "1250.50", "EUR", ""),
                     ("boiler-faults", "Boiler faults", "", "", "failed")]
+    [mail] = smtp.wait_for(1, to=reader.email)
+    assert "Also in the report: Boiler services; Boiler faults." in mail.text
+    assert "Also in the report: Boiler services; Boiler faults." in mail.html
 
 
 def test_a_section_without_data_for_the_period_says_so(
