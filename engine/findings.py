@@ -11,7 +11,9 @@ A process only raises:
 The action's owner is asked with an "action_done" step due at the action's due date, so the deadline sweep
 reminds and escalates it like any other step. The rest is the engine's (engine.findings.apply_answer): done →
 the verifier is asked ("action_verification") → verified (the finding closes once all its actions are) or sent
-back (a new round: the owner asked again, with the verifier's comment).
+back (a new round: the owner asked again, with the verifier's comment). It is the corrective actions' answer
+applier (APPLIER, on engine.appliers like any process's): the gateway applies each answer as it records it, the
+sweep catches up what `unapplied` names.
 """
 
 from __future__ import annotations
