@@ -63,6 +63,9 @@ def apply_unapplied() -> list[int]:
         try:
             if apply_answered(step_id):
                 applied.append(step_id)
+            else:  # named as owed yet nothing to change: unless another got there first, asked again every minute
+                log.warning("step %s: its applier names its answer as not yet applied, but applying it changed "
+                            "nothing", step_id)
         except Exception as error:  # one answer that cannot take effect must not stop the rest; the next sweep retries
             log.error("the answer of step %s could not be applied: %r", step_id, error)
     return applied

@@ -229,3 +229,19 @@ def _waiting_step(key: str) -> HumanStep:
                 return step
         time.sleep(0.1)
     raise AssertionError(f"no run paused at {key}")
+
+
+def test_an_answer_named_as_owed_that_changes_nothing_is_logged(registry_db: str, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """An applier whose `unapplied` and `apply` disagree would be asked again every minute, silently: it is said."""
+    step_id, _, _ = _proposal(96.0)
+    with session() as db:
+        step, person = db.get(HumanStep, step_id), factories.person(db, "Deputy Dan")
+        assert step is not None
+        assert record_answer(db, step=step, person=person, answer={"decision": "reject", "comment": "No."})
+    stuck = Process(name="kpi-targets", title="KPI targets", actor="kpi-targets",
+                    appliers=(Applier(SUBJECT, _apply, lambda db: [step_id]),))
+    monkeypatch.setattr(processes, "discover", lambda: {stuck.name: stuck})
+
+    assert sweep(now=utcnow()).applied == []
+    assert f"step {step_id}: its applier names its answer as not yet applied" in caplog.text
