@@ -45,7 +45,8 @@ def init(demo: Annotated[bool, typer.Option(help="Seed the demo organisation if 
 
 
 def _import_demo_data() -> None:
-    """The demo's budgets, vendors, deliveries, stock and KPIs, once: later runs leave whatever staff changed alone.
+    """The demo's budgets, vendors, deliveries, stock, KPIs and risk register, once: later runs leave whatever
+    staff changed alone.
 
     Each group is checked on its own, so a registry seeded before the KPIs existed still gets them.
     """
@@ -53,7 +54,7 @@ def _import_demo_data() -> None:
 
     from engine.deployments import PROJECT_ROOT
     from engine.importer import import_csv
-    from registry import CostCentre, KpiDefinition, Vendor, session
+    from registry import CostCentre, KpiDefinition, RiskCategory, Vendor, session
 
     groups = (
         # Cost centres first: the demo's vendors are charged to them.
@@ -61,6 +62,8 @@ def _import_demo_data() -> None:
                       ("actuals", "actuals.csv"))),
         (Vendor, (("vendors", "vendors.csv"), ("deliveries", "deliveries.csv"), ("inventory", "inventory.csv"))),
         (KpiDefinition, (("kpis", "kpis.csv"), ("kpi-measurements", "kpi_measurements.csv"))),
+        # After the KPIs and the demo's controls (registry.demo.seed): the risks link to both.
+        (RiskCategory, (("risk-categories", "risk_categories.csv"), ("risks", "risks.csv"))),
     )
     _import_kinds()
     for marker, files in groups:

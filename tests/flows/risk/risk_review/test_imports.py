@@ -253,3 +253,27 @@ def test_the_demo_register_imports_with_two_risks_above_appetite_and_some_due_th
         owners = {r.owner_email for r in rows}
         assert len(owners) >= 8 and all(email.endswith("@demo.example") for email in owners)
         assert len(db.exec(select(RiskControl)).all()) == 12
+
+
+def test_ops_init_imports_the_demo_register_once_and_leaves_what_staff_changed(
+        registry_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+    from tests.flows.reporting.operations_report.test_imports import _keep_environment
+
+    _keep_environment(monkeypatch)
+    runner = CliRunner()
+    first = runner.invoke(app, ["init"])
+    assert first.exit_code == 0, first.output
+    assert "demo risk-categories: 5 imported" in first.output and "demo risks: 15 imported" in first.output
+    assert (factories.count(Risk), factories.count(RiskAssessment)) == (15, 15)
+    with session() as db:  # staff retire a risk; a later start must not bring it back
+        retired = db.exec(select(Risk).where(Risk.code == "FIN-03")).one()
+        retired.active = False
+        db.add(retired)
+    second = runner.invoke(app, ["init"])
+    assert second.exit_code == 0 and "demo risk" not in second.output
+    with session() as db:
+        assert not db.exec(select(Risk.active).where(Risk.code == "FIN-03")).one()
+    assert factories.count(RiskAssessment) == 15
