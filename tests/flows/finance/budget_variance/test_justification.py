@@ -1,0 +1,71 @@
+"""The owner's justification form: what it accepts, what it refuses and why, and how an answer reads back later."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from engine import periods
+from engine.answers import READ_BACK
+from engine.settings import get_settings
+from flows.finance.budget_variance.forms import BudgetJustification
+
+EXPLAINED = {"explanation": "Two unplanned site visits", "nature": "one-off"}
+
+
+def _errors(values: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(ValidationError) as raised:
+        BudgetJustification.model_validate(values)
+    return {str(e["loc"][0]) if e["loc"] else "": e["msg"].removeprefix("Value error, ") for e in raised.value.errors()}
+
+
+@pytest.mark.parametrize(("typed", "amount"), [
+    ("12500", "12500"), ("12,500.50", "12500.50"), ("£12,500.50", "12500.50"), (" 12 500 ", "12500"),
+    ("-250.00", "-250.00"), ("−250", "-250"), ("7600.5", "7600.5"),
+])
+def test_a_forecast_is_read_as_typed_in_the_organisation_s_locale(typed: str, amount: str) -> None:
+    assert BudgetJustification.model_validate({**EXPLAINED, "revised_forecast": typed}).revised_forecast \
+        == Decimal(amount)
+
+
+def test_a_forecast_in_a_locale_that_writes_a_decimal_comma(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_LOCALE", "de_DE")
+    get_settings.cache_clear()
+    try:
+        assert BudgetJustification.model_validate(
+            {**EXPLAINED, "revised_forecast": "12.500,50 €"}).revised_forecast == Decimal("12500.50")
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("values", "field", "message"), [
+    ({"explanation": "  ", "nature": "one-off", "revised_forecast": "1"}, "explanation", "Please say what caused"),
+    ({**EXPLAINED, "revised_forecast": "lots"}, "revised_forecast", "Give the amount as a number"),
+    ({**EXPLAINED, "revised_forecast": "1.2.3"}, "revised_forecast", "is not an amount"),
+    ({**EXPLAINED, "revised_forecast": "1", "corrective_action_needed": True}, "action_description",
+     "Say what the corrective action is."),
+    ({**EXPLAINED, "revised_forecast": "1", "corrective_action_needed": True, "action_description": "Cut"},
+     "action_due", "Give the day the corrective action will be done by."),
+    ({**EXPLAINED, "revised_forecast": "1", "action_description": "Cut"}, "action_description",
+     "for this action to be raised"),
+    ({**EXPLAINED, "revised_forecast": "1", "action_due": "2030-01-01"}, "action_due", "A due date is for"),
+    ({**EXPLAINED, "revised_forecast": "1", "corrective_action_needed": True, "action_description": "Cut",
+      "action_due": "next week"}, "action_due", "is not a date"),
+])
+def test_an_invalid_answer_says_what_and_where(values: dict[str, Any], field: str, message: str) -> None:
+    errors = _errors(values)
+    assert field in errors and message in errors[field], errors
+
+
+def test_an_action_due_in_the_past_is_refused_when_given_but_reads_back_later() -> None:
+    yesterday = periods.today() - timedelta(days=1)
+    given = {**EXPLAINED, "revised_forecast": "1", "corrective_action_needed": True, "action_description": "Cut",
+             "action_due": yesterday.isoformat()}
+    assert "has passed" in _errors(given)["action_due"]
+    stored = BudgetJustification.model_validate({**given, "action_due": periods.today().isoformat()})
+    kept = stored.model_dump(mode="json") | {"action_due": yesterday.isoformat()}
+    assert BudgetJustification.model_validate(kept, context=READ_BACK).action_due == yesterday
