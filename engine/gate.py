@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from engine import runs
 from engine.answers import Decision, answer_of, decision_of
+from engine.forms import form_model
 from engine.human_steps import StepOutcome
 from engine.work import request
 from registry import HumanStep, StepStatus, session
@@ -104,6 +105,9 @@ def answer(step_id: int, form: type[F]) -> F | Decision | None:
         step = db.get(HumanStep, step_id)
         if step is None:
             raise ValueError(f"step {step_id} does not exist")
+        if form_model(step.form) is not form:
+            raise TypeError(f"step {step_id} asks the {step.form!r} form ({form_model(step.form).__name__}), "
+                            f"not a {form.__name__}")
         if step.status == StepStatus.answered:
             return answer_of(step, form)
         return decision_of(db, step)

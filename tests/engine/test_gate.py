@@ -7,6 +7,7 @@ import time
 import uuid
 from datetime import timedelta
 
+import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
@@ -14,7 +15,7 @@ from sqlmodel import select
 
 from engine import gate
 from engine.answers import Decision, Verdict
-from engine.forms import ActionDone
+from engine.forms import ActionDone, ActionVerification
 from engine.sweep import sweep
 from engine.work import unit
 from registry import HumanStep, session
@@ -137,6 +138,8 @@ def test_a_gate_with_a_form_of_its_own_resumes_the_run_with_the_answer_as_that_f
     assert isinstance(answered, ActionDone), answered
     assert answered.what_was_done == "Absorbent laid, drain covered."
     assert gate.answer(step.id or 0, ActionDone) == answered, "read again after the wait, the same answer"
+    with pytest.raises(TypeError, match="asks the 'action_done' form"):
+        gate.answer(step.id or 0, ActionVerification)
 
 
 def test_a_form_gate_nobody_answers_resumes_the_run_with_an_expired_decision(
