@@ -39,7 +39,7 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
 
 
-def baseline(db: Session, occasion: Occasion, scope: Scope) -> datetime:
+def baseline(db: Session, occasion: Occasion, scope: Scope) -> tuple[datetime, str]:
     """Since when a risk's move is counted: the close of the previous quarterly review (what "since the last
     review" means to a reader of the register), else the opening of this one."""
     if not (scope.request or scope.risk_code or scope.category):
@@ -49,8 +49,8 @@ def baseline(db: Session, occasion: Occasion, scope: Scope) -> datetime:
                          .order_by(col(Occasion.opened_at).desc()))
         before = next((o for o in closed if QUARTER.fullmatch(o.key)), None)
         if before is not None and before.closed_at is not None:
-            return as_utc(before.closed_at)
-    return as_utc(occasion.opened_at)
+            return as_utc(before.closed_at), f"the close of the {before.key} review"
+    return as_utc(occasion.opened_at), "this review's opening"
 
 
 def _answers(db: Session, occasion_id: int) -> dict[str, str]:
@@ -80,17 +80,17 @@ def report_context(db: Session, state: ReviewState) -> dict[str, Any]:
     assert occasion is not None
     risks = in_scope(db, occasion, state.scope)
     rows = register.register(db, risk_ids=[r.id or 0 for r in risks])
-    since = baseline(db, occasion, state.scope)
+    since, since_what = baseline(db, occasion, state.scope)
     view = register_view(db, rows, since, tz)
     answered = _answers(db, occasion.id or 0)
     for row in view["register"]:
-        row["this_review"] = answered.get(row["code"], "not asked")
+        row["this_review"] = answered.get(row["code"], "not due")
     counts = {"asked": len(answered), "rescored": list(answered.values()).count("re-scored"),
               "confirmed": list(answered.values()).count("confirmed"),
               "unanswered": list(answered.values()).count("no answer")}
     return {"review": {"title": occasion.title, "key": occasion.key, "period": state.period,
                        "opened_at": occasion.opened_at, "deadline": state.rescore_due_at},
-            "since": since, "generated_at": utcnow(), "person": {"timezone": tz}, "counts": counts, **view}
+            "since": since, "since_what": since_what, "generated_at": utcnow(), "person": {"timezone": tz}, "counts": counts, **view}
 
 
 @task

@@ -1,0 +1,80 @@
+"""A re-score takes effect as it is answered: a change voids the Director's decision given for the old state and
+asks again at once; a confirmation voids nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from engine import periods
+from engine.appliers import apply_unapplied
+from flows.risk.risk_review.flow import risk_review
+from registry import HumanStep, StepStatus, session
+from registry.risk import AcceptanceStatus, RiskAcceptance, RiskAssessment
+from tests.conftest import Gateway, Mailbox
+from tests.flows.risk.risk_review.organisation import Org, mails, organisation, risk
+from tests.links import answer_link
+
+
+def _accepted(org: Org, code: str) -> RiskAcceptance:
+    """The Director's acceptance of the risk's current state, until three months from now."""
+    found = risk(code)
+    with session() as db:
+        assessment = db.exec(select(RiskAssessment).where(RiskAssessment.risk_id == found.id)
+                             .order_by(col(RiskAssessment.id).desc())).first()
+        assert assessment is not None
+        row = RiskAcceptance(risk_id=found.id or 0, assessment_id=assessment.id or 0, key=f"test-{code}",
+                             status=AcceptanceStatus.accepted, decision="accept",
+                             accepted_until=periods.today() + timedelta(days=90), justification="Carried for now",
+                             decided_by_id=org.director.id)
+        db.add(row)
+        db.flush()
+        db.refresh(row)
+        return row
+
+
+def test_a_rescore_voids_the_acceptance_given_for_the_old_score_and_asks_the_director_again(
+        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+    org = organisation(tmp_path)
+    given = _accepted(org, "R-3")
+    opened = risk_review(risk_code="R-3")
+    assert (opened.key, opened.risks) == (f"{periods.quarter_of_day(periods.today()).name} R-3", 1)
+    [link] = mails(smtp, org.omar.email, "Risk review: re-score 1 risk")
+
+    assert answer_link(gateway.client, link, {"decision": "rescore", "residual_impact": "5", "inherent_likelihood": "5",
+                                              "rationale": "The second haulier fell through"}).status_code == 200
+    with session() as db:
+        voided = db.get(RiskAcceptance, given.id)
+        asked = db.exec(select(RiskAcceptance).where(RiskAcceptance.status == AcceptanceStatus.pending)).one()
+        step = db.get(HumanStep, asked.step_id)
+    assert voided is not None and voided.status == AcceptanceStatus.voided and "re-scored" in voided.void_reason
+    assert asked.assessment_id != given.assessment_id, "asked again for the new state"
+    assert step is not None and step.person_id == org.director.id and step.status == StepStatus.pending
+    [again] = mails(smtp, org.director.email, "Decision needed: 1 risk above appetite")
+    page = gateway.client.get(again)
+    assert "R-3 Single carrier" in page.text and "5 × 5 Critical" in page.text
+    assert gateway.client.get(again).status_code == 200
+
+    assert apply_unapplied() == [], "applied at the answer: the sweep's catch-up finds nothing left"
+    with session() as db:
+        assert len(db.exec(select(RiskAcceptance).where(RiskAcceptance.status == AcceptanceStatus.pending)).all()) == 1
+
+
+def test_a_confirmation_records_the_review_and_keeps_the_acceptance(
+        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+    org = organisation(tmp_path)
+    given = _accepted(org, "R-3")
+    risk_review(risk_code="R-3")
+    [link] = mails(smtp, org.omar.email, "Risk review: re-score 1 risk")
+    same = answer_link(gateway.client, link, {"decision": "rescore", "residual_impact": "4", "rationale": "Same"})
+    assert same.status_code == 422 and "These are the current scores" in same.text
+    assert answer_link(gateway.client, link, {"decision": "confirm"}).status_code == 200
+    with session() as db:
+        kept = db.get(RiskAcceptance, given.id)
+        made = db.exec(select(RiskAssessment).where(col(RiskAssessment.step_id).is_not(None))).one()
+    assert kept is not None and kept.status == AcceptanceStatus.accepted
+    assert (made.changed, made.reason) == (False, "ui")
+    assert risk("R-3").last_reviewed_at is not None
+    assert [m for m in smtp.messages(to=org.director.email)] == [], "nothing to ask the Director"
