@@ -80,6 +80,11 @@ class BudgetJustification(BaseModel):
     def _an_amount(cls, value: Any) -> Any:
         return _amount(value)
 
+    @field_validator("revised_forecast")
+    @classmethod
+    def _to_the_cent(cls, value: Decimal) -> Decimal:
+        return value.quantize(Decimal("0.01"))
+
     @field_validator("action_due", mode="before")
     @classmethod
     def _a_day(cls, value: Any) -> Any:

@@ -86,7 +86,7 @@ def _signoff_link(smtp: Mailbox, director: Person, count: int = 1) -> str:
     while time.monotonic() < deadline:
         mails = [m for m in smtp.messages(to=director.email) if m.subject.startswith("Sign-off needed")]
         if len(mails) >= count:
-            return links_in(mails[-1].html)[0]
+            return links_in(mails[0].html)[0]  # the newest first
         time.sleep(0.2)
     raise AssertionError("no sign-off request reached the director")
 
@@ -208,3 +208,47 @@ def test_preview_sends_and_keeps_nothing(prefect_api: str, smtp: Mailbox) -> Non
     with session() as db:
         assert db.exec(select(Occasion)).all() == [] and db.exec(select(Notification)).all() == []
     assert smtp.messages() == []
+
+
+def test_a_rejected_pack_tells_the_owners_and_the_next_round_carries_a_late_justification(
+        prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
+    org = _organisation()
+    budget_variance(month=MONTH)
+    smtp.wait_for(2)
+    [omar_mail] = smtp.messages(to=org["omar"].email)
+    [omar_link] = links_in(omar_mail.html)
+    _close_the_window()
+
+    thread, outcome = in_background(lambda: budget_variance(month=MONTH))
+    first = _signoff_link(smtp, org["dana"])
+    assert answer_link(gateway.client, first, {"decision": "reject",
+                                               "comment": "Sales must explain the shortfall."}).status_code == 200
+    thread.join(timeout=60)
+    assert outcome["result"].status == "changes_requested", outcome
+    told = [m for m in smtp.messages() if "sign-off rejected" in m.subject]
+    assert {m.to for m in told} == {org["olive"].email, org["omar"].email}
+    assert all("Sales must explain the shortfall." in m.text for m in told)
+    assert "SAL · 4000" in next(m.text for m in told if m.to == org["omar"].email)
+
+    late = answer_link(gateway.client, omar_link, {
+        "explanation": "A large order slipped into December", "nature": "one-off", "revised_forecast": "20000",
+        "corrective_action_needed": "true", "action_description": "Chase the order's signature",
+        "action_due": (periods.today() + timedelta(days=5)).isoformat()})
+    assert late.status_code == 200, "a justification still owed can be given after the pack"
+
+    thread, outcome = in_background(lambda: budget_variance(month=MONTH))
+    second = _signoff_link(smtp, org["dana"], count=2)
+    assert second != first and gateway.client.get(first).status_code == 409, "the first round's link is dead"
+    with session() as db:
+        occasion = db.exec(select(Occasion).where(Occasion.process == "budget-variance")).one()
+        raised = list(db.exec(select(Finding)))
+    assert occasion.signoff_round == 2 and Path(occasion.report_path or "").name == "pack-r2.pdf"
+    assert Path(occasion.report_path or "").with_name("pack-r1.pdf").is_file(), "round 1's pack is kept"
+    rows = _csv_rows(str(Path(occasion.report_path or "").with_name("figures-r2.csv")))
+    sales = next(r for r in rows if (r["level"], r["cost_centre"], r["account"]) == ("line", "SAL", "4000"))
+    assert (sales["justification"], sales["forecast"]) == ("received", "20000.00")
+    assert len(raised) == 1 and "SAL" in raised[0].description and "4000" in raised[0].description, \
+        "the late justification's corrective action is raised with the new round"
+    assert answer_link(gateway.client, second, {"decision": "approve", "comment": ""}).status_code == 200
+    thread.join(timeout=60)
+    assert outcome["result"].status == "closed", outcome

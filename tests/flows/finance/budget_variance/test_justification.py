@@ -25,7 +25,7 @@ def _errors(values: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.parametrize(("typed", "amount"), [
     ("12500", "12500"), ("12,500.50", "12500.50"), ("£12,500.50", "12500.50"), (" 12 500 ", "12500"),
-    ("-250.00", "-250.00"), ("−250", "-250"), ("7600.5", "7600.5"),
+    ("-250.00", "-250.00"), ("−250", "-250"), ("7600.5", "7600.50"),
 ])
 def test_a_forecast_is_read_as_typed_in_the_organisation_s_locale(typed: str, amount: str) -> None:
     assert BudgetJustification.model_validate({**EXPLAINED, "revised_forecast": typed}).revised_forecast \
