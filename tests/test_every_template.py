@@ -22,6 +22,7 @@ from flows.compliance.audit.flow import compliance_audit
 from flows.continuity.drill.flow import emergency_drill
 from flows.continuity.plan_review.flow import continuity_review
 from flows.engine.deadline_sweep.flow import deadline_sweep
+from flows.finance.budget_variance.flow import budget_variance
 from flows.reporting.operations_report.flow import operations_report
 from flows.reporting.operations_report.rules import DISTRIBUTION_ROLE
 from flows.supply.vendor_review.flow import vendor_review
@@ -84,6 +85,7 @@ def test_every_process_previews_what_it_would_send_on_the_demo_registry(prefect_
         emergency_drill(facility=facility, kind="it_outage_tabletop", preview=True),
         vendor_review(preview=True),
         vendor_contract_notices(preview=True),
+        budget_variance(preview=True),
     ]
     assert all(outcome.status == "preview" for outcome in previews if hasattr(outcome, "status")), previews
     deadline_sweep()
