@@ -1,28 +1,45 @@
 """A purchase request's messages and its order to the vendor, shared by the processes that handle one: the
 reorder orders what needs no approval (and, daily, what is approved but not yet ordered), the approval orders
-what it approved. Each order is placed once, by one conditional UPDATE, whichever gets there first."""
+what it approved. Each order is placed once, by one conditional UPDATE, whichever gets there first.
+
+An over-budget request says so in every message about it: its approvers see the breach (amount, % of the year's
+budget, what remained before it), its requester is told why it needs more approvals and how they decided, and
+its vendor's purchase order says it was authorised as spend beyond the cost centre's budget and by whom (not our
+budget figures: those are the organisation's own)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from prefect import task
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from engine import notify
+from engine import notify, periods
 from engine.work import unit
-from flows.supply.purchase_rules import line_amount, readable_money
-from registry import InventoryItem, Person, PurchaseRequest, PurchaseRequestLine, RequestStatus, Vendor, trail
+from flows.supply.purchase_budget import holders
+from flows.supply.purchase_rules import DIRECTOR_ROLE, line_amount, readable_money
+from registry import (
+    CostCentre,
+    InventoryItem,
+    Person,
+    PurchaseRequest,
+    PurchaseRequestLine,
+    RequestStatus,
+    Vendor,
+    trail,
+)
 from registry.clock import utcnow
-from registry.people import get_person
+from registry.people import get_person, names_by_id, person_with_role
 
 ORDER_NOT_SENT = "purchase_request.order_not_sent"
 TEMPLATES = "supply/purchase_approval"
 
 
 def request_context(db: Session, request: PurchaseRequest) -> dict[str, Any]:
-    """What every purchase message says of a request: its vendor, requester, amount and lines."""
+    """What every purchase message says of a request: its vendor, requester, amount, lines, approvers and where it
+    is charged (with its breach of the cost centre's budget, if any)."""
     vendor = db.get(Vendor, request.vendor_id)
     assert vendor is not None
     rows = db.exec(select(PurchaseRequestLine, InventoryItem)
@@ -32,10 +49,51 @@ def request_context(db: Session, request: PurchaseRequest) -> dict[str, Any]:
               "quantity": line.quantity, "unit_cost": readable_money(line.unit_cost),
               "amount": line_amount(line.quantity, line.unit_cost)} for line, item in rows]
     requester = get_person(db, request.requester_id)
+    budget = _budget_context(db, request)
+    names = names_by_id(db, request.approvers)
+    director = person_with_role(db, DIRECTOR_ROLE)
+    roles = {budget["approver_id"]: "budget"} if budget else {}
+    roles = {director.id: "director", **roles} if director is not None else roles
+    approvers = [{"name": names[person_id], "role": roles.get(person_id, "")} for person_id in request.approvers]
     return {"request": {"id": request.id, "key": request.key, "amount": readable_money(request.amount),
                         "created_at": request.created_at, "levels": len(request.approvers)},
             "vendor": {"code": vendor.code, "name": vendor.name},
-            "requester": {"name": requester.name, "email": requester.email}, "lines": lines}
+            "requester": {"name": requester.name, "email": requester.email}, "lines": lines,
+            "approvers": approvers, "budget": budget}
+
+
+def _budget_context(db: Session, request: PurchaseRequest) -> dict[str, Any] | None:
+    """Where the request is charged and, when it goes over the cost centre's budget, by how much and who answers
+    for that budget in its chain (the owner, or the one standing in for them); None when charged nowhere."""
+    if request.cost_centre_id is None:
+        return None
+    cost_centre = db.get(CostCentre, request.cost_centre_id)
+    assert cost_centre is not None
+    over = None
+    approver_id = None
+    if request.over_budget_amount is not None:
+        remaining = request.budget_remaining or Decimal(0)
+        # Messages get plain data: what remained, or how far over it already was, each None when it does not apply.
+        over = {"amount": request.over_budget_amount, "remaining": request.budget_remaining,
+                "left": remaining if remaining > 0 else None, "over_before": -remaining if remaining < 0 else None,
+                "share": request.over_budget_pct / 100 if request.over_budget_pct is not None else None,
+                "year": periods.today(request.created_at).year}
+        holder = holders(db, [cost_centre.id or 0])[cost_centre.id or 0]
+        approver_id = next((p for p in (holder.owner_id, holder.stand_in_id)
+                            if p is not None and p != request.requester_id and p in request.approvers), None)
+    return {"cost_centre": {"code": cost_centre.code, "name": cost_centre.name}, "account": request.account,
+            "remaining": request.budget_remaining, "over": over, "approver_id": approver_id,
+            "approver": get_person(db, approver_id).name if approver_id is not None else None,
+            "owner": get_person(db, cost_centre.owner_id).name}
+
+
+def notify_over_budget(db: Session, request: PurchaseRequest) -> None:
+    """Tell the requester, when the request is raised, that it goes over its cost centre's budget and whom that
+    brings into its chain (keyed: once per request)."""
+    requester = get_person(db, request.requester_id)
+    notify.enqueue(db, key=f"purchase-{request.id}-over-budget", recipient_id=requester.id or 0,
+                   template=f"{TEMPLATES}/over_budget",
+                   context={**request_context(db, request), "recipient": notify.recipient(requester)})
 
 
 def _place_one(db: Session, request: PurchaseRequest, actor: str) -> bool:

@@ -63,7 +63,10 @@ def inventory_reorder(params: ReorderParameters) -> ReorderOutcome:
     is ordered twice, and raises one purchase request per vendor. Requests up to the auto-approval limit are
     ordered at once (the vendor contact receives the purchase order); larger ones go to the requester's manager,
     and above the director limit then to the Director of Operations, each through its own purchase-approval run.
-    Safe to re-run the same day: the same need never becomes a second request.
+    Each request is charged to its vendor's cost centre and account; one that would take the cost centre over what
+    remains of its budget for the year is never ordered at once: its chain gains the cost centre's owner before
+    the Director, and the requester is told why. Safe to re-run the same day: the same need never becomes a second
+    request.
     """
     logger = get_run_logger()
     day = periods.today()

@@ -18,8 +18,11 @@ from engine import formats
 from engine.followups import fan_out
 from engine.work import unit
 from flows.supply.inventory_reorder.rules import order_quantity
-from flows.supply.purchase_rules import approval_chain, request_amount
+from flows.supply.purchase_budget import budgets, holders
+from flows.supply.purchase_orders import notify_over_budget
+from flows.supply.purchase_rules import DIRECTOR_ROLE, BudgetHolder, approval_chain, check_charges, request_amount
 from registry import (
+    CostCentre,
     InventoryItem,
     Person,
     PurchaseRequest,
@@ -35,7 +38,6 @@ from registry.supply import OPEN_REQUEST_STATUSES
 ACTOR = "inventory-reorder"
 APPROVAL_DEPLOYMENT = "purchase-approval/purchase-approval"
 PLANNER_ROLE = "inventory_planner"
-DIRECTOR_ROLE = "director"
 
 
 class ReorderLine(NamedTuple):
@@ -151,8 +153,12 @@ def create_requests(lines: list[ReorderLine], day: date, *, requester: str | Non
                     director_limit: Decimal) -> Created:
     """One purchase request per vendor for `day`, keyed so a vendor gets at most one a day, with its approval chain.
 
-    A vendor that already has today's request keeps it unchanged: a need that appeared since waits for tomorrow's
-    run rather than changing an amount someone may be approving. All requests are written in one transaction.
+    Each request is charged to its vendor's cost centre and account and checked against what remains of that
+    cost centre's budget for the year (one query for all of the run's cost centres); one that would take it over
+    carries the breach and its chain gains the cost centre's owner before the Director, and the requester is told
+    why. A vendor that already has today's request keeps it unchanged: a need that appeared since waits for
+    tomorrow's run rather than changing an amount someone may be approving. All requests are written in one
+    transaction.
     """
     with unit() as db:
         asker = _requester(db, requester)
@@ -163,17 +169,27 @@ def create_requests(lines: list[ReorderLine], day: date, *, requester: str | Non
         vendors = {v.id: v for v in db.exec(select(Vendor).where(col(Vendor.id).in_(by_vendor)))}
         keys = {vendor_id: f"reorder-{vendors[vendor_id].code}-{day.isoformat()}" for vendor_id in by_vendor}
         taken = set(db.exec(select(PurchaseRequest.key).where(col(PurchaseRequest.key).in_(keys.values()))))
+        raised = [vendor_id for vendor_id in by_vendor if keys[vendor_id] not in taken]
+        amounts = {vendor_id: request_amount((line.quantity, line.unit_cost) for line in by_vendor[vendor_id])
+                   for vendor_id in raised}
+        charged_to = {cc for v in raised if (cc := vendors[v].cost_centre_id) is not None}
+        checks = dict(zip(raised, check_charges([(vendors[v].cost_centre_id, amounts[v]) for v in raised],
+                                                budgets(db, charged_to, day.year)), strict=True))
+        holder_of = holders(db, charged_to)
         created: list[int] = []
-        deferred = 0
-        for vendor_id, own in by_vendor.items():
-            if keys[vendor_id] in taken:
-                deferred += len(own)
-                continue
-            amount = request_amount((line.quantity, line.unit_cost) for line in own)
+        for vendor_id in raised:
+            own, amount, vendor, checked = by_vendor[vendor_id], amounts[vendor_id], vendors[vendor_id], \
+                checks[vendor_id]
+            over = checked.breach if checked else None
+            holder = holder_of[vendor.cost_centre_id] if vendor.cost_centre_id is not None else None
             chain = approval_chain(amount, asker, auto_approve_limit, director_limit,
-                                   director_id=director.id if director else None)
+                                   director_id=director.id if director else None,
+                                   over_budget=holder if over else None)
             request = PurchaseRequest(key=keys[vendor_id], vendor_id=vendor_id, requester_id=asker.id or 0,
-                                      amount=amount, approvers=chain)
+                                      amount=amount, approvers=chain, cost_centre_id=vendor.cost_centre_id,
+                                      account=vendor.account, budget_remaining=checked.remaining if checked else None,
+                                      over_budget_amount=over.amount if over else None,
+                                      over_budget_pct=over.pct if over else None)
             if not chain:
                 request.status, request.decided_at = RequestStatus.approved, utcnow()
             db.add(request)
@@ -184,15 +200,29 @@ def create_requests(lines: list[ReorderLine], day: date, *, requester: str | Non
                  "unit_cost": line.unit_cost} for line in own])
             approvers = [db.get(Person, person_id) for person_id in chain]
             trail.record(db, actor=ACTOR, action="purchase_request.created", entity_type="purchase_request",
-                         entity_id=request.id, data={"key": request.key, "vendor": vendors[vendor_id].code,
+                         entity_id=request.id, data={"key": request.key, "vendor": vendor.code,
                                                      "amount": f"{amount:.2f}", "lines": len(own),
                                                      "requester": asker.email,
-                                                     "approvers": [p.email for p in approvers if p]})
+                                                     "approvers": [p.email for p in approvers if p],
+                                                     **_charge_data(request, holder)})
             if not chain:
                 trail.record(db, actor=ACTOR, action="purchase_request.approved", entity_type="purchase_request",
                              entity_id=request.id, data={"auto": True, "limit": f"{auto_approve_limit:.2f}"})
+            if over:
+                notify_over_budget(db, request)
             created.append(request.id)
-    return Created(created=created, deferred_lines=deferred)
+    return Created(created=created, deferred_lines=sum(len(by_vendor[v]) for v in by_vendor if keys[v] in taken))
+
+
+def _charge_data(request: PurchaseRequest, holder: BudgetHolder | None) -> dict[str, Any]:
+    """What the trail keeps of where a request is charged and how it stood against the budget."""
+    if holder is None:
+        return {}
+    data: dict[str, Any] = {"cost_centre": holder.cost_centre, "account": request.account,
+                            "budget_remaining": f"{request.budget_remaining:.2f}"}
+    if request.over_budget_amount is not None:
+        data |= {"over_budget_amount": f"{request.over_budget_amount:.2f}", "over_budget_pct": request.over_budget_pct}
+    return data
 
 
 @dataclass(frozen=True)
@@ -227,10 +257,15 @@ def publish(day: date, created: list[int]) -> None:
     if not created:
         return
     with unit() as db:
-        found = db.exec(select(PurchaseRequest, Vendor).join(Vendor, col(Vendor.id) == PurchaseRequest.vendor_id)
+        found = db.exec(select(PurchaseRequest, Vendor, CostCentre.code)  # type: ignore[call-overload]
+                        .join(Vendor, col(Vendor.id) == PurchaseRequest.vendor_id)
+                        .outerjoin(CostCentre, col(CostCentre.id) == PurchaseRequest.cost_centre_id)
                         .where(col(PurchaseRequest.id).in_(created)).order_by(col(PurchaseRequest.id)))
         rows = [{"request": r.key, "vendor": v.name, "amount": formats.money(r.amount), "status": r.status.value,
-                 "approvers": len(r.approvers)} for r, v in found]
+                 "approvers": len(r.approvers), "cost centre": code or "",
+                 "over budget by": formats.money(r.over_budget_amount),
+                 "over budget, share of the year's budget": formats.percent(
+                     r.over_budget_pct / 100 if r.over_budget_pct is not None else None)} for r, v, code in found]
     create_table_artifact(rows, key="inventory-reorder", description=f"Purchase requests raised on {day.isoformat()}")
 
 

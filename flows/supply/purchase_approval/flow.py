@@ -30,9 +30,11 @@ def purchase_approval(params: ApprovalParameters) -> ApprovalOutcome:
     """Approval chain of one purchase request.
 
     Asks each approver in the request's chain in order (the requester's manager, then for large amounts the
-    Director of Operations), waiting suspended for each answer; the next level is asked only after the previous
-    one approved. A rejection stops the chain and tells the requester why. A fully approved request is ordered:
-    its vendor contact receives the purchase order. Safe to re-run: every step and message is keyed.
+    Director of Operations; for a request over its cost centre's budget the cost centre's owner before the
+    Director, each shown the breach), waiting suspended for each answer; the next level is asked only after the
+    previous one approved. A rejection stops the chain and tells the requester why. A fully approved request is
+    ordered: its vendor contact receives the purchase order, which says when it was authorised beyond the budget.
+    Safe to re-run: every step and message is keyed.
     """
     logger = get_run_logger()
     while (level := next_level(params.request_id)) is not None:

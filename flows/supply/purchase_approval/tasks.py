@@ -63,6 +63,7 @@ def ask_approver(request_id: int, level: int, approval_days: int) -> int:
                                  "requested by": context["requester"]["name"],
                                  "level": f"{level} of {len(request.approvers)}",
                                  "approved before": ", ".join(earlier) or "nobody yet",
+                                 **_budget_details(context["budget"]),
                                  "lines": [{"SKU": line["sku"], "description": line["description"],
                                             "quantity": line["quantity"],
                                             "unit cost": formats.money_detail(line["unit_cost"]),
@@ -71,6 +72,21 @@ def ask_approver(request_id: int, level: int, approval_days: int) -> int:
         request.current_step_id = step.id
         db.add(request)
         return step.id or 0
+
+
+def _budget_details(budget: dict[str, Any] | None) -> dict[str, Any]:
+    """Where the request is charged and, over budget, its breach, as the approval page lists them."""
+    if budget is None:
+        return {}
+    charged = {"cost centre": f"{budget['cost_centre']['code']} {budget['cost_centre']['name']}",
+               "account": budget["account"]}
+    over = budget["over"]
+    if over is None:
+        return charged
+    return {**charged, "over budget by": formats.money_detail(over["amount"]),
+            f"over budget, share of the {over['year']} budget": formats.percent(over["share"]),
+            "budget remaining before": formats.money_detail(over["remaining"]),
+            "approves for the budget": budget["approver"]}
 
 
 @task
@@ -100,7 +116,15 @@ def apply_decision(request_id: int, level: int, decided: Decision) -> str:
                      action="purchase_request.approved" if decided.approved else "purchase_request.rejected",
                      entity_type="purchase_request", entity_id=request_id,
                      data={"level": level, "of": len(request.approvers), "step_id": decided.step_id,
-                           "comment": decided.comment, "outcome": step.status.value})
+                           "comment": decided.comment, "outcome": step.status.value,
+                           # An auditor reads who accepted spend beyond the budget from the decision itself.
+                           **({"over_budget_amount": f"{request.over_budget_amount:.2f}"}
+                              if request.over_budget_amount is not None else {})})
+        if settled == "approved" and request.over_budget_amount is not None:
+            requester = get_person(db, request.requester_id)
+            notify.enqueue(db, key=f"purchase-{request_id}-approved-over-budget", recipient_id=requester.id or 0,
+                           template=f"{TEMPLATES}/approved",
+                           context={**request_context(db, request), "recipient": notify.recipient(requester)})
         if not decided.approved:
             requester = get_person(db, request.requester_id)
             notify.enqueue(db, key=f"purchase-{request_id}-rejected", recipient_id=requester.id or 0,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 
 from sqlmodel import Session, col, select
 
-from registry import AuditEvent, InventoryItem, Person, PurchaseRequest, Vendor, session
+from engine import periods
+from registry import AuditEvent, CostCentre, InventoryItem, Person, PurchaseRequest, RequestStatus, Vendor, session
 from tests import factories
 from tests.conftest import Mailbox
 from tests.links import links_in
@@ -45,6 +48,31 @@ def low_item(vendor: Vendor, *, qty: int = 50, unit_cost: str = "4.00") -> Inven
     """An item at its reorder point whose order is `qty` × `unit_cost`."""
     with session() as db:
         return factories.inventory_item(db, vendor, on_hand=5, reorder_point=10, reorder_qty=qty, unit_cost=unit_cost)
+
+
+def budget(vendor: Vendor, owner: Person, *, year_budget: str | None, booked: str = "0", committed: str = "0",
+           account: str = "6100", manager: Person | None = None) -> CostCentre:
+    """A cost centre owned by `owner` that `vendor`'s reorders are charged to, with `year_budget` for this year
+    (None: no budget line at all), `booked` in actuals and `committed` in an ordered request not yet invoiced."""
+    year = periods.today().year
+    with session() as db:
+        centre = factories.cost_centre(db, owner=owner, manager=manager)
+        if year_budget is not None:
+            half = (Decimal(year_budget) / 2).quantize(Decimal("0.01"))
+            factories.budget_line(db, centre, date(year, 1, 1), half, account=account)
+            factories.budget_line(db, centre, date(year, 12, 1), Decimal(year_budget) - half, account=account)
+        if Decimal(booked):
+            factories.actual(db, centre, date(year, 1, 15), booked, account=account)
+        if Decimal(committed):
+            factories.purchase_request(db, vendor, committed, centre=centre, account=account,
+                                       status=RequestStatus.ordered)
+        charged = db.get(Vendor, vendor.id)
+        assert charged is not None
+        charged.cost_centre_id, charged.account = centre.id, account
+        db.add(charged)
+        db.flush()
+        db.refresh(centre)
+        return centre
 
 
 def purchase_requests() -> list[PurchaseRequest]:
