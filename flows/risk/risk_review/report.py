@@ -90,7 +90,8 @@ def report_context(db: Session, state: ReviewState) -> dict[str, Any]:
               "unanswered": list(answered.values()).count("no answer")}
     return {"review": {"title": occasion.title, "key": occasion.key, "period": state.period,
                        "opened_at": occasion.opened_at, "deadline": state.rescore_due_at},
-            "since": since, "since_what": since_what, "generated_at": utcnow(), "person": {"timezone": tz}, "counts": counts, **view}
+            "since": since, "since_what": since_what, "generated_at": utcnow(), "person": {"timezone": tz},
+            "counts": counts, **view}
 
 
 @task

@@ -15,7 +15,9 @@ from sqlmodel import Session, col, select
 from engine import periods
 from engine.periods import Period
 from flows.risk.risk_review import register, rules
+from registry import CorrectiveAction
 from registry.clock import as_utc, utcnow
+from registry.people import names_by_id
 from registry.risk import AcceptanceStatus, RiskAcceptance
 
 TOP_SHOWN = 10  # risks above appetite listed in full
@@ -37,24 +39,43 @@ class Decided:
     status: str
     label: str
     until: date | None = None
+    detail: str = ""
+    """What was decided, in full: the justification of an acceptance, the action and its owner of a treatment."""
+
+
+_LABELS = {AcceptanceStatus.pending: "awaiting the Director", AcceptanceStatus.treating: "treatment assigned",
+           AcceptanceStatus.accepted: "accepted", AcceptanceStatus.expired: "acceptance expired"}
+
+
+def _label(a: RiskAcceptance) -> str:
+    if a.status == AcceptanceStatus.voided:
+        return "decision void: re-scored" if "re-scored" in a.void_reason else "not decided in time"
+    if a.status in (AcceptanceStatus.accepted, AcceptanceStatus.expired) and a.accepted_until:
+        return f"{_LABELS[a.status]} until {a.accepted_until:%d %b %Y}"
+    return _LABELS[a.status]
 
 
 def _decisions(db: Session, risk_ids: list[int]) -> dict[int, Decided]:
     """Each risk's latest open decision (pending, accepted, treating), else its latest voided or expired one."""
+    rows = list(db.exec(select(RiskAcceptance).where(col(RiskAcceptance.risk_id).in_(risk_ids))
+                        .order_by(col(RiskAcceptance.id))))
+    names = names_by_id(db, {a.decided_by_id for a in rows} | {a.action_owner_id for a in rows})
+    due = dict(db.exec(select(CorrectiveAction.finding_id, CorrectiveAction.due_at).where(
+        col(CorrectiveAction.finding_id).in_([a.finding_id for a in rows if a.finding_id]))).all())
     found: dict[int, Decided] = {}
-    for a in db.exec(select(RiskAcceptance).where(col(RiskAcceptance.risk_id).in_(risk_ids))
-                     .order_by(col(RiskAcceptance.id))):
+    for a in rows:
         if a.risk_id in found and found[a.risk_id].status in OPEN and a.status not in OPEN:
             continue
-        label = {AcceptanceStatus.pending: "awaiting the Director",
-                 AcceptanceStatus.accepted: f"accepted until {a.accepted_until:%d %b %Y}" if a.accepted_until
-                 else "accepted",
-                 AcceptanceStatus.treating: "treatment assigned",
-                 AcceptanceStatus.voided: "decision void: re-scored" if "re-scored" in a.void_reason
-                 else "not decided in time",
-                 AcceptanceStatus.expired: f"acceptance expired {a.accepted_until:%d %b %Y}" if a.accepted_until
-                 else "acceptance expired"}[a.status]
-        found[a.risk_id] = Decided(a.status.value, label, a.accepted_until)
+        by = names.get(a.decided_by_id or 0, "")
+        if a.decision == "treat":
+            when = due.get(a.finding_id or 0)
+            detail = f"treat: {a.action} — {names.get(a.action_owner_id or 0, '')}" + (
+                f", due {when:%d %b %Y}" if when else "") + (f" (decided by {by})" if by else "")
+        elif a.decision == "accept":
+            detail = f"{a.justification} (accepted by {by})" if by else a.justification
+        else:
+            detail = ""
+        found[a.risk_id] = Decided(a.status.value, _label(a), a.accepted_until, detail)
     return found
 
 
@@ -115,6 +136,7 @@ def register_view(db: Session, rows: list[register.RegisterRow], baseline_at: da
             "levels_moved": residual_move.levels, "appetite": row.appetite, "above": row.above_appetite,
             "treatment": row.treatment.value, "treatment_plan": row.treatment_plan,
             "decision": decision.label if decision else "", "decision_status": decision.status if decision else "",
+            "decision_detail": decision.detail if decision else "",
             "rationale": current.current.rationale if current else "",
             "last_reviewed": _day(row.last_reviewed_at, tz), "next_review": _day(row.next_review_at, tz),
             "overdue": row.next_review_at is not None and as_utc(row.next_review_at) < now})
