@@ -25,6 +25,8 @@ from flows.engine.deadline_sweep.flow import deadline_sweep
 from flows.finance.budget_variance.flow import budget_variance
 from flows.reporting.operations_report.flow import operations_report
 from flows.reporting.operations_report.rules import DISTRIBUTION_ROLE
+from flows.risk.risk_review.dispatch import risk_review_dispatch
+from flows.risk.risk_review.flow import risk_review
 from flows.supply.vendor_review.flow import vendor_review
 from flows.supply.vendor_review.notices import vendor_contract_notices
 from registry import Facility, Notification, session
@@ -86,6 +88,8 @@ def test_every_process_previews_what_it_would_send_on_the_demo_registry(prefect_
         vendor_review(preview=True),
         vendor_contract_notices(preview=True),
         budget_variance(preview=True),
+        risk_review(preview=True),
+        risk_review_dispatch(preview=True),
     ]
     assert all(outcome.status == "preview" for outcome in previews if hasattr(outcome, "status")), previews
     deadline_sweep()
