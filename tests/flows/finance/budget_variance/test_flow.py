@@ -95,7 +95,8 @@ def _csv_rows(path: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
 
 
-def test_the_monthly_variance_end_to_end(prefect_api: str, gateway: Gateway, smtp: Mailbox) -> None:
+def test_the_monthly_variance_end_to_end(prefect_api: str, any_db: str, gateway: Gateway, smtp: Mailbox) -> None:
+    """On both databases: the justifications' queries, the pack's and the sign-off's."""
     org = _organisation()
     due_on = periods.today() + timedelta(days=20)
 
