@@ -36,8 +36,8 @@ def _free_month() -> periods.Period:
             if occasions.find(db, PROCESS, month.name) is None:
                 return month
             month = month.previous()
-    raise SystemExit(f"every month of {month.start.year + 1} so far has had its variance run: start from a fresh "
-                     "registry (`make clean`, then `make run`) to play the story again")
+    raise SystemExit(f"every month of {month.start.year + 1} so far has had its variance run: to play the story "
+                     "again, stop the stack, remove .ops-data and `make run` (a fresh registry, the demo seeded again)")
 
 
 def _occasion(month: str) -> Occasion:

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from pypdf import PdfReader
 from sqlalchemy import update
@@ -89,6 +90,16 @@ def _signoff_link(smtp: Mailbox, director: Person, count: int = 1) -> str:
             return links_in(mails[0].html)[0]  # the newest first
         time.sleep(0.2)
     raise AssertionError("no sign-off request reached the director")
+
+
+def _artifact(key: str, flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
+    return str(artifact.data)
 
 
 def _csv_rows(path: str) -> list[dict[str, str]]:
@@ -179,6 +190,13 @@ def test_the_monthly_variance_end_to_end(prefect_api: str, any_db: str, gateway:
     assert Decimal(totals["net"]["variance"]) == Decimal("-5000.00") - Decimal("3150.00")
     centre_rows = [r for r in rows if r["level"] == "cost_centre" and r["cost_centre"] == "OPS"]
     assert {r["kind"] for r in centre_rows} == {"expense", "net"}
+
+    with session() as db:
+        waiting = db.get(HumanStep, occasion.signoff_step_id)
+    assert waiting is not None and waiting.flow_run_id
+    summary = _artifact("budget-variance-pack", waiting.flow_run_id)
+    assert "Budget variance pack · November 2026 (round 1)" in summary and "missing 1" in summary
+    assert "SAL · 4000 (Omar Owner)" in summary and occasion.report_sha256 in summary
 
     text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
     assert "Budget variance pack" in text and "November 2026" in text
