@@ -218,7 +218,7 @@ def director(db: Session) -> Person:
 
 
 def appetite_details(db: Session, risk: Risk, scale: Scale, category: RiskCategory,
-                     assessment: RiskAssessment) -> dict[str, Any]:
+                     assessment: RiskAssessment, previous: str = "") -> dict[str, Any]:
     """What the Director's page shows of the risk, and the bound an acceptance is validated against."""
     owner = db.get(Person, risk.owner_id)
     return {"risk": f"{risk.code} {risk.title}", "category": category.name, "owner": owner.name if owner else "",
@@ -227,12 +227,12 @@ def appetite_details(db: Session, risk: Risk, scale: Scale, category: RiskCatego
             "residual": scale.score(risk.residual_likelihood, risk.residual_impact),
             "appetite": f"{category.appetite} at most", "treatment": risk.treatment.value,
             "treatment plan": risk.treatment_plan, "rationale of the last score": assessment.rationale,
-            LONGEST_ACCEPTANCE: LONGEST_ACCEPTANCE_DAYS}
+            **({"earlier decision": previous} if previous else {}), LONGEST_ACCEPTANCE: LONGEST_ACCEPTANCE_DAYS}
 
 
 def ask_director(db: Session, *, risk: Risk, assessment: RiskAssessment, scale: Scale, category: RiskCategory,
                  key: str, occasion_id: int | None, due_at: datetime, expires_at: datetime,
-                 flow_run_id: str | None = None) -> tuple[RiskAcceptance, HumanStep]:
+                 previous: str = "") -> tuple[RiskAcceptance, HumanStep]:
     """The acceptance asked for the risk's current assessment and the Director's step (keyed: asked once); the
     caller puts the step in its message."""
     acceptance, _ = insert_once(db, RiskAcceptance(risk_id=risk.id or 0, assessment_id=assessment.id or 0, key=key,
@@ -240,8 +240,8 @@ def ask_director(db: Session, *, risk: Risk, assessment: RiskAssessment, scale: 
                                 lambda: db.exec(select(RiskAcceptance).where(RiskAcceptance.key == key)).first())
     step = ask(db, key=f"risk-appetite-{key}", person_id=director(db).id or 0, form=APPETITE,
                title=f"Risk {risk.code} above appetite: accept or treat", subject_type=APPETITE_SUBJECT,
-               subject_id=acceptance.id or 0, due_at=due_at, expires_at=expires_at, flow_run_id=flow_run_id,
-               details=appetite_details(db, risk, scale, category, assessment), actor=ACTOR)
+               subject_id=acceptance.id or 0, due_at=due_at, expires_at=expires_at,
+               details=appetite_details(db, risk, scale, category, assessment, previous), actor=ACTOR)
     if acceptance.step_id is None:
         acceptance.step_id = step.id
         db.add(acceptance)
@@ -254,10 +254,10 @@ def ask_again(db: Session, risk: Risk, assessment: RiskAssessment, scale: Scale,
     for its risks, waits for this one too)."""
     due, final = answer_window(DECISION_DAYS)
     key = f"{risk.id}-{assessment.id}-again"
+    previous = f"{_decided(voided)} ({voided.void_reason})"
     _, step = ask_director(db, risk=risk, assessment=assessment, scale=scale, category=category, key=key,
-                           occasion_id=voided.occasion_id, due_at=due, expires_at=final)
-    item = {**risk_item(db, risk, scale, category), "step_id": step.id,
-            "previous": _decided(voided)}
+                           occasion_id=voided.occasion_id, due_at=due, expires_at=final, previous=previous)
+    item = {**risk_item(db, risk, scale, category), "step_id": step.id, "previous": _decided(voided)}
     boss = get_person(db, step.person_id)
     notify.enqueue(db, key=f"risk-appetite-{key}", recipient_id=boss.id or 0, template=f"{TEMPLATES}/appetite_request",
                    context={"recipient": notify.recipient(boss), "risks": [item], "again": True,
@@ -266,7 +266,7 @@ def ask_again(db: Session, risk: Risk, assessment: RiskAssessment, scale: Scale,
 
 def _decided(acceptance: RiskAcceptance) -> str:
     if acceptance.decision == "accept" and acceptance.accepted_until:
-        return f"accepted until {acceptance.accepted_until.isoformat()}, now void"
+        return f"accepted until {acceptance.accepted_until:%d %b %Y}, now void"
     if acceptance.decision == "treat":
         return "treatment decided, now void"
     return "asked, now withdrawn"

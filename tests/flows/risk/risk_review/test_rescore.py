@@ -55,7 +55,7 @@ def test_a_rescore_voids_the_acceptance_given_for_the_old_score_and_asks_the_dir
     [again] = mails(smtp, org.director.email, "Decision needed: 1 risk above appetite")
     page = gateway.client.get(again)
     assert "R-3 Single carrier" in page.text and "5 × 5 Critical" in page.text
-    assert gateway.client.get(again).status_code == 200
+    assert "Earlier decision" in page.text and "now void (re-scored by Omar Owner" in page.text
 
     assert apply_unapplied() == [], "applied at the answer: the sweep's catch-up finds nothing left"
     with session() as db:
