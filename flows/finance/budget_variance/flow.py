@@ -91,6 +91,10 @@ def budget_variance(params: BudgetParameters) -> BudgetOutcome:
                                "request(s) rendered as an artifact; nothing sent", status="preview")
 
     state = tasks.open_month(asking)
+    if state.phase == tasks.NO_DATA:
+        return _outcome(state, f"nothing is budgeted, booked or committed in {month[:4]}: import cost centres, "
+                               "budget lines and actuals (ops import cost-centres|budget-lines|actuals), then run "
+                               "again")
     if state.phase == "closed":
         return _outcome(state, "already signed off")
     if state.phase == "collecting":

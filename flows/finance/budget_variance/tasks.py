@@ -48,6 +48,7 @@ CODE = "overspend"  # an explanation has one finding: the corrective action its 
 FORM = "budget_justification"
 DIRECTOR = "director"  # the role that signs the pack off
 HIGH_SHARE = 25.0  # a variance of at least this % of budget (or on no budget at all) is a high-severity finding
+NO_DATA = "no data"  # the phase of a month whose year holds no budget, actual or commitment
 
 
 @dataclass(frozen=True)
@@ -227,10 +228,13 @@ def open_month(asking: Asking) -> MonthState:
     period = _period(asking.month)
     start, end = period.bounds(get_settings().timezone)
     with unit() as db:
+        lines = ledger.figures(db, period.start)
+        if not lines and occasions.find(db, PROCESS, asking.month) is None:
+            # Nothing booked or budgeted in the year: no occasion to open, nobody to ask, no pack to sign.
+            return MonthState(occasion_id=0, month=asking.month, phase=NO_DATA, due_at=utcnow(), lines=0, material=0)
         occasion, _ = occasions.open_occasion(
             db, process=PROCESS, key=asking.month, title=f"Budget variance {period.label}", period_start=start,
             period_end=end, flow_run_id=runs.current_run_id(), status=OccasionStatus.collecting, phase="collecting")
-        lines = ledger.figures(db, period.start)
         asked = _ask(db, occasion, asking, lines) if occasion.phase == "collecting" else 0
         db.flush()
         return _state(db, occasion, len(lines), asked)

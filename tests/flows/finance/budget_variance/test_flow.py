@@ -271,3 +271,11 @@ def test_a_rejected_pack_tells_the_owners_and_the_next_round_carries_a_late_just
     assert answer_link(gateway.client, second, {"decision": "approve", "comment": ""}).status_code == 200
     thread.join(timeout=60)
     assert outcome["result"].status == "closed", outcome
+
+
+def test_a_year_with_no_books_opens_nothing_and_says_what_to_import(prefect_api: str, smtp: Mailbox) -> None:
+    result = budget_variance(month=MONTH)
+    assert result.status == "no data" and "ops import cost-centres" in result.detail
+    with session() as db:
+        assert db.exec(select(Occasion)).all() == []
+    assert smtp.messages() == []
