@@ -26,7 +26,7 @@ def _rescores(reason: str) -> list[RiskRescore]:
         return list(db.exec(select(RiskRescore).where(RiskRescore.reason == reason).order_by(col(RiskRescore.id))))
 
 
-def test_a_kri_breach_asks_its_risk_owner_once(prefect_api: str, gateway: Gateway, smtp: Mailbox,
+def test_a_kri_breach_asks_its_risk_owner_once(any_db: str, prefect_api: str, gateway: Gateway, smtp: Mailbox,
                                                tmp_path: Path) -> None:
     org = organisation(tmp_path, kri="IRT>6")
     measure("IRT", 5.5, date.today() - timedelta(days=7))
@@ -60,7 +60,7 @@ def test_a_kri_breach_asks_its_risk_owner_once(prefect_api: str, gateway: Gatewa
 
 
 def test_an_expired_acceptance_reopens_the_review_and_the_director_decides_again(
-        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+        any_db: str, prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
     org = organisation(tmp_path)
     carrier = risk("R-3")
     with session() as db:

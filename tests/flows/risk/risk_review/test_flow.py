@@ -24,7 +24,7 @@ def _quarter() -> str:
 
 
 def test_the_quarterly_review_from_the_owners_links_to_the_directors_gate_and_the_report(
-        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+        any_db: str, prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
     org = organisation(tmp_path)
     opened = risk_review()
     assert (opened.status, opened.risks, opened.key) == ("collecting", 3, _quarter())

@@ -36,7 +36,7 @@ def _accepted(org: Org, code: str) -> RiskAcceptance:
 
 
 def test_a_rescore_voids_the_acceptance_given_for_the_old_score_and_asks_the_director_again(
-        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+        any_db: str, prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
     org = organisation(tmp_path)
     given = _accepted(org, "R-3")
     opened = risk_review(risk_code="R-3")
