@@ -98,3 +98,13 @@ def test_an_unknown_locale_or_currency_is_refused_by_name(name: str, value: str,
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=refused):
         Settings()
+
+
+@pytest.mark.parametrize(("locale", "currency", "amount", "shown"), [
+    ("en_GB", "GBP", "1301021.50", "£1,301,022"), ("en_GB", "GBP", "-1301021.49", "-£1,301,021"),
+    ("en_GB", "GBP", "-0.40", "£0"), ("de_DE", "EUR", "12500.50", "12.501\xa0€"), ("en_GB", "JPY", "1234", "JP¥1,234"),
+])
+def test_money_in_whole_units_rounds_half_up_in_the_locale_s_pattern(locale: str, currency: str, amount: str,
+                                                                     shown: str) -> None:
+    """A table of many large figures (the variance pack) shows whole units; the CSV beside it keeps the cents."""
+    assert money(Decimal(amount), currency, locale, whole=True) == shown
