@@ -94,11 +94,15 @@ def risk_review(params: ReviewParameters) -> ReviewOutcome:
                 run_name=f"decide {state.key}"))
         tasks.ask_director(state, params.decision_days)
 
-    while (step_id := tasks.next_decision(state)) is not None:
-        answered = gate.wait_for(step_id, AppetiteDecision)
+    held: tuple[int, ...] = ()
+    while (asked := tasks.next_decision(state, held)) is not None:
+        answered = gate.wait_for(asked.step_id, AppetiteDecision)
         if isinstance(answered, gate.HeldElsewhere):
-            return _outcome(state, f"the Director's decision is {answered.detail}")
-        print(f"Appetite decision, step {step_id}: {tasks.settle_decision(step_id)}")
+            if asked.ours:  # a duplicate run of this review: the one waiting finishes it
+                return _outcome(state, f"the Director's decision is {answered.detail}")
+            held += (asked.step_id,)  # another review's question on one of our risks: its run settles it
+            continue
+        print(f"Appetite decision, step {asked.step_id}: {tasks.settle_decision(asked.step_id)}")
 
     built = report.publish(state)
     return _outcome(tasks.close_review(state), "reviewed", built)

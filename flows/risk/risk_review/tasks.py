@@ -46,6 +46,15 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Question:
+    """A question to the Director the review waits for; `ours` when this review asked it (not another review of
+    the same risk, nor a re-score since)."""
+
+    step_id: int
+    ours: bool
+
+
+@dataclass(frozen=True)
 class ReviewState:
     """Where a review stands, for the flow to decide what comes next (the phase is its occasion's)."""
 
@@ -344,16 +353,22 @@ def ask_director(state: ReviewState, decision_days: int) -> int:
 
 
 @task(cache_policy=NO_CACHE)  # called again after every wait in the same run: it must read the registry afresh
-def next_decision(state: ReviewState) -> int | None:
-    """The Director's next open question on a risk of the review (asked by this review or by a re-score since),
-    or None when every one is settled."""
+def next_decision(state: ReviewState, held_elsewhere: tuple[int, ...] = ()) -> Question | None:
+    """The Director's next open question on a risk of the review (asked by this review, by a re-score since, or by
+    another review of the same risk), or None when every one is settled; questions another live run waits for, as
+    the flow found, left out."""
     with unit() as db:
         occasion = _occasion(db, state)
         ids = [r.id for r in in_scope(db, occasion, state.scope)]
-        return db.exec(select(HumanStep.id).join(RiskAcceptance, col(RiskAcceptance.step_id) == HumanStep.id)
-                       .where(col(RiskAcceptance.risk_id).in_(ids),
-                              RiskAcceptance.status == AcceptanceStatus.pending,
-                              HumanStep.status == StepStatus.pending).order_by(col(HumanStep.id))).first()
+        found = db.exec(select(HumanStep.id, RiskAcceptance.occasion_id)
+                        .join(RiskAcceptance, col(RiskAcceptance.step_id) == HumanStep.id)
+                        .where(col(RiskAcceptance.risk_id).in_(ids), RiskAcceptance.status == AcceptanceStatus.pending,
+                               HumanStep.status == StepStatus.pending, col(HumanStep.id).not_in(held_elsewhere))
+                        .order_by(col(HumanStep.id))).first()
+        if found is None:
+            return None
+        step_id, asked_by = found
+        return Question(step_id=step_id or 0, ours=asked_by == occasion.id)
 
 
 @task(cache_policy=NO_CACHE)

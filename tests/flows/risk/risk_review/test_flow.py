@@ -117,3 +117,31 @@ def test_preview_sends_and_writes_nothing(prefect_api: str, smtp: Mailbox, tmp_p
     with session() as db:
         assert db.exec(select(Occasion)).all() == [] and db.exec(select(RiskRescore)).all() == []
     assert smtp.messages() == []
+
+
+def test_a_question_another_review_waits_for_is_left_to_it_and_the_quarterly_report_is_still_written(
+        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+    org = organisation(tmp_path)
+    one = f"{_quarter()} R-3"
+    risk_review(risk_code="R-3")
+    close_window(one)
+    single, single_outcome = in_background(lambda: risk_review(risk_code="R-3"))
+    [carrier] = mails(smtp, org.director.email, "Decision needed: 1 risk above appetite")
+
+    risk_review()
+    close_window(_quarter())
+    quarterly, outcome = in_background(lambda: risk_review())
+    asked = mails(smtp, org.director.email, "Decision needed: 1 risk above appetite", count=2)
+    assert len(asked) == 2, "R-3's question stands: the quarterly review does not ask it twice"
+    [ransomware] = [link for link in asked if link != carrier]
+    assert "R-2 Ransomware" in gateway.client.get(ransomware).text
+    until = (periods.today() + timedelta(days=30)).isoformat()
+    answer_link(gateway.client, ransomware, {"decision": "accept", "accepted_until": until,
+                                             "justification": "Until the restore test"}).raise_for_status()
+    done: ReviewOutcome = finished(quarterly, outcome, "the quarterly review")
+    assert (done.status, done.above_appetite, done.accepted) == ("closed", 2, 1) and Path(done.report_pdf).is_file()
+    assert single.is_alive(), "the one-risk review still waits for its own question"
+
+    answer_link(gateway.client, carrier, {"decision": "accept", "accepted_until": until,
+                                          "justification": "Peak season contract"}).raise_for_status()
+    assert finished(single, single_outcome, "the one-risk review").status == "closed"
