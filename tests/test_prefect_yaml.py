@@ -58,3 +58,12 @@ def test_runner_deployments_carry_the_schedules() -> None:
     cron = deployments["compliance-audit"].schedules[0].schedule
     assert cron.cron == "0 7 1 1,4,7,10 *" and cron.timezone == "Europe/London"
     assert deployments["compliance-audit"].enforce_parameter_schema
+
+
+def test_the_risk_review_runs_quarterly_and_its_dispatcher_daily_in_the_organisations_zone() -> None:
+    by_name = {s.name: s for s in SPECS}
+    review, dispatch = by_name["risk-review"], by_name["risk-review-dispatch"]
+    assert review.schedules == [{"cron": "0 8 1 1,4,7,10 *", "timezone": "Europe/London", "active": True}]
+    assert dispatch.entrypoint == "flows/risk/risk_review/dispatch.py:risk_review_dispatch"
+    assert croniter.match(dispatch.schedules[0]["cron"], datetime(2026, 12, 2, 6, 45))
+    assert dispatch.schedules[0]["timezone"] == "Europe/London"
