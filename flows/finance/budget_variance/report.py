@@ -39,7 +39,8 @@ class Justification:
     answer: BudgetJustification | None = None
     answered_by: str = ""  # someone other than the owner (a delegate, the manager it was escalated to)
     answered_at: datetime | None = None
-    escalated_to: tuple[str, ...] = ()
+    escalation: tuple[str, ...] = ()  # whom an overdue justification goes to: the owner's and the centre's managers
+    escalated: bool = False  # the sweep has told them
     status: str = "pending"  # the step's: pending, answered, escalated, expired, cancelled
     action_due: datetime | None = None  # the corrective action raised from it
     action_severity: str = ""

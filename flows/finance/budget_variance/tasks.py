@@ -244,10 +244,8 @@ def _names(db: Session, ids: set[int]) -> dict[int, str]:
     return {p.id or 0: p.name for p in db.exec(select(Person).where(col(Person.id).in_(ids)))} if ids else {}
 
 
-def _escalated_to(step: HumanStep, owner: Person | None, names: dict[int, str]) -> tuple[str, ...]:
-    """Whom the sweep told of an overdue justification: the owner's manager and the cost centre's manager."""
-    if step.escalation_level == 0:
-        return ()
+def _escalation(step: HumanStep, owner: Person | None, names: dict[int, str]) -> tuple[str, ...]:
+    """Whom the sweep tells of an overdue justification: the owner's manager and the cost centre's manager."""
     wanted = ([owner.manager_id] if owner and owner.manager_id else []) + list(step.escalate_to or [])
     return tuple(dict.fromkeys(names[i] for i in wanted if i in names and i != step.person_id))
 
@@ -275,7 +273,8 @@ def _justifications(db: Session, occasion: Occasion) -> list[tuple[report.Justif
             variance_pct=explanation.variance_pct, asked_at=as_utc(step.created_at), due_at=as_utc(step.due_at),
             answer=answer_of(step, BudgetJustification),
             answered_by=names.get(answered_by or 0, ""), answered_at=step.answered_at,
-            escalated_to=_escalated_to(step, people.get(step.person_id) or owner, names),
+            escalation=_escalation(step, people.get(step.person_id) or owner, names),
+            escalated=step.escalation_level > 0,
             status=step.status.value), explanation))
     return found
 

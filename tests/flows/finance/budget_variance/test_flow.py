@@ -262,7 +262,10 @@ def test_a_rejected_pack_tells_the_owners_and_the_next_round_carries_a_late_just
         occasion = db.exec(select(Occasion).where(Occasion.process == "budget-variance")).one()
         raised = list(db.exec(select(Finding)))
     assert occasion.signoff_round == 2 and Path(occasion.report_path or "").name == "pack-r2.pdf"
-    assert Path(occasion.report_path or "").with_name("pack-r1.pdf").is_file(), "round 1's pack is kept"
+    first_pack = Path(occasion.report_path or "").with_name("pack-r1.pdf")
+    assert first_pack.is_file(), "round 1's pack is kept"
+    before_the_sweep = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(first_pack).pages)
+    assert "overdue; being escalated to Dana Director, Mia Manager" in before_the_sweep
     rows = _csv_rows(str(Path(occasion.report_path or "").with_name("figures-r2.csv")))
     sales = next(r for r in rows if (r["level"], r["cost_centre"], r["account"]) == ("line", "SAL", "4000"))
     assert (sales["justification"], sales["forecast"]) == ("received", "20000.00")
