@@ -78,3 +78,46 @@ def test_a_confirmation_records_the_review_and_keeps_the_acceptance(
     assert (made.changed, made.reason) == (False, "ui")
     assert risk("R-3").last_reviewed_at is not None
     assert [m for m in smtp.messages(to=org.director.email)] == [], "nothing to ask the Director"
+
+
+def test_the_owner_sees_the_findings_on_the_risks_controls_and_silence_is_escalated_to_their_manager(
+        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from sqlalchemy import update
+
+    from engine.findings import Origin, raise_finding
+    from engine.sweep import sweep
+    from registry import Audit, Control, ControlTest, Criticality
+    from registry.clock import utcnow
+    from registry.risk import RiskControl
+    from tests import factories
+
+    org = organisation(tmp_path)
+    carrier = risk("R-3")
+    with session() as db:
+        framework = factories.framework(db, manager=org.director, owners=[org.omar])
+        control = db.exec(select(Control).where(Control.framework_id == framework.id)).one()
+        db.add(RiskControl(risk_id=carrier.id or 0, control_id=control.id or 0))
+        audit = Audit(framework_id=framework.id or 0, period="2026-Q3", evidence_due_at=utcnow())
+        db.add(audit)
+        db.flush()
+        test = ControlTest(audit_id=audit.id or 0, control_id=control.id or 0, owner_id=org.omar.id or 0)
+        db.add(test)
+        db.flush()
+        raise_finding(db, origin=Origin("control_test", test.id or 0), code="control", severity=Criticality.high,
+                      description="The backup haulier contract was never signed", actor="test",
+                      process="compliance-audit", action=None)
+    risk_review(risk_code="R-3")
+    [link] = mails(smtp, org.omar.email, "Risk review: re-score 1 risk")
+    assert "1 finding on its controls since the last review" in smtp.messages(to=org.omar.email)[0].text
+    page = gateway.client.get(link)
+    assert "The backup haulier contract was never signed" in page.text and f"{control.ref} {control.title}" in page.text
+
+    with session() as db:
+        db.execute(update(HumanStep).where(col(HumanStep.person_id) == org.omar.id)
+                   .values(due_at=datetime.now().astimezone() - timedelta(hours=1)))
+    sweep()
+    told = mails(smtp, org.manager.email, "", count=1)
+    assert told, "the owner's manager hears of the overdue re-score"
+    assert "Re-score risk R-3" in smtp.messages(to=org.manager.email)[0].text
