@@ -7,6 +7,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -106,16 +107,17 @@ class Contents:
         j = self._asked.get((v.line.cost_centre_id, v.line.account))
         return "" if j is None else "received" if j.answer is not None else "missing"
 
-    @property
+    @cached_property
     def _asked(self) -> dict[tuple[int, str], Justification]:
         return {(j.cost_centre_id, j.account): j for j in self.justifications}
 
+    @cached_property
+    def _lines(self) -> dict[tuple[int, str], rules.Variance]:
+        return {(v.line.cost_centre_id, v.line.account): v for v in self.variances}
+
     def variance_of(self, j: Justification) -> rules.Variance | None:
         """The line a justification is about, as the pack shows it."""
-        for v in self.variances:
-            if (v.line.cost_centre_id, v.line.account) == (j.cost_centre_id, j.account):
-                return v
-        return None
+        return self._lines.get((j.cost_centre_id, j.account))
 
     def summary(self) -> dict[str, Any]:
         """The headline figures: the sign-off's message and page, the artifact."""
@@ -133,9 +135,12 @@ def contents(period: Period, variances: list[rules.Variance], justifications: li
              owners: dict[int, str], round_no: int, generated_at: datetime,
              materiality: dict[str, Any]) -> Contents:
     """The pack's contents; the charts drawn here, one per cost centre."""
+    by_centre: dict[int, list[rules.Variance]] = {}
+    for v in variances:
+        by_centre.setdefault(v.line.cost_centre_id, []).append(v)
     blocks = []
     for rollup in rules.by_cost_centre(variances):
-        mine = [v for v in variances if v.line.cost_centre_id == rollup.cost_centre_id]
+        mine = by_centre.get(rollup.cost_centre_id or 0, [])
         drawn = charts.cost_centre(mine)
         blocks.append(CentreBlock(rollup=rollup, lines=mine, owner=owners.get(rollup.cost_centre_id or 0, ""),
                                   chart=f"data:image/png;base64,{base64.b64encode(drawn).decode()}" if drawn else None))
