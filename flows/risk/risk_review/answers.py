@@ -35,6 +35,7 @@ from flows.risk.risk_review.forms import (
     Rescore,
     owner_id,
 )
+from flows.risk.risk_review.section import ink
 from registry import Criticality, HumanStep, Person, StepStatus, trail
 from registry.clock import utcnow
 from registry.people import get_person, person_with_role
@@ -116,8 +117,10 @@ def risk_item(db: Session, risk: Risk, scale: Scale, category: RiskCategory) -> 
     residual = scale.level(risk.residual_likelihood, risk.residual_impact)
     owner = db.get(Person, risk.owner_id)
     return {"code": risk.code, "title": risk.title, "category": category.name, "owner": owner.name if owner else "",
-            "inherent": scale.score(risk.inherent_likelihood, risk.inherent_impact), "inherent_colour": inherent.colour,
-            "residual": scale.score(risk.residual_likelihood, risk.residual_impact), "residual_colour": residual.colour,
+            "inherent": scale.score(risk.inherent_likelihood, risk.inherent_impact),
+            "inherent_colour": inherent.colour, "inherent_ink": ink(inherent.colour),
+            "residual": scale.score(risk.residual_likelihood, risk.residual_impact),
+            "residual_colour": residual.colour, "residual_ink": ink(residual.colour),
             "appetite": category.appetite, "previous": ""}
 
 
