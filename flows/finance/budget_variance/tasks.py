@@ -202,7 +202,8 @@ def _ask(db: Session, occasion: Occasion, asking: Asking, lines: list[rules.Line
         db.add(explanation)
     asks.queue(db)
     trail.record(db, actor=ACTOR, action="budget_variance.asked", entity_type="occasion", entity_id=occasion.id or 0,
-                 data={"month": asking.month, "lines": [f"{v.line.cost_centre}/{v.line.account}" for v in new],
+                 data={"month": asking.month,
+                       "lines": sorted(f"{centres[cc].code}/{account}" for cc, account in created),
                        "due_at": due.isoformat(), "materiality_pct": asking.materiality_pct,
                        "materiality_amount": asking.materiality_amount})
     return len(created)
