@@ -29,11 +29,6 @@ __all__ = ["AppetiteDecision", "ReviewState", "Scope"]
 
 ANSWERABLE_AFTER = timedelta(days=30)  # a late re-score still takes effect; the sweep has escalated it by then
 
-REASON_WORDS = {"cadence": "The quarterly risk review has opened.",
-                "ui": "A review of your risks was asked for.",
-                "kri": "A key risk indicator of one of your risks went beyond its threshold.",
-                "expired": "The Director's acceptance of one of your risks has expired."}
-
 
 @dataclass(frozen=True)
 class Scope:
@@ -229,7 +224,7 @@ def ask_rescores(state: ReviewState) -> int:
         # Keyed by the batch: a re-run asks nobody again, a risk added later to the same review is still told.
         asks = Digest(key=f"risk-review-{occasion.id}-rescore-{first.id}", template=f"{TEMPLATES}/rescore_request",
                       context={"review": {"title": occasion.title, "key": occasion.key, "due_at": deadline,
-                                          "why": REASON_WORDS.get(first.reason, REASON_WORDS["ui"])}},
+                                          "reason": first.reason}},
                       items_as="risks")
         scales: dict[int, Scale] = {}
         for asked, risk in unasked:
