@@ -21,7 +21,7 @@ from flows.risk.risk_review import answers, rules
 from flows.risk.risk_review.answers import ACTOR, PROCESS, TEMPLATES, Scale, scale_of
 from flows.risk.risk_review.forms import APPETITE, RESCORE, SCALE, AppetiteDecision
 from flows.risk.risk_review.register import findings_on_controls, latest_kri_values, to_review
-from registry import HumanStep, Occasion, OccasionStatus, Person, StepStatus, trail
+from registry import HumanStep, Occasion, OccasionStatus, StepStatus, trail
 from registry.clock import as_utc, utcnow
 from registry.risk import AcceptanceStatus, Risk, RiskAcceptance, RiskAssessment, RiskCategory, RiskRescore
 
@@ -399,7 +399,3 @@ def close_review(state: ReviewState) -> ReviewState:
             db.add(occasion)
             db.flush()
         return _state(db, occasion, state.scope, state.rescore_due_at)
-
-
-def owners(db: Session, ids: set[int]) -> dict[int, Person]:
-    return {p.id or 0: p for p in db.exec(select(Person).where(col(Person.id).in_(ids)))}
