@@ -87,7 +87,8 @@ def risk_review(params: ReviewParameters) -> ReviewOutcome:
         return _outcome(state, "already reviewed")
     if state.phase == "collecting":
         print(f"Re-scores asked of {tasks.ask_rescores(state)} owner(s) for {state.risks} risk(s)")
-        if (as_utc(state.rescore_due_at) - utcnow()).total_seconds() > RUNNER_PREFETCH_SECONDS:
+        # Nothing to re-score (no risk due): the Director is asked about what is above appetite at once.
+        if state.risks and (as_utc(state.rescore_due_at) - utcnow()).total_seconds() > RUNNER_PREFETCH_SECONDS:
             return _outcome(state, follow_up(
                 key=f"risk-review-{runs.registry_id()}-{state.occasion_id}-decide", at=state.rescore_due_at,
                 parameters=params.model_copy(update={"period": state.period}).model_dump(mode="json"),

@@ -322,7 +322,8 @@ def ask_director(state: ReviewState, decision_days: int) -> int:
     with unit() as db:
         occasion = _occasion(db, state)
         # The runner starts a scheduled run a few seconds early; waited before the claim holds any lock.
-        time.sleep(max(0.0, (as_utc(state.rescore_due_at) - utcnow()).total_seconds()))
+        if state.risks:
+            time.sleep(max(0.0, (as_utc(state.rescore_due_at) - utcnow()).total_seconds()))
         if not occasions.claim_phase(db, occasion.id or 0, "collecting", "deciding"):
             return 0
         _catch_up(db, occasion)

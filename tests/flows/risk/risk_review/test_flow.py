@@ -145,3 +145,24 @@ def test_a_question_another_review_waits_for_is_left_to_it_and_the_quarterly_rep
     answer_link(gateway.client, carrier, {"decision": "accept", "accepted_until": until,
                                           "justification": "Peak season contract"}).raise_for_status()
     assert finished(single, single_outcome, "the one-risk review").status == "closed"
+
+
+def test_a_review_with_nothing_due_asks_the_director_at_once(prefect_api: str, gateway: Gateway, smtp: Mailbox,
+                                                             tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from registry.clock import utcnow
+    from registry.risk import Risk
+
+    org = organisation(tmp_path)
+    with session() as db:
+        db.execute(update(Risk).values(next_review_at=utcnow() + timedelta(days=400)))
+    thread, outcome = in_background(lambda: risk_review())
+    links = mails(smtp, org.director.email, "Decision needed: 2 risks above appetite")
+    for link in links:
+        answer_link(gateway.client, link, {"decision": "accept", "justification": "Within the insurance cover",
+                                           "accepted_until": (periods.today() + timedelta(days=30)).isoformat()}
+                    ).raise_for_status()
+    done: ReviewOutcome = finished(thread, outcome, "the review")
+    assert (done.status, done.risks, done.accepted) == ("closed", 0, 2)
+    assert [m.to for m in smtp.messages()] == [org.director.email], "no owner asked: none of their risks is due"
