@@ -8,6 +8,7 @@ calendar year. Money is Decimal; months are the first day of the month.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -154,27 +155,47 @@ def _committed_in(year: int) -> list[ColumnElement[bool]]:
 
 
 def position(db: Session, cost_centre_id: int, year: int) -> Position:
-    """One query: the cost centre's expense budget of the year, what is booked and committed against it.
+    """One cost centre's `positions`."""
+    return positions(db, [cost_centre_id], year)[cost_centre_id]
 
-    An account's kind is its budget lines' kind; an account booked without any budget line counts as expense
-    (spending nobody budgeted is still spending).
+
+def positions(db: Session, cost_centre_ids: Iterable[int], year: int) -> dict[int, Position]:
+    """One statement for many cost centres: each one's expense budget of the year (its current expense lines), what
+    is booked against it (actuals, except on accounts with an income line in the year) and what is committed
+    (approved or ordered requests created in the year that no actual invoices). Every cost centre asked for is
+    in the result, zeros where it has nothing.
+
+    An account booked without any budget line counts as expense (spending nobody budgeted is still spending).
     """
+    wanted = set(cost_centre_ids)
+    if not wanted:
+        return {}
     start, end = year_bounds(year)
-    lines = current_lines(start, end).where(col(BudgetLine.cost_centre_id) == cost_centre_id,
+    lines = current_lines(start, end).where(col(BudgetLine.cost_centre_id).in_(wanted),
                                             col(BudgetLine.kind) == LineKind.expense).subquery()
-    budget = select(func.coalesce(func.sum(lines.c.amount), 0)).scalar_subquery()
+    budget = (select(lines.c.cost_centre_id.label("centre"), func.sum(lines.c.amount).label("amount"))
+              .group_by(lines.c.cost_centre_id).subquery())
     income = aliased(BudgetLine)
     is_income = (select(income.id).where(income.cost_centre_id == Actual.cost_centre_id,
                                          income.account == Actual.account, income.kind == LineKind.income,
                                          col(income.month) >= start, col(income.month) < end).exists())
-    actual = (select(func.coalesce(func.sum(Actual.amount), 0))
-              .where(Actual.cost_centre_id == cost_centre_id, col(Actual.booked_on) >= start,
-                     col(Actual.booked_on) < end, ~is_income).scalar_subquery())
-    committed = (select(func.coalesce(func.sum(PurchaseRequest.amount), 0))
-                 .where(PurchaseRequest.cost_centre_id == cost_centre_id, *_committed_in(year)).scalar_subquery())
-    row = db.execute(select(budget, actual, committed)).one()
-    budget_year, actual_ytd, committed_now = cents(row[0]), cents(row[1]), cents(row[2])
-    return Position(budget_year, actual_ytd, committed_now, budget_year - actual_ytd - committed_now)
+    actual = (select(col(Actual.cost_centre_id).label("centre"), func.sum(Actual.amount).label("amount"))
+              .where(col(Actual.cost_centre_id).in_(wanted), col(Actual.booked_on) >= start,
+                     col(Actual.booked_on) < end, ~is_income)
+              .group_by(col(Actual.cost_centre_id)).subquery())
+    committed = (select(col(PurchaseRequest.cost_centre_id).label("centre"),
+                        func.sum(PurchaseRequest.amount).label("amount"))
+                 .where(col(PurchaseRequest.cost_centre_id).in_(wanted), *_committed_in(year))
+                 .group_by(col(PurchaseRequest.cost_centre_id)).subquery())
+    rows = db.execute(
+        select(col(CostCentre.id), budget.c.amount, actual.c.amount, committed.c.amount)
+        .outerjoin(budget, budget.c.centre == CostCentre.id).outerjoin(actual, actual.c.centre == CostCentre.id)
+        .outerjoin(committed, committed.c.centre == CostCentre.id).where(col(CostCentre.id).in_(wanted)))
+    found: dict[int, Position] = {}
+    for centre, budget_year, actual_ytd, committed_now in rows:
+        b, a, c = cents(budget_year), cents(actual_ytd), cents(committed_now)
+        found[centre] = Position(b, a, c, b - a - c)
+    return found
 
 
 def commitments(db: Session, year: int) -> dict[tuple[int, str, date], Decimal]:

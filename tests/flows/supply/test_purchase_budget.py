@@ -1,21 +1,23 @@
-"""The reorder's budget reads (flows/supply/purchase_budget.py) on both databases: many cost centres' positions in
-one statement, the same figures as registry.budget.position gives one by one; who answers for each budget."""
+"""The budget reads of a purchase request on both databases: many cost centres' positions in one statement
+(registry.budget.positions), the same figures as each one alone and as the variance ledger's expense lines add up
+to; who answers for each budget (flows/supply/purchase_budget.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from flows.supply.purchase_budget import holders, positions
+from flows.finance.budget_variance.ledger import figures
+from flows.supply.purchase_budget import holders
 from flows.supply.purchase_rules import BudgetHolder
 from registry import LineKind, RequestStatus, session
-from registry.budget import Position, position
+from registry.budget import Position, position, positions
 from tests import factories
 
 YEAR = 2026
 
 
-def test_positions_of_many_cost_centres_match_position_one_by_one(any_db: str) -> None:
+def test_positions_of_many_cost_centres_match_each_alone_and_the_ledger(any_db: str) -> None:
     with session() as db:
         owner = factories.person(db, "Olga Owner")
         vendor = factories.vendor(db, owner=owner)
@@ -43,7 +45,13 @@ def test_positions_of_many_cost_centres_match_position_one_by_one(any_db: str) -
         together = positions(db, ids, YEAR)
         one_by_one = {i: position(db, i, YEAR) for i in ids}
         assert positions(db, [], YEAR) == {}
+        lines = [line for line in figures(db, date(YEAR, 12, 1)) if line.kind == LineKind.expense]
     assert together == one_by_one
+    # The variance pack reads the same rule line by line: its year-end expense sums are the positions.
+    ledger = {i: (sum((x.budget_year for x in lines if x.cost_centre_id == i), Decimal(0)),
+                  sum((x.actual_ytd for x in lines if x.cost_centre_id == i), Decimal(0)),
+                  sum((x.committed_ytd for x in lines if x.cost_centre_id == i), Decimal(0))) for i in ids}
+    assert ledger == {i: (p.budget_year, p.actual_ytd, p.committed) for i, p in together.items()}
     assert together[ids[0]] == Position(Decimal("3500.00"), Decimal("1150.25"), Decimal("500.00"),
                                         Decimal("1849.75"))
     assert together[ids[1]].remaining == Decimal("-10.00")
