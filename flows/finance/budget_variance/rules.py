@@ -96,6 +96,16 @@ def material(v: Variance, pct: float, amount: Decimal | float | int) -> bool:
     return v.pct is None or abs(v.pct) >= pct
 
 
+HIGH_SHARE = 25.0  # a variance of at least this % of budget is a high-severity finding
+HIGH, MEDIUM = "high", "medium"  # == registry.compliance.Criticality values
+
+
+def severity(pct: float | None) -> str:
+    """How severe the finding on a justified line is, by its variance's % of budget: HIGH from HIGH_SHARE, or on a
+    line with no budget at all (nothing was ever meant to be spent there); MEDIUM below."""
+    return HIGH if pct is None or abs(pct) >= HIGH_SHARE else MEDIUM
+
+
 @dataclass(frozen=True)
 class Sums:
     """Lines of one kind (or the net of both) added up."""

@@ -47,7 +47,6 @@ SUBJECT = "budget_explanation"  # a justification step's subject, and a finding'
 CODE = "overspend"  # an explanation has one finding: the corrective action its owner asked for
 FORM = "budget_justification"
 DIRECTOR = "director"  # the role that signs the pack off
-HIGH_SHARE = 25.0  # a variance of at least this % of budget (or on no budget at all) is a high-severity finding
 NO_DATA = "no data"  # the phase of a month whose year holds no budget, actual or commitment
 
 
@@ -280,11 +279,6 @@ def _justifications(db: Session, occasion: Occasion) -> list[tuple[report.Justif
     return found
 
 
-def _severity(explanation: BudgetExplanation) -> Criticality:
-    pct = explanation.variance_pct
-    return Criticality.high if pct is None or abs(pct) >= HIGH_SHARE else Criticality.medium
-
-
 def _action_due(day: date) -> datetime:
     """The end of the owner's working day on the date they gave, in the organisation's time zone."""
     return as_utc(datetime.combine(day, clock(17), ZoneInfo(get_settings().timezone)))
@@ -309,7 +303,7 @@ def _raise_actions(db: Session, occasion: Occasion,
         assert centre is not None
         owner = db.get(Person, centre.owner_id)
         verifier = centre.manager_id or (owner.manager_id if owner else None)
-        severity = _severity(explanation)
+        severity = Criticality(rules.severity(explanation.variance_pct))
         over = "over" if explanation.variance > 0 else "under"
         raised = raise_finding(
             db, origin=Origin(SUBJECT, explanation.id or 0), code=CODE, severity=severity, actor=ACTOR,

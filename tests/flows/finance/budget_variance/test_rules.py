@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from flows.finance.budget_variance import rules
 from flows.finance.budget_variance.rules import (
     EXPENSE,
     INCOME,
@@ -153,3 +154,16 @@ def test_a_revised_forecast_counts_in_the_roll_up() -> None:
 ])
 def test_a_run_reports_on_the_month_before_it(today: date, month: date) -> None:
     assert previous_month(today) == month
+
+
+@pytest.mark.parametrize(("pct", "expected"), [
+    (None, rules.HIGH),  # no budget at all: nothing was meant to be spent there
+    (25.0, rules.HIGH),  # the threshold itself is high
+    (-25.0, rules.HIGH),  # an income short by a quarter of its budget
+    (80.0, rules.HIGH),
+    (24.99, rules.MEDIUM),
+    (10.0, rules.MEDIUM),
+    (0.0, rules.MEDIUM),
+])
+def test_a_findings_severity_follows_its_lines_share_of_budget(pct: float | None, expected: str) -> None:
+    assert rules.severity(pct) == expected
