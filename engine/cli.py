@@ -45,16 +45,20 @@ def init(demo: Annotated[bool, typer.Option(help="Seed the demo organisation if 
 
 
 def _import_demo_data() -> None:
-    """The demo's budgets, vendors, deliveries, stock, KPIs and risk register, once: later runs leave whatever
-    staff changed alone.
+    """The demo's budgets (in the organisation's current year), vendors, deliveries, stock, purchase requests
+    committed against the budgets, KPIs and risk register, once: later runs leave whatever staff changed alone.
 
     Each group is checked on its own, so a registry seeded before the KPIs existed still gets them.
     """
+    import tempfile
+
     from sqlmodel import select
 
+    from engine import periods
     from engine.deployments import PROJECT_ROOT
     from engine.importer import import_csv
-    from registry import CostCentre, KpiDefinition, RiskCategory, Vendor, session
+    from registry import CostCentre, KpiDefinition, PurchaseRequest, RiskCategory, Vendor, session
+    from registry.demo import budget_csv_for, seed_purchase_requests
 
     groups = (
         # Cost centres first: the demo's vendors are charged to them.
@@ -66,13 +70,21 @@ def _import_demo_data() -> None:
         (RiskCategory, (("risk-categories", "risk_categories.csv"), ("risks", "risks.csv"))),
     )
     _import_kinds()
-    for marker, files in groups:
-        with session() as db:
-            if db.exec(select(marker.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
-                continue
-        for kind, name in files:
-            report = import_csv(kind, PROJECT_ROOT / "demo" / name, actor="demo")
-            typer.echo(f"demo {kind}: {report.inserted} imported")
+    today = periods.today()
+    with tempfile.TemporaryDirectory(prefix="ops-demo-") as moved:
+        for marker, files in groups:
+            with session() as db:
+                if db.exec(select(marker.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
+                    continue
+            for kind, name in files:
+                path = PROJECT_ROOT / "demo" / name
+                if marker is CostCentre:  # the demo budget moves to the organisation's year
+                    path = budget_csv_for(path, Path(moved) / name, today)
+                report = import_csv(kind, path, actor="demo")
+                typer.echo(f"demo {kind}: {report.inserted} imported")
+    with session() as db:
+        if db.exec(select(PurchaseRequest.id).limit(1)).first() is None:
+            typer.echo(f"demo purchase-requests: {seed_purchase_requests(db, today)} imported")
 
 
 @app.command()

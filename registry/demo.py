@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import csv
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
 
 from sqlmodel import Session, select
 
@@ -10,6 +13,7 @@ from registry.clock import utcnow
 from registry.compliance import Control, Criticality, Framework
 from registry.continuity import ContinuityPlan, DrillMeasure, DrillProgram, Facility, RosterEntry, RosterRole
 from registry.people import Person, Team
+from registry.supply import PurchaseRequest, RequestStatus, Vendor
 
 DEMO_FRAMEWORK = "Information Security"
 
@@ -126,3 +130,72 @@ def _seed_continuity(db: Session, by_key: dict[str, Person]) -> None:
                             plan_id=plans[plan].id, window_minutes=window, escalate_after_minutes=escalate,
                             measure=measure))
     db.flush()
+
+
+# --- Budget: the demo year, and the purchase requests committed against it -------------------------------------
+
+DEMO_BUDGET_YEAR = 2026  # the year demo/budget_lines.csv and demo/actuals.csv are written for
+_DATED = ("month", "booked_on")  # a demo budget CSV's date columns (2026-03, 2026-03-06)
+_PURCHASE_REQUESTS = [
+    # vendor code, status, amount, created on (in the demo year): approved or ordered and not invoiced yet, so
+    # committed against the vendor's cost centre; the last one is invoiced (demo/actuals.csv books its key).
+    ("DATA", RequestStatus.approved, "1200.00", "11-12"),
+    ("CLEAN", RequestStatus.ordered, "880.00", "11-16"),
+    ("FAST", RequestStatus.ordered, "2400.00", "11-19"),
+    ("BOLT", RequestStatus.ordered, "640.00", "10-27"),
+    ("CLEAN", RequestStatus.ordered, "907.89", "10-02"),
+]
+
+
+def budget_year(today: date) -> int:
+    """The year the demo budget is imported for: the organisation's current one, so a clone run in any year shows
+    the same story in its own year."""
+    return today.year
+
+
+def budget_csv_for(source: Path, target: Path, today: date) -> Path:
+    """A copy of a demo budget CSV moved from DEMO_BUDGET_YEAR to `today`'s year: every date and reference shifted,
+    and the actuals of months after the current one left out (those months stay budget only)."""
+    year, this_month = budget_year(today), today.strftime("%Y-%m")
+    with source.open(newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        fields = list(reader.fieldnames or [])
+        rows = []
+        for row in reader:
+            for column in _DATED:
+                if column in row:
+                    row[column] = str(year) + row[column][4:]
+            if "booked_on" in row and row["booked_on"][:7] > this_month:
+                continue
+            if "reference" in row:
+                row["reference"] = row["reference"].replace(str(DEMO_BUDGET_YEAR), str(year))
+            rows.append(row)
+    with target.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+def seed_purchase_requests(db: Session, today: date) -> int:
+    """The demo's purchase requests already approved or ordered this year (none dated after `today`), charged to
+    their vendor's cost centre and account, raised by the inventory planner; how many were added."""
+    year = budget_year(today)
+    vendors = {v.code: v for v in db.exec(select(Vendor))}
+    planner = db.exec(select(Person).where(Person.email == "ian.inventory@demo.example")).first()
+    if planner is None or not vendors:
+        return 0
+    added = 0
+    for code, status, amount, on in _PURCHASE_REQUESTS:
+        created, vendor = date.fromisoformat(f"{year}-{on}"), vendors.get(code)
+        if created > today or vendor is None:
+            continue
+        moment = datetime.combine(created, time(10), tzinfo=UTC)
+        db.add(PurchaseRequest(
+            key=f"reorder-{code}-{created.isoformat()}", vendor_id=vendor.id or 0, requester_id=planner.id or 0,
+            amount=Decimal(amount), status=status, created_at=moment, decided_at=moment,
+            ordered_at=moment if status == RequestStatus.ordered else None,
+            cost_centre_id=vendor.cost_centre_id, account=vendor.account))
+        added += 1
+    db.flush()
+    return added
