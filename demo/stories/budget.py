@@ -47,12 +47,21 @@ def _occasion(month: str) -> Occasion:
     return found
 
 
+def _explanation(title: str, recurring: bool) -> str:
+    """What an owner would write for the line: a price rise that will recur, income that slipped, or a one-off."""
+    if recurring:
+        return "A supplier raised its prices from October; the new contract runs a year."
+    if "under budget" in title:
+        return "A customer's November order slipped into January; it is confirmed, so the year is only short by it."
+    return "A one-off charge fell in this month (a migration ran two weeks on both systems); it will not recur."
+
+
 def _answer(http: httpx.Client, url: str, ask_for_action: bool) -> str:
     """Justify one line from its page, keeping the forecast the page shows; the line's title."""
     page = http.get(url)
     page.raise_for_status()
     forecast, title = _FORECAST.search(page.text), _TITLE.search(page.text)
-    fields = {"explanation": "A supplier raised its prices from October; the new contract runs a year.",
+    fields = {"explanation": _explanation(unescape(title[1]) if title else "", ask_for_action),
               "nature": "recurring" if ask_for_action else "one-off",
               "revised_forecast": unescape(forecast[1]) if forecast else "0"}
     if ask_for_action:
