@@ -4,6 +4,14 @@
     decided = gate.wait(step.id)                          # in the flow body
     if isinstance(decided, gate.HeldElsewhere): return ... (another live run waits for this answer)
 
+Many gates in one message (every change of standing of a review, every risk above appetite) are a Digest:
+
+    asks = gate.Digest(key=f"review-{id}-approvals", template="supply/vendor_review/standing_changes",
+                       context={"period": ...}, items_as="changes")
+    step_ids = [asks.ask(db, item={...}, key=..., approver_id=..., title=..., ...).id for ... in changes]
+    asks.queue(db)                                        # one message per approver, a link per gate
+    for step_id in step_ids: decided = gate.wait(step_id) # each answer resumes the run; each wait gets its own
+
 A gate with a form of its own (the Director's accept-or-treat answer) is asked with `form="risk_appetite"` and
 waited for with `gate.wait_for(step.id, RiskAppetite)`: the answer as that form, or a Decision when it expired
 or was cancelled.
@@ -19,7 +27,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from engine import runs
+from engine import runs, work
 from engine.answers import Decision, answer_of, decision_of
 from engine.forms import form_model
 from engine.human_steps import StepOutcome
@@ -70,6 +78,43 @@ def ask(
                    expires_at=expires_at, template=template, context=context, actor=actor,
                    requested_by_id=requested_by_id, flow_run_id=runs.current_run_id(), details=details,
                    escalate_to=escalate_to)
+
+
+class Digest(work.Digest):
+    """Gates asked in one message per approver (never one message per gate), every one held by the current run.
+
+    `ask` takes what `gate.ask` takes, less the template and context (the digest's), plus the `item` its
+    message lists (with the step's id added as `step_id`, for its link); `add` lists an item that is not a gate,
+    `queue` sends the messages (keyed: a re-run sends none twice). The flow then waits on each gate with
+    `gate.wait` / `gate.wait_for`: the answer to any of them resumes the run, and each wait returns its own
+    gate's Decision or answer (a run resumed by another gate's answer waits on).
+    """
+
+    def ask(  # type: ignore[override]  # a gate's arguments, not engine.human_steps.ask's
+        self,
+        db: Session,
+        *,
+        item: dict[str, Any],
+        key: str,
+        approver_id: int,
+        title: str,
+        subject_type: str,
+        subject_id: int,
+        due_at: datetime,
+        actor: str,
+        expires_at: datetime | None = None,
+        requested_by_id: int | None = None,
+        details: dict[str, Any] | None = None,
+        form: str = APPROVAL,
+        escalate_to: Sequence[int] = (),
+    ) -> HumanStep:
+        """The gate's step (keyed: asked once), the current run the one it resumes, `item` listed in the
+        approver's message."""
+        return super().ask(db, item=item, key=key, person_id=approver_id, form=form,
+                           kind="approval" if form == APPROVAL else "form", title=title, subject_type=subject_type,
+                           subject_id=subject_id, due_at=due_at, expires_at=expires_at,
+                           requested_by_id=requested_by_id, flow_run_id=runs.current_run_id(), details=details,
+                           actor=actor, escalate_to=escalate_to)
 
 
 def wait(step_id: int) -> Decision | HeldElsewhere:

@@ -188,7 +188,8 @@ def wait_for_step(step_id: int) -> StepOutcome:
     """Inside a flow: the step's outcome, suspending the run until it is decided.
 
     Under a deployment the run is suspended (the process exits; Prefect re-runs the flow after the resume);
-    otherwise it is paused in place. Either way the registry row, not the run input, is what we return.
+    otherwise it is paused in place. Either way the registry row, not the run input, is what we return: a
+    resume by the answer to another step the run holds leaves it waiting for this one.
     A run that finds a live run already waiting for the step raises StepHeldElsewhere instead of waiting:
     the answer resumes the run that holds the step. It takes the step over only from a holder that is final,
     crashed or gone (a take-over after a crash).
@@ -207,14 +208,23 @@ def wait_for_step(step_id: int) -> StepOutcome:
         # Answered while the previous holder still held it: its resume went nowhere, so do not wait for one.
         if (decided := outcome_of(step)) is not None:
             return decided
-    if deployment.get_id():
-        given = suspend_flow_run(wait_for_input=StepOutcome, timeout=timeout, key=f"step-{step_id}")
-    else:
-        given = pause_flow_run(wait_for_input=StepOutcome, timeout=timeout, poll_interval=1, key=f"step-{step_id}")
-    with session() as db:
-        step = db.get(HumanStep, step_id)
-        assert step is not None
-        return outcome_of(step) or given
+    woken = 0
+    while True:
+        # A run holding several steps (gates asked in one digest) is resumed by the answer to any of them: while
+        # this one is still pending it waits again, under a key of its own each time (Prefect refuses a pause key
+        # it has seen, which is how a past wait returns its input at once when a suspended run is re-run).
+        key = f"step-{step_id}" if woken == 0 else f"step-{step_id}-{woken}"
+        if deployment.get_id():
+            suspend_flow_run(wait_for_input=StepOutcome, timeout=timeout, key=key)
+        else:
+            pause_flow_run(wait_for_input=StepOutcome, timeout=timeout, poll_interval=1, key=key)
+        with session() as db:
+            step = db.get(HumanStep, step_id)
+            assert step is not None
+            if (decided := outcome_of(step)) is not None:
+                return decided
+            timeout = seconds_until(step.expires_at)
+        woken += 1
 
 
 def process_flow(name: str) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine import gate
 from engine.answers import Decision, Verdict
@@ -164,3 +164,79 @@ def test_a_form_gate_nobody_answers_resumes_the_run_with_an_expired_decision(
     thread.join(timeout=60)
     decided = result.get("out")
     assert isinstance(decided, Decision) and decided.verdict == Verdict.expired and not decided.answered
+
+
+@flow(name="ops-test-gate-digest")
+def _digest_gated(key: str, approver_id: int, requester_id: int) -> list[object]:
+    """Three gates in one message (two approvals and a form of its own), then a wait on each in turn."""
+    with unit() as db:
+        asks = gate.Digest(key=key, template="action_request", context={}, items_as="actions")
+        due = utcnow() + timedelta(hours=1)
+        step_ids = []
+        for n, form in enumerate(("approval", "approval", "action_done")):
+            step = asks.ask(db, item={"description": f"Gate {n}", "finding": "test", "severity": "low",
+                                      "due_at": due},
+                            key=f"{key}-{n}", approver_id=approver_id, requested_by_id=requester_id, form=form,
+                            title=f"Gate {n}", subject_type="test", subject_id=n, due_at=due, actor="test")
+            step_ids.append(step.id or 0)
+        asks.queue(db)
+    first, second, third = step_ids
+    return [gate.wait(first), gate.wait(second), gate.wait_for(third, ActionDone)]
+
+
+def _pause_key(run_id: str) -> str:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(uuid.UUID(run_id)).state
+    return (state.state_details.pause_key or "") if state is not None and state.type == StateType.PAUSED else ""
+
+
+def _until_paused_at(run_id: str, pause_key: str) -> None:
+    deadline = time.monotonic() + 30
+    while _pause_key(run_id) != pause_key:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"flow run {run_id} never paused at {pause_key} (at {_pause_key(run_id)!r})")
+        time.sleep(0.1)
+
+
+def test_gates_asked_in_one_digest_each_resume_the_run_with_their_own_answer(prefect_api: str, smtp: Mailbox,
+                                                                              gateway: Gateway) -> None:
+    key = f"digest-{uuid.uuid4().hex[:8]}"
+    with session() as db:
+        approver, requester = factories.person(db, "Ann Approver"), factories.person(db, "Rob Requester")
+        ids = (approver.id or 0, requester.id or 0)
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(out=_digest_gated(key, *ids)), daemon=True)
+    thread.start()
+    [mail] = smtp.wait_for(1, seconds=30)
+    assert approver.email in mail.to
+    first, second, third = links_in(mail.html)
+    steps = [_step(f"{key}-{n}") for n in range(3)]
+    run_id = steps[0].flow_run_id or ""
+    assert run_id and all(s.flow_run_id == run_id for s in steps), "every gate is held by the run that asked it"
+    assert [s.kind for s in steps] == ["approval", "approval", "form"]
+    _until_paused_at(run_id, f"step-{steps[0].id}")
+
+    # The third gate answered while the run waits at the first: it resumes the run, which waits on at the first.
+    answer_link(gateway.client, third, {"what_was_done": "Bund drained."}).raise_for_status()
+    _until_paused_at(run_id, f"step-{steps[0].id}-1")
+    answer_link(gateway.client, first, {"decision": "reject", "comment": "Not this quarter."}).raise_for_status()
+    _until_paused_at(run_id, f"step-{steps[1].id}")
+    answer_link(gateway.client, second, {"decision": "approve"}).raise_for_status()
+    thread.join(timeout=60)
+
+    decided = result.get("out")
+    assert isinstance(decided, list), decided
+    rejected, approved, done = decided
+    assert isinstance(rejected, Decision) and isinstance(approved, Decision) and isinstance(done, ActionDone)
+    assert (rejected.step_id, rejected.verdict, rejected.comment) == (steps[0].id, Verdict.rejected,
+                                                                        "Not this quarter.")
+    assert (approved.step_id, approved.verdict, approved.by) == (steps[1].id, Verdict.approved, approver.email)
+    assert done.what_was_done == "Bund drained."
+
+    again = _digest_gated(key, *ids)
+    assert [getattr(d, "verdict", None) for d in again[:2]] == [Verdict.rejected, Verdict.approved]
+    assert again[2] == done, "a re-run reads every gate as it was answered"
+    time.sleep(1)
+    assert len(smtp.messages()) == 1, "one message for the three gates, and none again on a re-run"
+    with session() as db:
+        assert len(db.exec(select(HumanStep).where(col(HumanStep.key).startswith(key))).all()) == 3

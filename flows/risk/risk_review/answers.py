@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
@@ -51,6 +51,9 @@ from registry.risk import (
 )
 
 PROCESS = ACTOR = "risk-review"
+if TYPE_CHECKING:  # engine.gate imports Prefect, which this module must not
+    from engine.gate import Digest as GateDigest
+
 TEMPLATES = "risk/risk_review"
 RESCORE_SUBJECT, APPETITE_SUBJECT = "risk_rescore", "risk_acceptance"
 DIRECTOR = "director"
@@ -235,16 +238,23 @@ def appetite_details(db: Session, risk: Risk, scale: Scale, category: RiskCatego
 
 def ask_director(db: Session, *, risk: Risk, assessment: RiskAssessment, scale: Scale, category: RiskCategory,
                  key: str, occasion_id: int | None, due_at: datetime, expires_at: datetime,
-                 previous: str = "") -> tuple[RiskAcceptance, HumanStep]:
-    """The acceptance asked for the risk's current assessment and the Director's step (keyed: asked once); the
-    caller puts the step in its message."""
+                 previous: str = "", gates: GateDigest | None = None) -> tuple[RiskAcceptance, HumanStep]:
+    """The acceptance asked for the risk's current assessment and the Director's step (keyed: asked once). In a
+    review's run the step is a gate of `gates` (the run waits for it; the risk listed in the digest's message);
+    without, the caller puts the step in its message."""
     acceptance, _ = insert_once(db, RiskAcceptance(risk_id=risk.id or 0, assessment_id=assessment.id or 0, key=key,
                                                    occasion_id=occasion_id),
                                 lambda: db.exec(select(RiskAcceptance).where(RiskAcceptance.key == key)).first())
-    step = ask(db, key=f"risk-appetite-{key}", person_id=director(db).id or 0, form=APPETITE,
-               title=f"Risk {risk.code} above appetite: accept or treat", subject_type=APPETITE_SUBJECT,
-               subject_id=acceptance.id or 0, due_at=due_at, expires_at=expires_at,
-               details=appetite_details(db, risk, scale, category, assessment, previous), actor=ACTOR)
+    question: dict[str, Any] = {
+        "key": f"risk-appetite-{key}", "form": APPETITE, "title": f"Risk {risk.code} above appetite: accept or treat",
+        "subject_type": APPETITE_SUBJECT, "subject_id": acceptance.id or 0, "due_at": due_at,
+        "expires_at": expires_at, "details": appetite_details(db, risk, scale, category, assessment, previous),
+        "actor": ACTOR}
+    boss = director(db).id or 0
+    if gates is None:
+        step = ask(db, person_id=boss, **question)
+    else:
+        step = gates.ask(db, item=risk_item(db, risk, scale, category), approver_id=boss, **question)
     if acceptance.step_id is None:
         acceptance.step_id = step.id
         db.add(acceptance)

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from engine import occasions, periods, runs
+from engine import gate, occasions, periods, runs
 from engine.deadlines import answer_window, working_days_from_now
 from engine.once import insert_ignoring_conflicts, update_once
 from engine.settings import get_settings
@@ -330,18 +330,15 @@ def ask_director(state: ReviewState, decision_days: int) -> int:
         due, final = answer_window(decision_days)
         undecided = [s for s in standings(db, in_scope(db, occasion, state.scope))
                      if s.above and s.decision is None and s.scored_state is not None]
-        told = Digest(key=f"risk-review-{occasion.id}-appetite", template=f"{TEMPLATES}/appetite_request",
-                      context={"review": {"title": occasion.title, "key": occasion.key}, "again": False,
-                               "due_at": due}, items_as="risks")
+        told = gate.Digest(key=f"risk-review-{occasion.id}-appetite", template=f"{TEMPLATES}/appetite_request",
+                           context={"review": {"title": occasion.title, "key": occasion.key}, "again": False,
+                                    "due_at": due}, items_as="risks")
         for standing in undecided:
             risk, assessment = standing.risk, db.get(RiskAssessment, standing.scored_state)
             assert assessment is not None
-            _, step = answers.ask_director(
-                db, risk=risk, assessment=assessment, scale=standing.scale, category=standing.category,
-                key=f"{risk.id}-{assessment.id}-o{occasion.id}", occasion_id=occasion.id, due_at=due,
-                expires_at=final)
-            told.add(step.person_id, {**answers.risk_item(db, risk, standing.scale, standing.category),
-                                      "step_id": step.id})
+            answers.ask_director(db, risk=risk, assessment=assessment, scale=standing.scale,
+                                 category=standing.category, key=f"{risk.id}-{assessment.id}-o{occasion.id}",
+                                 occasion_id=occasion.id, due_at=due, expires_at=final, gates=told)
         told.queue(db)
         trail.record(db, actor=ACTOR, action="risk_review.appetite_asked", entity_type="occasion",
                      entity_id=occasion.id or 0, data={"risks": [s.risk.code for s in undecided]})

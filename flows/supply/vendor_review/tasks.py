@@ -12,7 +12,7 @@ from sqlalchemy import and_, case, func, update
 from sqlalchemy import select as sa_select  # sqlmodel's select is typed for at most four columns
 from sqlmodel import Session, col, select
 
-from engine import occasions, runs
+from engine import gate, occasions, runs
 from engine.answers import Decision, decision_of
 from engine.deadlines import answer_window, due_within, next_due, quarter_bounds, quarter_of, working_days_from_now
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
@@ -173,7 +173,8 @@ def record_scorecards(weights: rules.Weights, thresholds: rules.Thresholds, peri
 
 @task
 def ask_standing_changes(review_id: int, period: str, vendor_ids: list[int], approval_days: int) -> int:
-    """One approval step per proposed change of standing, all in one message to the procurement manager."""
+    """One approval gate per proposed change of standing, all in one message to the procurement manager; the
+    run that asks is the one each answer resumes."""
     with unit() as db:
         unasked = list(db.exec(select(VendorScorecard, Vendor).join(Vendor, col(Vendor.id) == VendorScorecard.vendor_id)
                                .where(VendorScorecard.period == period, col(VendorScorecard.vendor_id).in_(vendor_ids),
@@ -184,16 +185,13 @@ def ask_standing_changes(review_id: int, period: str, vendor_ids: list[int], app
             return 0
         manager = procurement_manager(db)
         due, final = answer_window(approval_days)
-        changes = Digest(key=f"vendor-review-{period}-approvals-{min(card.id or 0 for card, _ in unasked)}",
-                         template=f"{TEMPLATES}/standing_changes", context={"period": period, "due_at": due},
-                         items_as="changes")
+        changes = gate.Digest(key=f"vendor-review-{period}-approvals-{min(card.id or 0 for card, _ in unasked)}",
+                              template=f"{TEMPLATES}/standing_changes", context={"period": period, "due_at": due},
+                              items_as="changes")
         for card, vendor in unasked:
             owner = db.get(Person, vendor.owner_id)
-            # Asked with no run holding it: gate.wait holds the one step it waits for, so an answer to another
-            # step never resumes the run with the wrong Decision.
             step = changes.ask(db, item={**card_item(vendor, card), "owner": owner.name if owner else ""},
-                               key=f"vendor-{vendor.id}-standing-{period}", person_id=manager.id or 0,
-                               form="approval", kind="approval",
+                               key=f"vendor-{vendor.id}-standing-{period}", approver_id=manager.id or 0,
                                title=f"Change {vendor.name} ({vendor.code}) from {card.standing_before.value} "
                                      f"to {card.standing_proposed.value}",
                                subject_type="vendor_scorecard", subject_id=card.id or 0, due_at=due,

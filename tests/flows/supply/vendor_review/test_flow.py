@@ -431,9 +431,12 @@ def test_under_a_deployment_each_wait_suspends_and_the_rerun_repeats_nothing(
     star_link, poor_link = links_in(approvals.html)
 
     def suspended_on(vendor: str) -> bool:
+        # The run holds every change it asked (one digest of gates): it waits on the one its pause is keyed by.
         with session() as db:
             step = db.exec(select(HumanStep).where(HumanStep.key == f"vendor-{org[vendor].id}-standing-{PERIOD}")).one()
-        return step.flow_run_id == run_id and _run_state(served.api, run_id) == "PAUSED"
+        state = httpx.get(f"{served.api}/flow_runs/{run_id}", timeout=10).json()["state"]
+        return (step.flow_run_id == run_id and state["type"] == "PAUSED"
+                and state["state_details"].get("pause_key") == f"step-{step.id}")
 
     _until("the run to suspend for the first change", lambda: suspended_on("star"))
     assert answer_link(gateway.client, star_link, {"decision": "approve", "comment": ""}).status_code == 200
