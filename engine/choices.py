@@ -36,9 +36,26 @@ def _drill_kinds(db: Any) -> list[str]:
     return list(db.exec(select(DrillProgram.kind).distinct().order_by(col(DrillProgram.kind))))
 
 
+def _risks(db: Any) -> list[str]:
+    from sqlmodel import col, select
+
+    from registry import Risk
+
+    return list(db.exec(select(Risk.code).where(col(Risk.active).is_(True)).order_by(col(Risk.code))))
+
+
+def _risk_categories(db: Any) -> list[str]:
+    from sqlmodel import col, select
+
+    from registry import RiskCategory
+
+    return list(db.exec(select(RiskCategory.code).order_by(col(RiskCategory.code))))
+
+
 # What a OneOf can name: registry tables, never a process (a process only points at one).
 SOURCES: dict[str, Callable[[Any], list[str]]] = {
     "framework": _frameworks, "facility": _facilities, "drill kind": _drill_kinds,
+    "risk": _risks, "risk category": _risk_categories,
 }
 
 

@@ -59,6 +59,9 @@ _REFUSAL_TEXT = {
                             "Nothing was changed. The answer on record stands."),
     links.Refusal.expired: ("This link has expired",
                             "The deadline has passed. Ask the requester to send a new request if it still matters."),
+    links.Refusal.withdrawn: ("This request was withdrawn",
+                              "It no longer describes the situation, so nothing can be answered here. If something "
+                              "is still needed of you, a new request has been sent."),
 }
 
 _SECURITY_HEADERS = {

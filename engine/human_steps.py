@@ -1,4 +1,4 @@
-"""Human steps: ask a person, record their answer once, expire what nobody answered."""
+"""Human steps: ask a person, record their answer once, expire what nobody answered, withdraw what no longer stands."""
 
 from __future__ import annotations
 
@@ -214,6 +214,23 @@ def expire(session: Session, *, step: HumanStep, actor: str = "sweep") -> bool:
         return False
     trail.record(session, actor=actor, action="step.expired", entity_type="human_step", entity_id=step.id or 0,
                  data={"due_at": step.due_at.isoformat(), "escalation_level": step.escalation_level})
+    session.refresh(step)
+    return True
+
+
+def cancel(session: Session, step: HumanStep, *, actor: str, reason: str) -> bool:
+    """Withdraw a question that no longer stands (a risk re-scored since the Director was asked about it), once:
+    the step cancelled while pending, its link refused as withdrawn from then on, and a run waiting for it resumed
+    by the next sweep with a cancelled Decision, as an expired step's is. False if it was decided already."""
+    result = session.execute(
+        decide_statement(step.id or 0)
+        .values(status=StepStatus.cancelled, resume_pending=step.flow_run_id is not None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    trail.record(session, actor=actor, action="step.cancelled", entity_type="human_step", entity_id=step.id or 0,
+                 data={"reason": reason})
     session.refresh(step)
     return True
 

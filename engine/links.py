@@ -60,6 +60,7 @@ class Refusal(Enum):
     inactive = (403, "inactive")
     decided = (409, "decided")
     expired = (410, "expired")
+    withdrawn = (410, "withdrawn")
 
     @property
     def status(self) -> int:
@@ -95,6 +96,8 @@ def check(session: Session, token: str, *, for_step_id: int | None = None) -> Li
         return LinkCheck(link, step, person, Refusal.not_yours)
     if step.status == StepStatus.expired:
         return LinkCheck(link, step, person, Refusal.expired)
+    if step.status == StepStatus.cancelled:
+        return LinkCheck(link, step, person, Refusal.withdrawn)
     if step.status != StepStatus.pending:
         return LinkCheck(link, step, person, Refusal.decided)
     if link.expires_at <= utcnow():

@@ -81,6 +81,8 @@ def form_schema(model: type[BaseModel], known: dict[str, list[str]] | None = Non
         values = list((known or {}).get(one_of[name].source, ())) if name in one_of else []
         if values and not one_of[name].only and prop.get("default") not in (None, "", *values):
             values.append(prop["default"])
+        if values and prop.get("default") == "":  # empty says something ("every risk due"): a choice, first
+            values = ["", *values]
         if values:
             prop = {**prop, "enum": values}
             prop.pop("pattern", None)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from flows.compliance.audit.flow import compliance_audit
-from registry import session
+from registry import RiskCategory, session
 from tests import factories
 
 
@@ -84,6 +84,13 @@ def test_a_name_the_registry_does_not_hold_is_refused_naming_it_and_the_known_on
     assert f"framework 'Informaton Security' does not exist (known: {name})" in result.output
     result = _run("emergency-drill", "-p", "facility=NOPE")
     assert result.exit_code == 2 and "facility 'NOPE' does not exist (known: none)" in result.output
+    with session() as db:
+        db.add(RiskCategory(code="CYB", name="Cyber", appetite="Medium"))
+        db.commit()
+    result = _run("risk-review", "-p", "category=CBY")
+    assert result.exit_code == 2 and "risk category 'CBY' does not exist (known: CYB)" in result.output
+    result = _run("risk-review", "-p", "risk_code=CYB-1")
+    assert result.exit_code == 2 and "risk 'CYB-1' does not exist (known: none)" in result.output
 
 
 def test_the_prefect_api_refuses_a_run_with_an_unknown_parameter_naming_it(prefect_api: str, registry_db: str) -> None:

@@ -48,6 +48,18 @@ def test_the_form_is_the_models_fields_at_the_top_with_the_registrys_values_as_d
     assert offered["kind"]["enum"] == ["it_outage", "fire_evacuation"], "an ad-hoc kind stays offered"
 
 
+class _Optional(BaseModel):
+    risk_code: Annotated[str, OneOf("risk")] = Field("", title="Risk", description="Empty: every risk due.")
+
+
+def test_an_empty_choice_that_means_something_is_offered_first_and_stays_the_default() -> None:
+    offered = form_schema(_Optional, {"risk": ["CYB-01", "OPS-01"]}).properties["risk_code"]
+    assert offered["enum"] == ["", "CYB-01", "OPS-01"] and offered["default"] == ""
+    assert parameters.unknown_value(_Optional, {"risk_code": ""}, {"risk": ["CYB-01"]}) is None
+    assert parameters.unknown_value(_Optional, {"risk_code": "CYB-1"}, {"risk": ["CYB-01"]}) == \
+        "risk 'CYB-1' does not exist (known: CYB-01)"
+
+
 def test_a_name_the_registry_does_not_hold_is_named_with_the_known_ones() -> None:
     known = {"framework": ["ISO 27001", "SOC 2"], "drill kind": []}
     assert parameters.unknown_value(_Form, {"framework": "ISO 2700"}, known) == \

@@ -110,7 +110,9 @@ def start_reviews(params: DispatchParameters) -> list[str]:
                                .order_by(col(RiskRescore.id))))
     started = []
     for asked, risk in waiting:
-        child = ReviewParameters(risk_code=risk.code, request=asked.key, rescore_days=params.rescore_days,
+        # The request names the risk: no risk_code, which the deployment's form checks against the risks it was
+        # registered with (a risk imported since would be refused by the Prefect API).
+        child = ReviewParameters(request=asked.key, rescore_days=params.rescore_days,
                                  decision_days=params.decision_days).model_dump(mode="json")
         fan_out(REVIEWS, key=f"risk-review-{runs.registry_id()}-{asked.key}", parameters=child,
                 run_name=f"review {risk.code} ({asked.reason})")

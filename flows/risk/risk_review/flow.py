@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine import gate, runs
 from engine.followups import follow_up
+from engine.parameters import OneOf
 from engine.work import preview
 from flows.risk.risk_review import report, tasks
 from flows.risk.risk_review.forms import AppetiteDecision
@@ -16,13 +19,13 @@ RUNNER_PREFETCH_SECONDS = 30  # the runner starts a scheduled run this early: it
 
 class ReviewParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown parameter is refused, not silently ignored
-    risk_code: str = Field(
+    risk_code: Annotated[str, OneOf("risk")] = Field(
         "", title="Risk code", max_length=40,
         description="Review only this risk, whatever its cadence. Empty: every active risk due by its level's "
                     "review cadence in the period.")
-    category: str = Field(
+    category: Annotated[str, OneOf("risk category")] = Field(
         "", title="Category code", max_length=40,
-        description="Review every active risk of this category, whatever their cadence. Empty: no such filter.")
+        description="Review every active risk of this category, whatever their cadence. Empty: every category.")
     period: str = Field(
         "", title="Period", description="Quarter of the review, like 2026-Q4. Empty: the current quarter.",
         pattern=r"^(\d{4}-[Qq][1-4])?$")
