@@ -9,10 +9,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine import periods
-from engine.answers import READ_BACK
+from engine import links, periods
+from engine.answers import answer_of
+from engine.forms import AnswerContext, validate_answer
+from engine.human_steps import ask
 from engine.settings import get_settings
 from flows.finance.budget_variance.forms import BudgetJustification
+from registry import HumanStep, StepStatus, session
+from registry.clock import utcnow
+from tests import factories
+from tests.conftest import Gateway
+from tests.links import answer_link
 
 EXPLAINED = {"explanation": "Two unplanned site visits", "nature": "one-off"}
 
@@ -61,11 +68,36 @@ def test_an_invalid_answer_says_what_and_where(values: dict[str, Any], field: st
     assert field in errors and message in errors[field], errors
 
 
-def test_an_action_due_in_the_past_is_refused_when_given_but_reads_back_later() -> None:
+def test_an_action_due_in_the_past_is_refused_when_given_but_reads_back_later(registry_db: str) -> None:
     yesterday = periods.today() - timedelta(days=1)
     given = {**EXPLAINED, "revised_forecast": "1", "corrective_action_needed": True, "action_description": "Cut",
              "action_due": yesterday.isoformat()}
-    assert "has passed" in _errors(given)["action_due"]
-    stored = BudgetJustification.model_validate({**given, "action_due": periods.today().isoformat()})
+    with session() as db:
+        answering = AnswerContext(step=HumanStep(form="budget_justification", details={}), db=db, now=utcnow())
+        with pytest.raises(ValidationError, match="has passed"):
+            validate_answer(BudgetJustification, given, answering)
+        stored = validate_answer(BudgetJustification, {**given, "action_due": periods.today().isoformat()}, answering)
     kept = stored.model_dump(mode="json") | {"action_due": yesterday.isoformat()}
-    assert BudgetJustification.model_validate(kept, context=READ_BACK).action_due == yesterday
+    answered = HumanStep(id=1, form="budget_justification", status=StepStatus.answered, answer=kept)
+    assert answer_of(answered, BudgetJustification).action_due == yesterday  # type: ignore[union-attr]
+
+
+def test_an_action_due_in_the_past_is_refused_at_the_gateway(gateway: Gateway) -> None:
+    with session() as db:
+        owner = factories.person(db, "Olga Owner")
+        step = ask(db, key=f"justify-{owner.id}", person_id=owner.id or 0, form="budget_justification",
+                   title="Justify IT 6310", subject_type="budget_explanation", subject_id=1,
+                   due_at=utcnow() + timedelta(days=2))
+        link = f"{gateway.url}/s/{links.issue(db, step=step, person_id=owner.id or 0)}"
+    yesterday = periods.today() - timedelta(days=1)
+    refused = answer_link(gateway.client, link, {**EXPLAINED, "revised_forecast": "1",
+                                                 "corrective_action_needed": "true",
+                                                 "action_description": "Cut", "action_due": yesterday.isoformat()})
+    assert refused.status_code == 422 and "has passed: give a day from today on" in refused.text
+    tomorrow = periods.today() + timedelta(days=1)
+    accepted = answer_link(gateway.client, link, {**EXPLAINED, "revised_forecast": "1",
+                                                  "corrective_action_needed": "true",
+                                                  "action_description": "Cut", "action_due": tomorrow.isoformat()})
+    # The confirmation reads as the owner ticked it, not as Python's True.
+    assert accepted.status_code == 200
+    assert "<th>A corrective action is needed</th><td>Yes</td>" in accepted.text and "True" not in accepted.text
