@@ -155,6 +155,8 @@ class RiskRescore(SQLModel, table=True):
     """One re-score asked of a risk's owner: by cadence in a review, by a KRI breach, by an expired acceptance."""
 
     __tablename__ = "risk_rescore"
+    # The sweep's catch-up reads the few re-scores answered and not yet applied (no assessment yet).
+    __table_args__ = (Index("ix_risk_rescore_unapplied", "assessment_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     risk_id: int = Field(foreign_key="risk.id", index=True)
@@ -175,7 +177,9 @@ class RiskAcceptance(SQLModel, table=True):
     """The Director's decision on a residual risk above appetite, bound to the assessment it was given for."""
 
     __tablename__ = "risk_acceptance"
-    __table_args__ = (Index("ix_risk_acceptance_risk_status", "risk_id", "status"),)
+    # The second: the sweep's catch-up reads the few acceptances still pending, of every risk.
+    __table_args__ = (Index("ix_risk_acceptance_risk_status", "risk_id", "status"),
+                      Index("ix_risk_acceptance_status", "status"))
 
     id: int | None = Field(default=None, primary_key=True)
     risk_id: int = Field(foreign_key="risk.id")

@@ -19,6 +19,7 @@ from sqlalchemy.sql import Executable
 from benchmarks import year_of_data
 from engine import findings, links, notify, sweep
 from engine.human_steps import decide_statement
+from flows.risk.risk_review import answers
 from registry import StepStatus, get_engine
 from registry.clock import utcnow
 
@@ -42,6 +43,11 @@ STATEMENTS: list[tuple[str, Callable[[], Executable], tuple[str, ...]]] = [
      ("ix_corrective_action_status",)),
     ("per sweep: open corrective actions whose owner nobody asked", findings.unasked_statement,
      ("ix_corrective_action_status",)),
+    # The risk review's appliers: the few re-scores not yet applied, the few acceptances still pending.
+    ("per sweep: risk re-scores answered and not yet applied", answers.unapplied_rescores_statement,
+     ("ix_risk_rescore_unapplied",)),
+    ("per sweep: the Director's risk decisions answered and not yet applied", answers.unapplied_decisions_statement,
+     ("ix_risk_acceptance_status",)),
     ("per POST: record_answer's conditional UPDATE",
      lambda: decide_statement(1).values(status=StepStatus.answered, answer={"result": "pass"}), ("pkey",)),
 ]

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
-from engine import notify
+from engine import human_steps, notify
 from engine.answers import answer_of
 from engine.deadlines import answer_window, next_due, working_days_from_now
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
@@ -206,13 +207,8 @@ def void_acceptances(db: Session, risk: Risk, assessment: RiskAssessment, *, rea
 def withdraw(db: Session, step_id: int) -> bool:
     """A question that no longer stands: the step cancelled while pending (a run waiting for it resumes)."""
     step = db.get(HumanStep, step_id)
-    if step is None or not update_once(db, HumanStep, step_id, where=[col(HumanStep.status) == StepStatus.pending],
-                                       values={"status": StepStatus.cancelled,
-                                               "resume_pending": step.flow_run_id is not None}):
-        return False
-    trail.record(db, actor=ACTOR, action="step.cancelled", entity_type="human_step", entity_id=step_id,
-                 data={"why": "the risk was re-scored: the question no longer describes it"})
-    return True
+    return step is not None and human_steps.cancel(
+        db, step, actor=ACTOR, reason="the risk was re-scored: the question no longer describes it")
 
 
 def director(db: Session) -> Person:
@@ -348,19 +344,26 @@ def _treat(db: Session, risk: Risk, acceptance: RiskAcceptance, decided_by: Pers
 
 # ---- what the sweep catches up -----------------------------------------------------------------------------------
 
+def unapplied_rescores_statement() -> SelectOfScalar[int | None]:
+    """Answered re-scores with no assessment yet: the few unfinished rows (an index on the assessment), each with
+    its step by primary key — never the year of applied ones."""
+    return (select(col(HumanStep.id)).join(RiskRescore, col(RiskRescore.step_id) == HumanStep.id)
+            .where(col(RiskRescore.assessment_id).is_(None), HumanStep.status == StepStatus.answered))
+
+
 def unapplied_rescores(db: Session) -> list[int]:
-    """Answered re-scores with no assessment yet: the few unfinished rows, by the step they name."""
-    return [i for i in db.exec(select(col(HumanStep.id)).join(RiskRescore, col(RiskRescore.step_id) == HumanStep.id)
-                               .where(col(RiskRescore.assessment_id).is_(None),
-                                      HumanStep.status == StepStatus.answered)) if i is not None]
+    return [i for i in db.exec(unapplied_rescores_statement()) if i is not None]
+
+
+def unapplied_decisions_statement() -> SelectOfScalar[int | None]:
+    """Answered questions to the Director whose acceptance is still pending: the few pending acceptances (an index
+    on the status), each with its step by primary key."""
+    return (select(col(HumanStep.id)).join(RiskAcceptance, col(RiskAcceptance.step_id) == HumanStep.id)
+            .where(RiskAcceptance.status == AcceptanceStatus.pending, HumanStep.status == StepStatus.answered))
 
 
 def unapplied_decisions(db: Session) -> list[int]:
-    """Answered questions to the Director whose acceptance is still pending."""
-    return [i for i in db.exec(select(col(HumanStep.id))
-                               .join(RiskAcceptance, col(RiskAcceptance.step_id) == HumanStep.id)
-                               .where(RiskAcceptance.status == AcceptanceStatus.pending,
-                                      HumanStep.status == StepStatus.answered)) if i is not None]
+    return [i for i in db.exec(unapplied_decisions_statement()) if i is not None]
 
 
 APPLIERS = (Applier(RESCORE_SUBJECT, apply_rescore, unapplied_rescores),

@@ -75,7 +75,8 @@ def _deadline(opened_at: datetime, days: int, minutes: int | None) -> datetime:
 def _risk(db: Session, code: str) -> Risk:
     found = db.exec(select(Risk).where(Risk.code == code)).first()
     if found is None:
-        raise ValueError(f"risk {code!r} does not exist")
+        known = ", ".join(db.exec(select(Risk.code).where(col(Risk.active).is_(True)).order_by(col(Risk.code))))
+        raise ValueError(f"risk {code!r} does not exist (known: {known or 'none'})")
     return found
 
 
