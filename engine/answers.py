@@ -42,21 +42,18 @@ class Decision(BaseModel):
         return self.verdict in (Verdict.approved, Verdict.rejected)
 
 
-READ_BACK = {"read_back": True}
-"""The validation context of an answer read back from the registry: a check against the day it was given (a due
-date not in the past) holds when it is given, not for ever after (`info.context` is None at the gateway)."""
-
-
 class AnswerMismatch(ValueError):
     """A stored answer no longer validates as its form: a field renamed without a migration of answers."""
 
 
 def answer_of(step: HumanStep, form: type[F]) -> F | None:
-    """The answer as its form model; None while unanswered (pending, expired, cancelled)."""
+    """The answer as its form model; None while unanswered (pending, expired, cancelled). Read back with no
+    answering context (engine.forms.answering is None): what held as it was given (a date not yet past) is not
+    checked again."""
     if step.status != StepStatus.answered or step.answer is None:
         return None
     try:
-        return form.model_validate(step.answer, context=READ_BACK)
+        return form.model_validate(step.answer)
     except ValueError as error:
         raise AnswerMismatch(f"step {step.id} ({step.form}): its answer is not a valid {form.__name__}: {error}") \
             from error

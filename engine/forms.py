@@ -1,12 +1,66 @@
-"""Forms a person answers from a link: pydantic models, registered by name, rendered by the gateway."""
+"""Forms a person answers from a link: pydantic models, registered by name, rendered by the gateway.
+
+Checks that hold at the moment of answering only — a date not in the past, a person who is in the registry
+today, a score on the risk's matrix as the step's details carry it — read `answering(info)` in a validator:
+
+    @model_validator(mode="after")
+    def _not_past(self, info: ValidationInfo) -> MyForm:
+        if (now := answering(info)) is not None and self.due < now.today:
+            raise ValueError(...)
+
+It is the AnswerContext (the step, its details, a registry session, the moment) while the gateway validates what
+a person submits, and None everywhere else: engine.answers.answer_of reading a stored answer back (a date that
+was in the future when given has passed since; the answer still reads as given), a model built in code.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, model_validator
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from registry import HumanStep
 
 F = TypeVar("F", bound=type[BaseModel])
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class AnswerContext:
+    """What an answer is checked against as it is given: the step answered, a session on the registry (read; the
+    gateway records the answer in the same transaction) and the moment it is submitted."""
+
+    step: HumanStep
+    db: Session
+    now: datetime
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The step's details, hidden keys ("_scale") included: what the process asked with."""
+        return dict(self.step.details or {})
+
+    @property
+    def today(self) -> date:
+        """The organisation's today at the moment of answering (its time zone)."""
+        from engine.periods import today
+
+        return today(self.now)
+
+
+def answering(info: ValidationInfo) -> AnswerContext | None:
+    """The AnswerContext while a person's answer is being validated at the gateway; None when a stored answer is
+    read back or a form is built in code, where checks of the moment of answering do not apply."""
+    return info.context if isinstance(info.context, AnswerContext) else None
+
+
+def validate_answer(model: type[M], data: dict[str, Any], context: AnswerContext) -> M:
+    """`data` as `model`, validated as a person's answer given in `context` (the gateway's one way to do it)."""
+    return model.model_validate(data, context=context)
 
 _FORMS: dict[str, type[BaseModel]] = {}
 

@@ -32,12 +32,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import appliers, inbox, links
-from engine.forms import form_model
+from engine.forms import AnswerContext, form_model, validate_answer
 from engine.human_steps import ATTACHMENT, record_answer
 from engine.processes import discover
 from engine.settings import get_settings
 from engine.templates import render_page
 from registry import HumanStep, Person, session
+from registry.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -345,10 +346,10 @@ def _form_values(form: FormData) -> dict[str, str]:
 
 
 def _validate(model: type[BaseModel], values: dict[str, str], uploads: dict[str, _Upload],
-              context: dict[str, Any] | None = None) -> Any:
-    """The answer as its form, validated with `context` (the step's details and the session): checks that need
-    the registry or today (a score on the risk's matrix, a date in the future) run here, as the person submits,
-    and not when engine.answers.answer_of reads a stored answer back (it passes no context)."""
+              context: AnswerContext) -> Any:
+    """The answer as its form, validated in its answering context (engine.forms.answering: the step, its details,
+    the session, now): checks that need the registry or today (a score on the risk's matrix, a date in the
+    future) run here, as the person submits, and not when engine.answers.answer_of reads a stored answer back."""
     data: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
@@ -359,7 +360,7 @@ def _validate(model: type[BaseModel], values: dict[str, str], uploads: dict[str,
                               "stored_path": str(upload.path)}
         elif values.get(name, "") != "" or info.annotation is str:
             data[name] = values.get(name, "")
-    return model.model_validate(data, context=context)
+    return validate_answer(model, data, context)
 
 
 def _errors(error: ValidationError) -> dict[str, str]:
@@ -409,7 +410,7 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
         model = form_model(step.form)
         values = _form_values(form)
         try:
-            parsed = _validate(model, values, uploads, {"details": step.details, "db": db})
+            parsed = _validate(model, values, uploads, AnswerContext(step=step, db=db, now=utcnow()))
         except ValidationError as error:
             return _show(db, step, person, token, values, _errors(error), status=422)
         answer = parsed.model_dump(mode="json")

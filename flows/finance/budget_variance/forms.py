@@ -9,9 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from engine.answers import READ_BACK
-from engine.forms import register_form
-from engine.periods import today
+from engine.forms import answering, register_form
 from engine.settings import get_settings
 
 _CANONICAL = re.compile(r"-?\d+(\.\d{1,2})?")  # how an amount is stored, and how most people type one
@@ -33,10 +31,6 @@ def _amount(value: Any) -> Any:
         return parse_decimal(text, locale=get_settings().locale, strict=True)
     except NumberFormatError:
         raise ValueError(f"{value!r} is not an amount: write it like 12500.00.") from None
-
-
-def _read_back(info: ValidationInfo) -> bool:
-    return isinstance(info.context, dict) and bool(info.context.get(next(iter(READ_BACK))))
 
 
 @register_form("budget_justification")
@@ -120,6 +114,7 @@ class BudgetJustification(BaseModel):
             raise ValueError("Give the day the corrective action will be done by.")
         if value is not None and not needed:
             raise ValueError("A due date is for a corrective action: tick that one is needed, or leave it empty.")
-        if value is not None and not _read_back(info) and value < today():
+        # Checked as the owner answers (engine.forms.answering), not when the answer is read back after that day.
+        if value is not None and (given := answering(info)) is not None and value < given.today:
             raise ValueError(f"{value:%-d %b %Y} has passed: give a day from today on.")
         return value

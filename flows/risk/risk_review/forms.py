@@ -1,9 +1,9 @@
 """The forms of the risk review: an owner confirms or re-scores a risk; the Director accepts or treats a risk
 above its category's appetite.
 
-Checks that depend on the risk's matrix, on today or on the registry run only as a person submits the form (the
-gateway validates with a context: the step's details and a session); an answer read back later is taken as it
-was accepted then.
+Checks that depend on the risk's matrix, on today or on the registry run only as a person submits the form
+(engine.forms.answering: the step's details, a session, the moment); an answer read back later is taken as it was
+accepted then.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from engine.forms import register_form
+from engine.forms import AnswerContext, answering, register_form
 from flows.risk.risk_review import rules
 
 RESCORE, APPETITE = "risk_rescore", "risk_appetite"
@@ -21,17 +21,6 @@ SCALE = "_scale"  # hidden detail: the matrix's axes' labels and the current sco
 LONGEST_ACCEPTANCE = "_longest_acceptance_days"  # hidden detail: how far ahead an acceptance may run
 LONGEST_ACCEPTANCE_DAYS = 366
 SCORES = ("inherent_likelihood", "inherent_impact", "residual_likelihood", "residual_impact")
-
-
-def _context(info: ValidationInfo, key: str) -> Any:
-    """What the gateway validates with (`details`, `db`), whether it passes an object or a mapping; None when an
-    answer is read back (no context)."""
-    context = info.context
-    if context is None:
-        return None
-    if isinstance(context, dict):
-        return context.get(key)
-    return getattr(context, key, None)
 
 
 def _score(title: str, description: str) -> Any:
@@ -77,8 +66,8 @@ class Rescore(BaseModel):
             raise ValueError("A re-score needs at least one new likelihood or impact (or choose Confirm).")
         if not self.rationale.strip():
             raise ValueError("A re-score needs a rationale: say why the score moved.")
-        details = _context(info, "details")
-        scale = details.get(SCALE) if isinstance(details, dict) else None
+        answered = answering(info)
+        scale = answered.details.get(SCALE) if answered is not None else None
         if isinstance(scale, dict):
             _check_scale(self, scale)
         return self
@@ -143,8 +132,8 @@ class AppetiteDecision(BaseModel):
                 raise ValueError("An acceptance needs a justification.")
             if self.action.strip() or self.action_owner:
                 raise ValueError("Accept carries no treatment action: clear it, or choose Treat.")
-            if info.context is not None:
-                _check_until(self.accepted_until, _context(info, "details"))
+            if (given := answering(info)) is not None:
+                _check_until(self.accepted_until, given)
             return self
         if not self.action.strip():
             raise ValueError("A treatment needs the action to take.")
@@ -152,19 +141,15 @@ class AppetiteDecision(BaseModel):
             raise ValueError("A treatment needs the action's owner: give their e-mail address.")
         if self.accepted_until is not None:
             raise ValueError("Treat carries no acceptance date: clear it, or choose Accept.")
-        db = _context(info, "db")
-        if db is not None and owner_id(db, self.action_owner) is None:
+        given = answering(info)
+        if given is not None and owner_id(given.db, self.action_owner) is None:
             raise ValueError(f"Action owner: nobody in the registry has the address {self.action_owner}.")
         return self
 
 
-def _check_until(until: date, details: Any) -> None:
-    from engine.periods import today
-
-    longest = LONGEST_ACCEPTANCE_DAYS
-    if isinstance(details, dict) and details.get(LONGEST_ACCEPTANCE):
-        longest = int(details[LONGEST_ACCEPTANCE])
-    now = today()
+def _check_until(until: date, given: AnswerContext) -> None:
+    longest = int(given.details.get(LONGEST_ACCEPTANCE) or LONGEST_ACCEPTANCE_DAYS)
+    now = given.today
     if until <= now:
         raise ValueError(f"Accept until: {until.isoformat()} is not in the future.")
     if until > now + timedelta(days=longest):
