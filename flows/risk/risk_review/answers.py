@@ -51,10 +51,10 @@ from registry.risk import (
     RiskRescore,
 )
 
-PROCESS = ACTOR = "risk-review"
 if TYPE_CHECKING:  # engine.gate imports Prefect, which this module must not
     from engine.gate import Digest as GateDigest
 
+PROCESS = ACTOR = "risk-review"
 TEMPLATES = "risk/risk_review"
 RESCORE_SUBJECT, APPETITE_SUBJECT = "risk_rescore", "risk_acceptance"
 DIRECTOR = "director"
