@@ -118,4 +118,12 @@ def budget_variance(params: BudgetParameters) -> BudgetOutcome:
         logger.warning("Nothing to do: the sign-off is %s", decided.detail)
         return _outcome(state, f"the sign-off is {decided.detail}", status="awaiting_signoff")
     logger.info("Sign-off step %s: %s", step_id, decided.verdict.value)
-    return _outcome(tasks.apply_signoff(state.occasion_id, decided), f"sign-off {decided.verdict.value}")
+    settled = tasks.apply_signoff(state.occasion_id, decided, asking)
+    detail = f"sign-off {decided.verdict.value}"
+    if settled.phase == "changes_requested":
+        # The owners were told when the pack is rebuilt: that run is this deployment's, keyed by the round.
+        detail += "; new round: " + follow_up(
+            key=f"budget-variance-{state.occasion_id}-rebuild-{step_id}", at=settled.due_at,
+            parameters=params.model_copy(update={"month": month}).model_dump(mode="json"),
+            run_name=f"variance pack {month}, new round")
+    return _outcome(settled, detail)

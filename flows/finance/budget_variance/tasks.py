@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from datetime import time as clock
 from decimal import Decimal
@@ -387,9 +387,11 @@ def pack_for_signoff(occasion_id: int, phase: str, signoff_days: int, asking: As
 
 
 @task(cache_policy=NO_CACHE)
-def apply_signoff(occasion_id: int, decided: Decision) -> MonthState:
+def apply_signoff(occasion_id: int, decided: Decision, asking: Asking) -> MonthState:
     """Approved: the month closes with the pack's hash in the trail. Rejected or expired: changes are requested
-    (the owners of material lines told the director's comment) and the next run builds a new round."""
+    (the owners of material lines told the director's comment and when the pack is rebuilt: one justification
+    window from now, the state's `due_at`, for the flow to schedule the new round's run)."""
+    rebuild_at, _ = _new_deadline(asking, utcnow())
     with unit() as db:
         occasion = _occasion(db, occasion_id)
         lines = len(ledger.figures(db, _first_day(occasion)))
@@ -412,7 +414,8 @@ def apply_signoff(occasion_id: int, decided: Decision) -> MonthState:
             told = Digest(key=f"budget-variance-{occasion.key}-rejected-{occasion.signoff_round}",
                           template=f"{TEMPLATES}/signoff_rejected",
                           context={"month": {"key": occasion.key, "label": _period(occasion.key).label},
-                                   "comment": decided.comment, "approver": decided.by_name or "The director"},
+                                   "comment": decided.comment, "approver": decided.by_name or "The director",
+                                   "rebuild_at": rebuild_at},
                           items_as="lines")
             for shown, _ in _justifications(db, occasion):
                 centre = db.get(CostCentre, shown.cost_centre_id)
@@ -421,4 +424,5 @@ def apply_signoff(occasion_id: int, decided: Decision) -> MonthState:
             told.queue(db)
         db.add(occasion)
         db.flush()
-        return _state(db, occasion, lines)
+        settled = _state(db, occasion, lines)
+        return replace(settled, due_at=rebuild_at) if occasion.phase == "changes_requested" else settled

@@ -247,6 +247,8 @@ def test_a_rejected_pack_tells_the_owners_and_the_next_round_carries_a_late_just
     told = [m for m in smtp.messages() if "sign-off rejected" in m.subject]
     assert {m.to for m in told} == {org["olive"].email, org["omar"].email}
     assert all("Sales must explain the shortfall." in m.text for m in told)
+    assert all("The pack is rebuilt for a new sign-off on " in m.text for m in told), "the owners know by when"
+    assert "new round: " in outcome["result"].detail, "the new round's run is scheduled, not left to someone"
     assert "SAL · 4000" in next(m.text for m in told if m.to == org["omar"].email)
 
     late = answer_link(gateway.client, omar_link, {
