@@ -137,13 +137,14 @@ def _seed_continuity(db: Session, by_key: dict[str, Person]) -> None:
 DEMO_BUDGET_YEAR = 2026  # the year demo/budget_lines.csv and demo/actuals.csv are written for
 _DATED = ("month", "booked_on")  # a demo budget CSV's date columns (2026-03, 2026-03-06)
 _PURCHASE_REQUESTS = [
-    # vendor code, status, amount, created on (in the demo year): approved or ordered and not invoiced yet, so
-    # committed against the vendor's cost centre; the last one is invoiced (demo/actuals.csv books its key).
-    ("DATA", RequestStatus.approved, "1200.00", "11-12"),
-    ("CLEAN", RequestStatus.ordered, "880.00", "11-16"),
-    ("FAST", RequestStatus.ordered, "2400.00", "11-19"),
-    ("BOLT", RequestStatus.ordered, "640.00", "10-27"),
-    ("CLEAN", RequestStatus.ordered, "907.89", "10-02"),
+    # vendor code, amount, created on (in the demo year): ordered and not invoiced yet, so committed
+    # against the vendor's cost centre; the last one is invoiced (demo/actuals.csv books its key). Ordered, not
+    # merely approved: the reorder sends an approved request's order, and these were sent long ago.
+    ("DATA", "1200.00", "11-12"),
+    ("CLEAN", "880.00", "11-16"),
+    ("FAST", "2400.00", "11-19"),
+    ("BOLT", "640.00", "10-27"),
+    ("CLEAN", "907.89", "10-02"),
 ]
 
 
@@ -178,7 +179,7 @@ def budget_csv_for(source: Path, target: Path, today: date) -> Path:
 
 
 def seed_purchase_requests(db: Session, today: date) -> int:
-    """The demo's purchase requests already approved or ordered this year (none dated after `today`), charged to
+    """The demo's purchase requests already ordered this year (none dated after `today`), charged to
     their vendor's cost centre and account, raised by the inventory planner; how many were added."""
     year = budget_year(today)
     vendors = {v.code: v for v in db.exec(select(Vendor))}
@@ -186,16 +187,15 @@ def seed_purchase_requests(db: Session, today: date) -> int:
     if planner is None or not vendors:
         return 0
     added = 0
-    for code, status, amount, on in _PURCHASE_REQUESTS:
+    for code, amount, on in _PURCHASE_REQUESTS:
         created, vendor = date.fromisoformat(f"{year}-{on}"), vendors.get(code)
         if created > today or vendor is None:
             continue
         moment = datetime.combine(created, time(10), tzinfo=UTC)
         db.add(PurchaseRequest(
             key=f"reorder-{code}-{created.isoformat()}", vendor_id=vendor.id or 0, requester_id=planner.id or 0,
-            amount=Decimal(amount), status=status, created_at=moment, decided_at=moment,
-            ordered_at=moment if status == RequestStatus.ordered else None,
-            cost_centre_id=vendor.cost_centre_id, account=vendor.account))
+            amount=Decimal(amount), status=RequestStatus.ordered, created_at=moment, decided_at=moment,
+            ordered_at=moment, cost_centre_id=vendor.cost_centre_id, account=vendor.account))
         added += 1
     db.flush()
     return added

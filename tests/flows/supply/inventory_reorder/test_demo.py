@@ -33,3 +33,6 @@ def test_the_demos_acme_reorder_is_over_the_warehouse_budget(prefect_api: str, s
     told = [m for m in smtp.wait_for(1, to="ian.inventory@demo.example")
             if m.subject.startswith("Purchase request over budget") and acme.key in m.subject]
     assert len(told) == 1 and "cost centre WH (Warehouse and logistics)" in told[0].text
+    # The demo's requests ordered before today (committed in the budget) are not ordered again.
+    orders = [m.subject for m in smtp.messages() if m.subject.startswith("Purchase order")]
+    assert orders and all(acme.key[-10:] in subject for subject in orders), orders
