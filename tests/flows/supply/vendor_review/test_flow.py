@@ -416,7 +416,7 @@ def _until(what: str, probe: Callable[[], bool], seconds: float = 90) -> None:
 def test_under_a_deployment_each_wait_suspends_and_the_rerun_repeats_nothing(
         served: Served, gateway: Gateway, smtp: Mailbox) -> None:
     """Suspended once per undecided change; every resume re-runs the flow from the top, which asks and sends
-    nothing again."""
+    nothing again; a change answered out of turn resumes the run, which applies it and waits on for the other."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
@@ -430,19 +430,22 @@ def test_under_a_deployment_each_wait_suspends_and_the_rerun_repeats_nothing(
     [approvals] = smtp.wait_for(1, seconds=120, to=org["buyer"].email)
     star_link, poor_link = links_in(approvals.html)
 
-    def suspended_on(vendor: str) -> bool:
+    def suspended_on(vendor: str, again: str = "") -> bool:
         # The run holds every change it asked (one digest of gates): it waits on the one its pause is keyed by.
         with session() as db:
             step = db.exec(select(HumanStep).where(HumanStep.key == f"vendor-{org[vendor].id}-standing-{PERIOD}")).one()
         state = httpx.get(f"{served.api}/flow_runs/{run_id}", timeout=10).json()["state"]
         return (step.flow_run_id == run_id and state["type"] == "PAUSED"
-                and state["state_details"].get("pause_key") == f"step-{step.id}")
+                and state["state_details"].get("pause_key") == f"step-{step.id}{again}")
 
     _until("the run to suspend for the first change", lambda: suspended_on("star"))
-    assert answer_link(gateway.client, star_link, {"decision": "approve", "comment": ""}).status_code == 200
-    _until("the re-run to suspend for the second change", lambda: suspended_on("poor"))
-    assert _cards()[org["star"].id].applied_at is not None, "the first decision is applied before the next wait"
+    # The second change answered first: its answer resumes the run, whose re-run applies it and waits on.
     assert answer_link(gateway.client, poor_link, {"decision": "reject", "comment": "Not yet."}).status_code == 200
+    _until("the re-run to suspend for the first change again", lambda: suspended_on("star", again="-1"))
+    cards = _cards()
+    assert (cards[org["poor"].id].decided_at is not None, cards[org["star"].id].decided_at) == (True, None), \
+        "the change answered out of turn is applied before the run waits on for the other"
+    assert answer_link(gateway.client, star_link, {"decision": "approve", "comment": ""}).status_code == 200
     _until("the run to complete", lambda: _run_state(served.api, run_id) in ("COMPLETED", "FAILED", "CRASHED"))
     assert _run_state(served.api, run_id) == "COMPLETED", served.log_tail()
 
