@@ -12,6 +12,7 @@ import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,8 @@ def _widget(extra: dict[str, Any], annotation: Any) -> str:
         return "checkbox"
     if annotation is int:
         return "number"
+    if date in (annotation, *typing.get_args(annotation)):
+        return "date"  # a day (optional or not): the browser's date picker, not free text
     return "text"
 
 

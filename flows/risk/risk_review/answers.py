@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from engine import human_steps, notify
+from engine import human_steps, notify, periods
 from engine.answers import answer_of
 from engine.deadlines import answer_window, next_due, working_days_from_now
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
@@ -38,7 +38,7 @@ from flows.risk.risk_review.forms import (
 )
 from flows.risk.risk_review.section import ink
 from registry import Criticality, HumanStep, Person, StepStatus, trail
-from registry.clock import utcnow
+from registry.clock import as_utc, utcnow
 from registry.people import get_person, person_with_role
 from registry.risk import (
     AcceptanceStatus,
@@ -219,6 +219,15 @@ def director(db: Session) -> Person:
     return found
 
 
+def last_score(db: Session, assessment: RiskAssessment) -> str:
+    """How the current score was given: imported, confirmed or re-scored, by whom and when, and why if it moved (a
+    confirmation has no rationale of its own)."""
+    by = db.get(Person, assessment.assessed_by_id) if assessment.assessed_by_id is not None else None
+    how = "imported" if assessment.reason == "import" else "re-scored" if assessment.changed else "confirmed"
+    said = f"{how}{f' by {by.name}' if by else ''} on {periods.today(at=as_utc(assessment.assessed_at)):%d %b %Y}"
+    return f"{said}: {assessment.rationale.strip()}" if assessment.rationale.strip() else said
+
+
 def appetite_details(db: Session, risk: Risk, scale: Scale, category: RiskCategory,
                      assessment: RiskAssessment, previous: str = "") -> dict[str, Any]:
     """What the Director's page shows of the risk, and the bound an acceptance is validated against."""
@@ -228,7 +237,7 @@ def appetite_details(db: Session, risk: Risk, scale: Scale, category: RiskCatego
             "inherent": scale.score(risk.inherent_likelihood, risk.inherent_impact),
             "residual": scale.score(risk.residual_likelihood, risk.residual_impact),
             "appetite": f"{category.appetite} at most", "treatment": risk.treatment.value,
-            "treatment plan": risk.treatment_plan, "rationale of the last score": assessment.rationale,
+            "treatment plan": risk.treatment_plan, "last score": last_score(db, assessment),
             **({"earlier decision": previous} if previous else {}), LONGEST_ACCEPTANCE: LONGEST_ACCEPTANCE_DAYS}
 
 

@@ -86,7 +86,8 @@ def risk_review(params: ReviewParameters) -> ReviewOutcome:
                              detail=f"{len(shown.messages)} re-score request(s) rendered as an artifact; nothing sent")
 
     state = tasks.open_review(scope, *window)
-    if state.phase == "closed":
+    if state.phase == "closed":  # a re-run, or a second review of one risk or category in the same quarter
+        print(f"{state.key}: reviewed and closed already (its report stands); nothing is asked again")
         return _outcome(state, "already reviewed")
     if state.phase == "collecting":
         print(f"Re-scores asked of {tasks.ask_rescores(state)} owner(s) for {state.risks} risk(s)")

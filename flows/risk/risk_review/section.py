@@ -48,8 +48,12 @@ _LABELS = {AcceptanceStatus.pending: "awaiting the Director", AcceptanceStatus.t
 
 
 def _label(a: RiskAcceptance) -> str:
-    if a.status == AcceptanceStatus.voided:
-        return "decision void: re-scored" if "re-scored" in a.void_reason else "not decided in time"
+    if a.status == AcceptanceStatus.voided:  # what was given for the earlier score, so the reader knows what went
+        if "re-scored" not in a.void_reason:
+            return "not decided in time"
+        given = (f"acceptance until {a.accepted_until:%d %b %Y}" if a.decision == "accept" and a.accepted_until
+                 else "treatment" if a.decision == "treat" else "question to the Director")
+        return f"{given} void: re-scored"
     if a.status in (AcceptanceStatus.accepted, AcceptanceStatus.expired) and a.accepted_until:
         return f"{_LABELS[a.status]} until {a.accepted_until:%d %b %Y}"
     return _LABELS[a.status]

@@ -173,7 +173,8 @@ def _kri_rows(db: Session, risk_ids: list[int]) -> dict[int, list[dict[str, Any]
         "indicator": f"{kri.kpi_code} {kri.kpi_name}",
         "latest": "no measurement yet" if kri.value is None else f"{kri.value:g} {kri.unit}".strip(),
         "measured on": kri.measured_on.isoformat() if kri.measured_on else "—",
-        "threshold": f"breach {kri.breach_when} {kri.threshold:g}", "breached": kri.breached} for kri in kris]
+        "threshold": f"{kri.breach_when} {kri.threshold:g} {kri.unit}".strip() + " is a breach",
+        "breached": kri.breached} for kri in kris]
         for risk_id, kris in latest_kri_values(db, risk_ids).items()}
 
 
@@ -189,9 +190,19 @@ def _day(moment: datetime | None) -> str:
     return "never" if moment is None else f"{periods.today(at=as_utc(moment)):%d %b %Y}"
 
 
+def _decisions(db: Session, risk_ids: list[int]) -> dict[int, str]:
+    """Each risk's decision in force (accepted until a date, or treated), as its owner reads it before re-scoring:
+    a change of score voids it."""
+    held = db.exec(select(RiskAcceptance).where(col(RiskAcceptance.risk_id).in_(risk_ids), col(RiskAcceptance.status)
+                                                .in_((AcceptanceStatus.accepted, AcceptanceStatus.treating))))
+    return {a.risk_id: (f"accepted until {a.accepted_until:%d %b %Y}" if a.accepted_until else f"treated: {a.action}")
+            + " — a change of score voids it and asks the Director again" for a in held}
+
+
 def rescore_details(db: Session, risk: Risk, scale: Scale, category: RiskCategory, kris: list[dict[str, Any]],
-                    found: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the owner's page shows: the risk, its last score, its KRIs and the findings on its controls."""
+                    found: list[dict[str, Any]], decision: str = "") -> dict[str, Any]:
+    """What the owner's page shows: the risk, its last score, the Director's decision in force on it, its KRIs and
+    the findings on its controls."""
     matrix = scale.matrix
     return {"risk": f"{risk.code} {risk.title}", "category": f"{category.name} (appetite: {category.appetite} "
                                                              "at most)",
@@ -199,7 +210,7 @@ def rescore_details(db: Session, risk: Risk, scale: Scale, category: RiskCategor
             "inherent (likelihood × impact)": scale.score(risk.inherent_likelihood, risk.inherent_impact),
             "residual (likelihood × impact)": scale.score(risk.residual_likelihood, risk.residual_impact),
             "treatment": f"{risk.treatment.value}" + (f": {risk.treatment_plan}" if risk.treatment_plan else ""),
-            "last reviewed": _day(risk.last_reviewed_at),
+            "last reviewed": _day(risk.last_reviewed_at), **({"director's decision": decision} if decision else {}),
             "likelihood scale": scale.axis(list(matrix.likelihoods)), "impact scale": scale.axis(list(matrix.impacts)),
             "key risk indicators": kris or "none", "findings on its controls since the last review": found or "none",
             SCALE: answers.scale_detail(scale, risk)}
@@ -220,7 +231,7 @@ def ask_rescores(state: ReviewState) -> int:
         deadline = state.rescore_due_at
         risks = [risk for _, risk in unasked]
         ids = [r.id or 0 for r in risks]
-        kris, found = _kri_rows(db, ids), _finding_rows(db, ids)
+        kris, found, decided = _kri_rows(db, ids), _finding_rows(db, ids), _decisions(db, ids)
         categories = {c.id: c for c in db.exec(select(RiskCategory))}
         # Keyed by the batch: a re-run asks nobody again, a risk added later to the same review is still told.
         asks = Digest(key=f"risk-review-{occasion.id}-rescore-{first.id}", template=f"{TEMPLATES}/rescore_request",
@@ -237,7 +248,8 @@ def ask_rescores(state: ReviewState) -> int:
                             title=f"Re-score risk {risk.code}: {risk.title}", subject_type=answers.RESCORE_SUBJECT,
                             subject_id=asked.id or 0, due_at=deadline, expires_at=deadline + ANSWERABLE_AFTER,
                             details=rescore_details(db, risk, scale, category, kris.get(risk.id or 0, []),
-                                                    found.get(risk.id or 0, [])), actor=ACTOR)
+                                                    found.get(risk.id or 0, []), decided.get(risk.id or 0, "")),
+                            actor=ACTOR)
             asked.step_id = step.id
             db.add(asked)
         asks.queue(db)

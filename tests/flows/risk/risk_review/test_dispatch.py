@@ -41,7 +41,7 @@ def test_a_kri_breach_asks_its_risk_owner_once(any_db: str, prefect_api: str, ga
     assert (opened.key, opened.risks) == (asked.key, 1)
     [link] = mails(smtp, org.olive.email, "Risk review: re-score 1 risk")
     page = gateway.client.get(link)
-    assert "IRT Incident response time" in page.text and "9 h" in page.text and "breach above 6" in page.text
+    assert "IRT Incident response time" in page.text and "9 h" in page.text and "above 6 h is a breach" in page.text
     assert risk_review(risk_code="R-2", request=asked.key).status == "collecting"
     assert len(smtp.messages(to=org.olive.email)) == 1, "the review's re-run asks nothing again"
 

@@ -75,3 +75,21 @@ def test_the_operations_report_carries_the_risk_section(prefect_api: str, gatewa
         rows = [row for row in csv.DictReader(handle) if row.get("section") == "risk"]
     figures = {row["item"]: row["value"] for row in rows}
     assert figures["risks above appetite"] == "2" and figures["residual moved up in the period"] == "1"
+
+
+def test_a_decision_voided_by_a_re_score_says_what_it_was() -> None:
+    """The register reads what the re-score undid (an acceptance and its date, a treatment), not 'decision void'."""
+    from datetime import date
+
+    from flows.risk.risk_review.section import _label
+    from registry.risk import AcceptanceStatus, RiskAcceptance
+
+    def voided(decision: str | None, reason: str = "re-scored by Ivan IT (step 9)") -> str:
+        return _label(RiskAcceptance(risk_id=1, assessment_id=1, status=AcceptanceStatus.voided, decision=decision,
+                                     accepted_until=date(2027, 3, 31) if decision == "accept" else None,
+                                     void_reason=reason))
+
+    assert voided("accept") == "acceptance until 31 Mar 2027 void: re-scored"
+    assert voided("treat") == "treatment void: re-scored"
+    assert voided(None) == "question to the Director void: re-scored"
+    assert voided(None, "not decided: the question expired") == "not decided in time"

@@ -3,6 +3,7 @@ asks again at once; a confirmation voids nothing."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def test_a_rescore_voids_the_acceptance_given_for_the_old_score_and_asks_the_dir
     opened = risk_review(risk_code="R-3")
     assert (opened.key, opened.risks) == (f"{periods.quarter_of_day(periods.today()).name} R-3", 1)
     [link] = mails(smtp, org.omar.email, "Risk review: re-score 1 risk")
+    shown = gateway.client.get(link).text
+    assert f"accepted until {given.accepted_until:%d %b %Y} — a change of score voids it" in shown, \
+        "the owner knows what a re-score undoes"
 
     assert answer_link(gateway.client, link, {"decision": "rescore", "residual_impact": "5", "inherent_likelihood": "5",
                                               "rationale": "The second haulier fell through"}).status_code == 200
@@ -56,6 +60,9 @@ def test_a_rescore_voids_the_acceptance_given_for_the_old_score_and_asks_the_dir
     page = gateway.client.get(again)
     assert "R-3 Single carrier" in page.text and "5 × 5 Critical" in page.text
     assert "Earlier decision" in page.text and "now void (re-scored by Omar Owner" in page.text
+    assert re.search(r"Last score.*re-scored by Omar Owner on \d\d \w{3} \d{4}: The second haulier fell through",
+                     page.text, re.S), "the Director reads who moved the score, when and why"
+    assert 'type="date" name="accepted_until"' in page.text, "the day picked from a calendar"
 
     assert apply_unapplied() == [], "applied at the answer: the sweep's catch-up finds nothing left"
     with session() as db:
@@ -113,6 +120,8 @@ def test_the_owner_sees_the_findings_on_the_risks_controls_and_silence_is_escala
     assert "1 finding on its controls since the last review" in smtp.messages(to=org.omar.email)[0].text
     page = gateway.client.get(link)
     assert "The backup haulier contract was never signed" in page.text and f"{control.ref} {control.title}" in page.text
+    # A score is typed as a whole number (a number field, not free text).
+    assert '<input type="number" step="1" inputmode="numeric" name="residual_likelihood"' in page.text
 
     with session() as db:
         db.execute(update(HumanStep).where(col(HumanStep.person_id) == org.omar.id)
