@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from registry.clock import utcnow
@@ -41,3 +42,8 @@ class Occasion(SQLModel, table=True):
     signoff_step_id: int | None = Field(default=None, foreign_key="human_step.id")
     signoff_round: int = 0
     flow_run_id: str | None = None
+    due_at: datetime | None = Field(
+        default=None, description="When the people it asks must have answered: set once (engine.occasions.set_due).")
+    parameters: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True),
+        description="The parameters of the run that opened it, as given (a run's parameters hold no secret).")

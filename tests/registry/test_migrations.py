@@ -147,3 +147,43 @@ def test_a_registry_made_at_0006_upgrades_and_keeps_its_audits_drills_findings_a
             (ids["missing_action"], ActionStatus.open, 1, "Fix missing"),
             (ids["rto_action"], ActionStatus.done, 1, "Fix rto")]
     test_the_migrations_build_exactly_the_schema_the_models_describe(any_db)
+
+
+def test_occasions_gain_a_deadline_and_parameters_at_0015_and_lose_them_on_a_downgrade(any_db: str) -> None:
+    """An occasion opened before 0015 keeps its row with neither (its process falls back); a downgrade drops both
+    columns and keeps the occasion."""
+    config = alembic_config(any_db)
+    command.downgrade(config, "0014")
+    reset_engines()
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    status = sa.Enum("open", "collecting", "awaiting_signoff", "changes_requested", "closed", "cancelled",
+                     name="occasionstatus")
+    occasion = _table("occasion", process=sa.String, key=sa.String, title=sa.String, status=status,
+                      phase=sa.String, opened_at=UTCDateTime(), signoff_round=sa.Integer)
+    with session() as db:
+        kept = db.execute(sa.insert(occasion).values(
+            process="budget-variance", key="2026-10", title="Budget variance October 2026", status="collecting",
+            phase="collecting", opened_at=at, signoff_round=0).returning(sa.column("id"))).scalar_one()
+        db.commit()
+    command.upgrade(config, "head")
+    reset_engines()
+    with session() as db:
+        old = db.get(Occasion, kept)
+        assert old is not None and (old.key, old.due_at, old.parameters) == ("2026-10", None, None)
+        old.due_at, old.parameters = at + timedelta(days=7), {"month": "2026-10", "justification_days": 5}
+        db.add(old)
+        db.commit()
+    with session() as db:
+        stored = db.get(Occasion, kept)
+        assert stored is not None and stored.parameters == {"month": "2026-10", "justification_days": 5}
+        assert stored.due_at == at + timedelta(days=7)
+
+    command.downgrade(config, "0014")
+    reset_engines()
+    with get_engine(any_db).connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("occasion")}
+        assert {"due_at", "parameters"}.isdisjoint(columns) and "key" in columns
+        assert connection.execute(sa.text("SELECT key FROM occasion")).scalars().all() == ["2026-10"]
+    command.upgrade(config, "head")
+    reset_engines()
+    test_the_migrations_build_exactly_the_schema_the_models_describe(any_db)
