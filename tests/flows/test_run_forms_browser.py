@@ -19,10 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from engine.deployments import PROJECT_ROOT, specs
 from engine.stack import stop_process_group
-from registry import DrillProgram, session
+from registry import DrillProgram, Risk, RiskCategory, RiskMatrix, session
+from registry.risk import DEFAULT_MATRIX
 from tests import factories
 from tests.browser import chromium
 from tests.conftest import Gateway, free_port
@@ -67,6 +69,13 @@ def _organisation() -> dict[str, Any]:
         site = factories.facility(db, occupants=[factories.person(db)])
         db.add(DrillProgram(facility_id=site.id or 0, kind="it_outage_tabletop", title="IT outage tabletop",
                             cadence="0 9 1 1 *"))
+        matrix = db.exec(select(RiskMatrix).where(RiskMatrix.code == DEFAULT_MATRIX)).one()
+        cyber = RiskCategory(code="CYB", name="Cyber", appetite="Medium")
+        db.add(cyber)
+        db.flush()
+        db.add(Risk(code="CYB-01", title="Ransomware", category_id=cyber.id or 0, owner_id=manager.id or 0,
+                    matrix_id=matrix.id or 0, inherent_likelihood=4, inherent_impact=5, residual_likelihood=3,
+                    residual_impact=4))
         db.commit()
         return {"frameworks": frameworks, "facility": site.code}
 
@@ -185,6 +194,17 @@ def test_every_run_form_is_flat_filled_and_offers_the_registrys_values(
             run = _submitted(page, api, drill, before)
             assert {k: run["parameters"][k] for k in ("facility", "kind", "window_minutes", "preview")} == {
                 "facility": org["facility"], "kind": "it_outage_tabletop", "window_minutes": 0.5, "preview": True}
+
+            risks = held["risk-review"]  # the register's risks and categories, an empty first choice: every one due
+            before = len(_runs(api, risks["id"]))
+            _open(page, prefect_ui, risks)
+            assert _choose(page, "Risk code", "CYB-01") == ["", "CYB-01"]
+            assert _choose(page, "Category code", "") == ["", "CYB"]
+            _switch_on(page, "Preview")
+            page.screenshot(path=str(SHOTS / "risk-review-filled.png"), full_page=True)
+            run = _submitted(page, api, risks, before)
+            assert {k: run["parameters"][k] for k in ("risk_code", "category", "preview")} == {
+                "risk_code": "CYB-01", "category": "", "preview": True}
 
             review = held["vendor-review"]  # a form with groups (score weights, thresholds), sent as it opened
             before = len(_runs(api, review["id"]))
