@@ -86,11 +86,11 @@ def budget_variance(params: BudgetParameters) -> BudgetOutcome:
                           minutes=params.justification_minutes)
     if params.preview:
         with preview(f"Justification requests, budget variance {month}") as shown:
-            state = tasks.open_month.fn(asking)
+            state = tasks.open_month.fn(asking, params.model_dump(mode="json"))
         return _outcome(state, f"{state.material} material line(s): {len(shown.messages)} justification "
                                "request(s) rendered as an artifact; nothing sent", status="preview")
 
-    state = tasks.open_month(asking)
+    state = tasks.open_month(asking, params.model_dump(mode="json"))
     if state.phase == tasks.NO_DATA:
         return _outcome(state, f"nothing is budgeted, booked or committed in {month[:4]}: import cost centres, "
                                "budget lines and actuals (ops import cost-centres|budget-lines|actuals), then run "

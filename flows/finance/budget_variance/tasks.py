@@ -108,7 +108,10 @@ def _first_day(occasion: Occasion) -> date:
 
 
 def _deadline(db: Session, occasion: Occasion) -> datetime | None:
-    """The justifications' deadline: the one their steps were asked with (None: nothing asked yet)."""
+    """The justifications' deadline, the occasion's (None: nothing asked yet); a month opened before occasions
+    held one reads the deadline its steps were asked with."""
+    if occasion.due_at is not None:
+        return as_utc(occasion.due_at)
     due = db.exec(select(func.min(HumanStep.due_at)).join(BudgetExplanation, col(BudgetExplanation.step_id)
                                                           == HumanStep.id)
                   .where(BudgetExplanation.occasion_id == occasion.id)).one()
@@ -169,6 +172,9 @@ def _ask(db: Session, occasion: Occasion, asking: Asking, lines: list[rules.Line
         due, final = _new_deadline(asking, now)
     if not new or due <= now:
         return 0
+    if final is not None and not occasions.set_due(db, occasion, due):
+        # A concurrent run set the month's deadline first: the lines this run asks are due then too.
+        due, final = as_utc(occasion.due_at or due), None
     if final is None:
         final = working_days_from_now(get_settings().escalation_grace_days, start=due)
     first = _first_day(occasion)
@@ -222,9 +228,9 @@ def _state(db: Session, occasion: Occasion, lines: int, asked: int = 0) -> Month
 
 
 @task
-def open_month(asking: Asking) -> MonthState:
-    """The month's occasion (opened by whichever run comes first) and, while it collects, a justification asked
-    of the owner for every material line not asked yet: one message per owner."""
+def open_month(asking: Asking, parameters: dict[str, Any] | None = None) -> MonthState:
+    """The month's occasion (opened by whichever run comes first, keeping that run's `parameters`) and, while it
+    collects, a justification asked of the owner for every material line not asked yet: one message per owner."""
     period = _period(asking.month)
     start, end = period.bounds(get_settings().timezone)
     with unit() as db:
@@ -234,7 +240,8 @@ def open_month(asking: Asking) -> MonthState:
             return MonthState(occasion_id=0, month=asking.month, phase=NO_DATA, due_at=utcnow(), lines=0, material=0)
         occasion, _ = occasions.open_occasion(
             db, process=PROCESS, key=asking.month, title=f"Budget variance {period.label}", period_start=start,
-            period_end=end, flow_run_id=runs.current_run_id(), status=OccasionStatus.collecting, phase="collecting")
+            period_end=end, flow_run_id=runs.current_run_id(), status=OccasionStatus.collecting, phase="collecting",
+            parameters=parameters)
         asked = _ask(db, occasion, asking, lines) if occasion.phase == "collecting" else 0
         db.flush()
         return _state(db, occasion, len(lines), asked)

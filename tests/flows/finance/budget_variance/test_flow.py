@@ -76,9 +76,12 @@ def _organisation() -> dict[str, Any]:
 
 
 def _close_the_window() -> None:
+    """The justifications' deadline passes: the month's (its occasion's) and its steps'."""
     with session() as db:
         ids = list(db.exec(select(BudgetExplanation.step_id)))
         db.execute(update(HumanStep).where(col(HumanStep.id).in_(ids))
+                   .values(due_at=utcnow() - timedelta(minutes=1)))
+        db.execute(update(Occasion).where(col(Occasion.process) == "budget-variance", col(Occasion.due_at).is_not(None))
                    .values(due_at=utcnow() - timedelta(minutes=1)))
 
 
