@@ -80,12 +80,12 @@ def risk_review(params: ReviewParameters) -> ReviewOutcome:
     window = (params.rescore_days, params.rescore_minutes or None)
     if params.preview:
         with preview("Risk review: the re-score requests") as shown:
-            opened = tasks.open_review.fn(scope, *window)
+            opened = tasks.open_review.fn(scope, *window, params.model_dump(mode="json"))
             tasks.ask_rescores.fn(opened)
         return ReviewOutcome(occasion_id=None, key=opened.key, status="preview", risks=opened.risks,
                              detail=f"{len(shown.messages)} re-score request(s) rendered as an artifact; nothing sent")
 
-    state = tasks.open_review(scope, *window)
+    state = tasks.open_review(scope, *window, params.model_dump(mode="json"))
     if state.phase == "closed":  # a re-run, or a second review of one risk or category in the same quarter
         print(f"{state.key}: reviewed and closed already (its report stands); nothing is asked again")
         return _outcome(state, "already reviewed")

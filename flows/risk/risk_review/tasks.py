@@ -138,9 +138,11 @@ def _occasion(db: Session, state: ReviewState) -> Occasion:
 
 
 @task
-def open_review(scope: Scope, rescore_days: int = 5, rescore_minutes: int | None = None) -> ReviewState:
-    """The review and its occasion, created with a re-score for every risk it covers; opened already (by an
-    earlier or a concurrent run), as it stands."""
+def open_review(scope: Scope, rescore_days: int = 5, rescore_minutes: int | None = None,
+                parameters: dict[str, Any] | None = None) -> ReviewState:
+    """The review and its occasion, created with a re-score for every risk it covers, due one window from now, and
+    the opening run's `parameters`; opened already (by an earlier or a concurrent run), as it stands: a re-run given
+    another window does not move its deadline."""
     tz = get_settings().timezone
     period = periods.parse(scope.period, periods.today()) if scope.period else periods.quarter_of_day(periods.today())
     scope = Scope(risk_code=scope.risk_code, category=scope.category, period=period.name, request=scope.request)
@@ -149,7 +151,8 @@ def open_review(scope: Scope, rescore_days: int = 5, rescore_minutes: int | None
         start, end = period.bounds(tz)
         occasion, created = occasions.open_occasion(
             db, process=PROCESS, key=key, title=title, period_start=start, period_end=end,
-            flow_run_id=runs.current_run_id(), status=OccasionStatus.collecting, phase="collecting")
+            flow_run_id=runs.current_run_id(), status=OccasionStatus.collecting, phase="collecting",
+            due_at=_deadline(utcnow(), rescore_days, rescore_minutes), parameters=parameters)
         if created:
             if scope.request:
                 update_once(db, RiskRescore, db.exec(select(RiskRescore.id).where(
@@ -163,7 +166,8 @@ def open_review(scope: Scope, rescore_days: int = 5, rescore_minutes: int | None
             trail.record(db, actor=ACTOR, action="risk_review.opened", entity_type="occasion",
                          entity_id=occasion.id or 0, data={"key": key, "reason": reason,
                                                            "risks": [r.code for r in risks]})
-        deadline = _deadline(occasion.opened_at, rescore_days, rescore_minutes)
+        # A review opened before occasions held a deadline (0015): this run's window from its opening, as before.
+        deadline = as_utc(occasion.due_at or _deadline(occasion.opened_at, rescore_days, rescore_minutes))
         return _state(db, occasion, scope, deadline)
 
 

@@ -79,10 +79,11 @@ def measure(code: str, value: float, on: date | None = None) -> None:
 
 
 def close_window(key: str) -> None:
-    """The review's re-score deadline passed: its opening moved back a month (the deadline counts from it)."""
+    """The review's re-score deadline passed: its occasion's, and its opening moved back a month (the deadline of a
+    review opened before occasions held one counts from it)."""
     with session() as db:
         db.execute(update(Occasion).where(col(Occasion.key) == key)
-                   .values(opened_at=utcnow() - timedelta(days=40)))
+                   .values(opened_at=utcnow() - timedelta(days=40), due_at=utcnow() - timedelta(minutes=1)))
 
 
 def risk(code: str) -> Risk:
