@@ -37,7 +37,7 @@ from flows.risk.risk_review.forms import (
     owner_id,
 )
 from flows.risk.risk_review.section import ink
-from registry import Criticality, HumanStep, Person, StepStatus, trail
+from registry import Criticality, HumanStep, Occasion, Person, StepStatus, trail
 from registry.clock import as_utc, utcnow
 from registry.people import get_person, person_with_role
 from registry.risk import (
@@ -175,9 +175,16 @@ def apply_rescore(db: Session, step: HumanStep) -> bool:
         voided = void_acceptances(db, risk, assessment, reason=f"re-scored by {answerer.name} (step {step.id})")
         category = db.get(RiskCategory, risk.category_id)
         assert category is not None
-        if voided and above_appetite(scale, risk, category):
-            ask_again(db, risk, assessment, scale, category, voided[0])
+        # Asked at once when nobody else will ask: a decision voided, or the review past its re-score deadline (its
+        # Director's questions asked already, or the review closed: a late answer would wait a quarter otherwise).
+        if above_appetite(scale, risk, category) and (voided or _past_deadline(db, asked)):
+            ask_again(db, risk, assessment, scale, category, voided[0] if voided else None, asked.occasion_id)
     return True
+
+
+def _past_deadline(db: Session, asked: RiskRescore) -> bool:
+    occasion = db.get(Occasion, asked.occasion_id) if asked.occasion_id is not None else None
+    return occasion is not None and occasion.phase != "collecting"
 
 
 def void_acceptances(db: Session, risk: Risk, assessment: RiskAssessment, *, reason: str) -> list[RiskAcceptance]:
@@ -267,19 +274,21 @@ def ask_director(db: Session, *, risk: Risk, assessment: RiskAssessment, scale: 
 
 
 def ask_again(db: Session, risk: Risk, assessment: RiskAssessment, scale: Scale, category: RiskCategory,
-              voided: RiskAcceptance) -> None:
-    """A decision voided by a re-score, asked again at once for the new state (the review's run, if one waits
-    for its risks, waits for this one too)."""
+              voided: RiskAcceptance | None, occasion_id: int | None = None) -> None:
+    """The Director asked at once about a risk re-scored above appetite: a decision voided by the re-score, or
+    none to void and the review past its deadline (the review's run, if one waits for its risks, waits for this
+    one too)."""
     due, final = answer_window(DECISION_DAYS)
     key = f"{risk.id}-{assessment.id}-again"
-    previous = f"{_decided(voided)} ({voided.void_reason})"
+    previous = f"{_decided(voided)} ({voided.void_reason})" if voided else ""
     _, step = ask_director(db, risk=risk, assessment=assessment, scale=scale, category=category, key=key,
-                           occasion_id=voided.occasion_id, due_at=due, expires_at=final, previous=previous)
-    item = {**risk_item(db, risk, scale, category), "step_id": step.id, "previous": _decided(voided)}
+                           occasion_id=voided.occasion_id if voided else occasion_id, due_at=due, expires_at=final,
+                           previous=previous)
+    item = {**risk_item(db, risk, scale, category), "step_id": step.id, "previous": _decided(voided) if voided else ""}
     boss = get_person(db, step.person_id)
     notify.enqueue(db, key=f"risk-appetite-{key}", recipient_id=boss.id or 0, template=f"{TEMPLATES}/appetite_request",
-                   context={"recipient": notify.recipient(boss), "risks": [item], "again": True,
-                            "review": {"title": "re-score"}, "due_at": step.due_at})
+                   context={"recipient": notify.recipient(boss), "risks": [item], "again": voided is not None,
+                            "late": voided is None, "review": {"title": "re-score"}, "due_at": step.due_at})
 
 
 def _decided(acceptance: RiskAcceptance) -> str:

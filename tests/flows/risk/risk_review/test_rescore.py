@@ -15,7 +15,7 @@ from flows.risk.risk_review.flow import risk_review
 from registry import HumanStep, StepStatus, session
 from registry.risk import AcceptanceStatus, RiskAcceptance, RiskAssessment
 from tests.conftest import Gateway, Mailbox
-from tests.flows.risk.risk_review.organisation import Org, mails, organisation, risk
+from tests.flows.risk.risk_review.organisation import Org, close_window, mails, organisation, risk
 from tests.links import answer_link
 
 
@@ -130,3 +130,27 @@ def test_the_owner_sees_the_findings_on_the_risks_controls_and_silence_is_escala
     told = mails(smtp, org.manager.email, "", count=1)
     assert told, "the owner's manager hears of the overdue re-score"
     assert "Re-score risk R-3" in smtp.messages(to=org.manager.email)[0].text
+
+
+def test_a_late_rescore_above_appetite_asks_the_director_at_once(
+        prefect_api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
+    """Answered after the review's deadline (the link still works), a re-score that takes a risk above appetite is
+    not left for the next quarterly review: the Director is asked the moment it is answered."""
+    org = organisation(tmp_path)
+    key = f"{periods.quarter_of_day(periods.today()).name} R-1"
+    risk_review(risk_code="R-1")
+    [link] = mails(smtp, org.olive.email, "Risk review: re-score 1 risk")
+    close_window(key)
+    assert risk_review(risk_code="R-1").status == "closed", "within appetite at the deadline: nothing to decide"
+    assert not [m for m in smtp.messages() if m.to == org.director.email]
+
+    assert answer_link(gateway.client, link, {"decision": "rescore", "residual_impact": "4",
+                                              "rationale": "The flood barrier failed its test"}).status_code == 200
+    [asked] = mails(smtp, org.director.email, "Decision needed: 1 risk above appetite")
+    assert "R-1 was re-scored above its category's appetite after its review's deadline" in \
+        smtp.messages(to=org.director.email)[0].text
+    page = gateway.client.get(asked).text
+    assert "R-1 Warehouse flood" in page and "The flood barrier failed its test" in page
+    with session() as db:
+        pending = db.exec(select(RiskAcceptance).where(RiskAcceptance.status == AcceptanceStatus.pending)).one()
+    assert pending.risk_id == risk("R-1").id
