@@ -24,9 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +39,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 import sqlalchemy as sa  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
+from benchmarks._postgres import embedded_postgres, throwaway_database  # noqa: E402
 from benchmarks._table import Row, print_rows  # noqa: E402
 from flows.finance.budget_variance.ledger import figures  # noqa: E402
 from flows.finance.budget_variance.rules import material, variance  # noqa: E402
@@ -232,36 +231,13 @@ def _sqlite(lines: int, repeat: int) -> bool:
 
 
 def _postgres(admin_url: str, lines: int, repeat: int) -> bool:
-    import psycopg
-
-    name = f"ops_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with throwaway_database(admin_url) as url:
         upgrade(url)
         engine = get_engine(url)
         with engine.connect() as db:
             version = db.exec_driver_sql("SHOW server_version").scalar()
+        name = sa.make_url(url).database
         return run(f"PostgreSQL {version} (database {name}, dropped afterwards)", engine, lines, repeat)
-    finally:
-        reset_engines()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def _embedded_postgres() -> Iterator[str]:
-    from embedded_postgres import get_server
-
-    server = get_server(str(WORK / "pg"), cleanup_mode="delete")
-    try:
-        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        stop = getattr(server, "cleanup", None) or getattr(server, "stop", None)
-        if callable(stop):
-            stop()
 
 
 def main() -> None:
@@ -282,7 +258,7 @@ def main() -> None:
         if args.postgres:
             ok = _postgres(args.postgres, args.lines, args.repeat) and ok
         elif args.embedded_postgres:
-            with _embedded_postgres() as url:
+            with embedded_postgres(WORK / "pg") as url:
                 ok = _postgres(url, args.lines, args.repeat) and ok
     finally:
         reset_engines()

@@ -55,6 +55,7 @@ import sqlalchemy as sa  # noqa: E402
 import year_of_data  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 
+from benchmarks._postgres import embedded_postgres  # noqa: E402
 from engine import notify, sweep  # noqa: E402
 from engine.deadlines import due_within, quarter_bounds  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
@@ -306,19 +307,6 @@ def _postgres(admin_url: str, scale: float, repeat: int, year_url: str | None = 
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@contextmanager
-def _embedded_postgres() -> Iterator[str]:
-    from embedded_postgres import get_server
-
-    server = get_server(str(WORK / "pg"), cleanup_mode="delete")
-    try:
-        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        stop = getattr(server, "cleanup", None) or getattr(server, "stop", None)
-        if callable(stop):
-            stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="size of the year of data (default 1.0)")
@@ -340,7 +328,7 @@ def main() -> None:
         if args.postgres:
             _postgres(args.postgres, scale, repeat, args.postgres_year_url)
         elif args.embedded_postgres:
-            with _embedded_postgres() as url:
+            with embedded_postgres(WORK / "pg") as url:
                 _postgres(url, scale, repeat)
     finally:
         reset_engines()
