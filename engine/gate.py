@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from sqlmodel import Session
@@ -73,11 +73,16 @@ def ask(
 
     `form` is any registered form; the approval form (the default) makes it an approval, which the requester
     cannot give themselves (StepRefused). Overdue, it is escalated to the approver's manager and `escalate_to`."""
-    return request(db, key=key, person_id=approver_id, form=form, kind="approval" if form == APPROVAL else "form",
+    return request(db, key=key, person_id=approver_id, form=form, kind=_kind(form),
                    title=title, subject_type=subject_type, subject_id=subject_id, due_at=due_at,
                    expires_at=expires_at, template=template, context=context, actor=actor,
                    requested_by_id=requested_by_id, flow_run_id=runs.current_run_id(), details=details,
                    escalate_to=escalate_to)
+
+
+def _kind(form: str) -> Literal["approval", "form"]:
+    """Only the approval form makes an approval: the one step its requester may not answer themselves."""
+    return "approval" if form == APPROVAL else "form"
 
 
 class Digest(work.Digest):
@@ -111,7 +116,7 @@ class Digest(work.Digest):
         """The gate's step (keyed: asked once), the current run the one it resumes, `item` listed in the
         approver's message."""
         return super().ask(db, item=item, key=key, person_id=approver_id, form=form,
-                           kind="approval" if form == APPROVAL else "form", title=title, subject_type=subject_type,
+                           kind=_kind(form), title=title, subject_type=subject_type,
                            subject_id=subject_id, due_at=due_at, expires_at=expires_at,
                            requested_by_id=requested_by_id, flow_run_id=runs.current_run_id(), details=details,
                            actor=actor, escalate_to=escalate_to)
