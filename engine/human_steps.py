@@ -204,35 +204,33 @@ def record_answer(
     return True
 
 
-def expire(session: Session, *, step: HumanStep, actor: str = "sweep") -> bool:
+def _decide_unanswered(session: Session, step: HumanStep, status: StepStatus, *, actor: str, action: str,
+                       data: dict[str, Any]) -> bool:
+    """End a pending step without an answer (once), recorded on the trail; a run waiting for it is resumed by
+    the next sweep. False if it was decided already."""
     result = session.execute(
         decide_statement(step.id or 0)
-        .values(status=StepStatus.expired, resume_pending=step.flow_run_id is not None)
+        .values(status=status, resume_pending=step.flow_run_id is not None)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    trail.record(session, actor=actor, action="step.expired", entity_type="human_step", entity_id=step.id or 0,
-                 data={"due_at": step.due_at.isoformat(), "escalation_level": step.escalation_level})
+    trail.record(session, actor=actor, action=action, entity_type="human_step", entity_id=step.id or 0, data=data)
     session.refresh(step)
     return True
+
+
+def expire(session: Session, *, step: HumanStep, actor: str = "sweep") -> bool:
+    return _decide_unanswered(session, step, StepStatus.expired, actor=actor, action="step.expired",
+                              data={"due_at": step.due_at.isoformat(), "escalation_level": step.escalation_level})
 
 
 def cancel(session: Session, step: HumanStep, *, actor: str, reason: str) -> bool:
     """Withdraw a question that no longer stands (a risk re-scored since the Director was asked about it), once:
     the step cancelled while pending, its link refused as withdrawn from then on, and a run waiting for it resumed
     by the next sweep with a cancelled Decision, as an expired step's is. False if it was decided already."""
-    result = session.execute(
-        decide_statement(step.id or 0)
-        .values(status=StepStatus.cancelled, resume_pending=step.flow_run_id is not None)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    trail.record(session, actor=actor, action="step.cancelled", entity_type="human_step", entity_id=step.id or 0,
-                 data={"reason": reason})
-    session.refresh(step)
-    return True
+    return _decide_unanswered(session, step, StepStatus.cancelled, actor=actor, action="step.cancelled",
+                              data={"reason": reason})
 
 
 def outcome_of(step: HumanStep) -> StepOutcome | None:
