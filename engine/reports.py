@@ -17,6 +17,12 @@ class SavedReport:
     sha256: str
 
 
+def slug(text: str) -> str:
+    """`text` as a file or artifact name: lower case, every run of other characters than letters and digits a
+    hyphen ("Information Security" → "information-security")."""
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+
+
 def report_path(filename: str) -> Path:
     """Where data_dir/reports/`filename` lives (folders created); `filename` may hold subfolders."""
     path = get_settings().data_dir.resolve() / "reports" / filename

@@ -20,7 +20,7 @@ from engine.deadlines import answer_window, due_within, next_due, working_days_f
 from engine.findings import ActionSpec, Origin, raise_finding, working_days_for
 from engine.human_steps import ATTACHMENT, expire
 from engine.once import insert_once
-from engine.reports import save_report
+from engine.reports import save_report, slug
 from engine.settings import get_settings
 from engine.work import Digest, unit
 from flows.compliance.audit import rules
@@ -273,15 +273,15 @@ def _build_report(db: Session, audit: Audit, occasion: Occasion, framework: Fram
                         {"audit": context, "rows": rows, "summary": summary, "generated_at": utcnow(),
                          "round": round_no})
     occasions.record_report(db, occasion, saved)
-    slug = "".join(ch if ch.isalnum() else "-" for ch in framework.name.lower()).strip("-")
-    create_table_artifact(rows, key=f"compliance-audit-{slug}",
+    artifact = f"compliance-audit-{slug(framework.name)}"
+    create_table_artifact(rows, key=artifact,
                           description=f"{framework.name} {audit.period}: controls and findings")
     create_markdown_artifact(
         f"## {framework.name} audit {audit.period}\n\n"
         f"| controls | passed | failed | unanswered | findings |\n|---|---|---|---|---|\n"
         f"| {summary.total} | {summary.passed} | {summary.failed} | {summary.unanswered} | {summary.findings} |\n\n"
         f"Report: `{saved.path}` (SHA-256 `{saved.sha256}`)",
-        key=f"compliance-audit-{slug}-summary", description="Audit summary")
+        key=f"{artifact}-summary", description="Audit summary")
 
 
 @task

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import Session, col, select
 
 from engine import occasions
-from engine.reports import save_pdf, save_report
+from engine.reports import save_pdf, save_report, slug
 from engine.settings import get_settings
 from engine.templates import render_page
 from engine.work import unit
@@ -33,10 +33,6 @@ class Built:
     html: str
     pdf: str
     pdf_sha256: str
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
 
 
 def baseline(db: Session, occasion: Occasion, scope: Scope) -> tuple[datetime, str]:
@@ -100,7 +96,7 @@ def publish(state: ReviewState) -> Built:
     Prefect artifacts."""
     with unit() as db:
         context = report_context(db, state)
-        folder = f"risk/{_slug(context['review']['key'])}"
+        folder = f"risk/{slug(context['review']['key'])}"
         html = save_report(f"{folder}/report.html", f"{TEMPLATES}/report.html", context)
         pdf = save_pdf(f"{folder}/report.pdf", html.path.read_text(encoding="utf-8"))
         occasion = db.get(Occasion, state.occasion_id)
