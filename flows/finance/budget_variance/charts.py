@@ -7,10 +7,10 @@ sign-off page's attachment (which loads nothing from elsewhere).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
+from engine.charts import png
 from flows.finance.budget_variance.rules import INCOME, Variance
 
 _DPI = 160
@@ -45,11 +45,9 @@ def cost_centre(lines: Sequence[Variance]) -> bytes | None:
     what is committed stacked on them (amber); the actuals drawn in red where unfavourable (an expense's actuals and
     commitments over its budget, an income short of it). None when the cost centre has no figure at all."""
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter
-    from PIL import Image
 
     shown = [v for v in lines if v.line.budget_ytd or v.line.actual_ytd or v.committed]
     if not shown:
@@ -83,9 +81,4 @@ def cost_centre(lines: Sequence[Variance]) -> bytes | None:
                            Patch(color=COMMITTED, label="Committed (approved, not invoiced)")],
                   loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False, fontsize=7,
                   handlelength=1.2, borderaxespad=0.2)
-        canvas = FigureCanvasAgg(figure)
-        canvas.draw()
-        out = io.BytesIO()
-        # RGB, not RGBA: the PDF printer embeds one picture instead of a picture and an alpha mask.
-        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB").save(out, "PNG")
-        return out.getvalue()
+        return png(figure)

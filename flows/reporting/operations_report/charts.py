@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from engine.charts import png
 from engine.periods import Period
 from flows.reporting.operations_report.rules import AgeRow, KpiRow, Status, chart_window
 
@@ -43,16 +44,8 @@ def _figure(height: float) -> Any:
 
 
 def _save(figure: Any, path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
     path.parent.mkdir(parents=True, exist_ok=True)
-    # RGB, not matplotlib's RGBA: the PDF printer then embeds one picture instead of a picture and an alpha
-    # mask it would first split out and re-encode. Pillow writes no software version: the same figures draw the
-    # same bytes.
-    Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB").save(path, "PNG")
+    path.write_bytes(png(figure))
     return path
 
 
