@@ -145,6 +145,47 @@ def serve() -> None:
 
 
 @app.command()
+def deploy() -> None:
+    """Register every deployment of prefect.yaml on its process work pool (created if missing), for `ops worker`."""
+    _prepare()
+    from engine.pool import deploy as deploy_all
+
+    try:
+        done = deploy_all()
+    except ValueError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"work pool {done.pool!r} {'created' if done.created_pool else 'present'}; {len(done.ids)} "
+               f"deployments; registered: {', '.join(done.registered) or 'none (all unchanged)'}")
+
+
+@app.command()
+def worker(
+    limit: Annotated[int | None, typer.Option(help="Most flow runs at once on this machine (a suspended run "
+                                                   "holds none); default: no limit.")] = None,
+    name: Annotated[str | None, typer.Option(help="The worker's name in the Prefect UI; default host and "
+                                                  "directory.")] = None,
+    pool_name: Annotated[str | None, typer.Option("--pool", help="The work pool to poll; default prefect.yaml's "
+                                                                 "(where `ops deploy` puts every deployment).")]
+    = None,
+) -> None:
+    """Run prefect.yaml's deployments on this machine: a Prefect process worker on their work pool, in this
+    directory, with the settings of its environment (PREFECT_API_URL, OPS_DATABASE_URL, OPS_MAIL_URL, ...)."""
+    import os
+
+    from engine import pool
+
+    os.environ.update(pool.worker_environment())
+    _prepare()
+    from engine.loop import engine_loop
+
+    # Every worker hosts the engine loop (sweep, drill dispatch); its registry lease lets one act at a time.
+    with engine_loop():
+        pool.run_worker(pool_name or pool.pool_name(), limit=limit, poll_seconds=get_settings().resume_poll_seconds,
+                        name=name)
+
+
+@app.command()
 def gateway() -> None:
     """Run only the link gateway (behind a TLS proxy at scale)."""
     import uvicorn
@@ -371,6 +412,27 @@ def sweep() -> None:
     from engine.sweep import sweep as run_sweep
 
     typer.echo(str(run_sweep()))
+
+
+@app.command()
+def doctor(
+    topology: Annotated[str, typer.Option(help="local (one `ops serve` machine), pool (workers on prefect.yaml's "
+                                               "work pool) or auto (as the Prefect API shows it).")] = "auto",
+) -> None:
+    """Check this configuration before trusting it: databases, Prefect, pool and workers, gateway, mail, secrets.
+
+    Prints OK, WARN or FAIL per check with the fix; exit 1 when anything fails. Nothing is changed or sent."""
+    from engine.doctor import TOPOLOGIES, diagnose, failed, render
+    from engine.stack import apply_local_environment
+
+    if topology not in TOPOLOGIES:
+        typer.echo(f"unknown topology {topology!r}; known: {', '.join(TOPOLOGIES)}", err=True)
+        raise typer.Exit(2)
+    # Not _prepare(): get_settings() raises on what the doctor is there to report (a default secret in production).
+    findings = diagnose(topology=TOPOLOGIES[topology], prepare=apply_local_environment)
+    typer.echo(render(findings))
+    if failed(findings):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ class DeploymentSpec:
     tags: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     schedules: list[dict[str, Any]] = field(default_factory=list)
+    # prefect.yaml's `work_pool` (name, work_queue_name): where `ops deploy` puts it; `ops serve` serves it itself.
+    work_pool: dict[str, Any] = field(default_factory=dict)
+    # prefect.yaml's `concurrency_limit`: a number, or {limit, collision_strategy}; under `ops serve` and workers.
+    concurrency_limit: int | dict[str, Any] | None = None
 
 
 def specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
@@ -36,9 +40,17 @@ def specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
     return [
         DeploymentSpec(name=d["name"], entrypoint=d["entrypoint"], description=d.get("description", ""),
                        tags=list(d.get("tags") or []), parameters=dict(d.get("parameters") or {}),
-                       schedules=list(d.get("schedules") or []))
+                       schedules=list(d.get("schedules") or []), work_pool=dict(d.get("work_pool") or {}),
+                       concurrency_limit=d.get("concurrency_limit"))
         for d in document.get("deployments", [])
     ]
+
+
+def module_entrypoint(entrypoint: str) -> str:
+    """prefect.yaml's file entrypoint as the module path of the installed package: flows/x/flow.py:f → flows.x.flow:f.
+    """
+    path, _, name = entrypoint.partition(":")
+    return f"{path.removesuffix('.py').replace('/', '.')}:{name}"
 
 
 def import_flow_modules(path: Path = PREFECT_YAML) -> list[str]:
@@ -80,10 +92,16 @@ def definition_version(spec: DeploymentSpec, fingerprint: str) -> str:
 
 
 def runner_deployments(path: Path = PREFECT_YAML, only: set[str] | None = None,
-                       fingerprint: str | None = None) -> list[Any]:
+                       fingerprint: str | None = None, on_pool: bool = False) -> list[Any]:
     """Deployments in prefect.yaml (those named in `only`, or all) as RunnerDeployments, flows loaded from their
-    entrypoints, each versioned by its definition (definition_version)."""
-    from prefect.deployments.runner import VersionType
+    entrypoints, each versioned by its definition (definition_version).
+
+    `on_pool`: for the work pool prefect.yaml names (`ops deploy`). The entrypoint is then the flow's module path
+    (flows.compliance.audit.flow.compliance_audit), which a worker imports from the installed package in whatever
+    directory it runs: a file path would name this checkout, and Prefect would copy or look for it there.
+    """
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.deployments.runner import EntrypointType, VersionType
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
@@ -96,13 +114,18 @@ def runner_deployments(path: Path = PREFECT_YAML, only: set[str] | None = None,
     for spec in specs(path):
         if only is not None and spec.name not in only:
             continue
-        flow: Any = load_flow_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint), use_placeholder_flow=False)
+        entrypoint = module_entrypoint(spec.entrypoint) if on_pool else str(PROJECT_ROOT / spec.entrypoint)
+        flow: Any = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
         schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
                      for s in spec.schedules]
+        limit = spec.concurrency_limit
+        pool = ({"work_pool_name": spec.work_pool.get("name"), "work_queue_name": spec.work_pool.get("work_queue_name"),
+                 "entrypoint_type": EntrypointType.MODULE_PATH} if on_pool else {})
         # A simple version: Prefect would otherwise probe git and CI variables on every registration.
         deployment = flow.to_deployment(
             name=spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
             version=definition_version(spec, fingerprint), version_type=VersionType.SIMPLE,
+            concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit, **pool,
         )
         if isinstance(flow, parameters.ProcessFlow):
             _as_a_filled_form(deployment, flow.parameters_model, spec, known)
@@ -159,13 +182,17 @@ def _held(api: str, names: list[str]) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def _registered_as_defined(spec: DeploymentSpec, version: str, held: dict[str, Any] | None) -> bool:
-    """Whether the API holds this definition, unpaused, with its schedules on as prefect.yaml sets them.
+def _registered_as_defined(spec: DeploymentSpec, version: str, held: dict[str, Any] | None,
+                           pool: str | None = None) -> bool:
+    """Whether the API holds this definition, unpaused, with its schedules on as prefect.yaml sets them, served
+    by `ops serve` (no work pool) or on the work pool `pool`.
 
     A schedule switched off in the UI, or a deployment paused there, is switched back on by the next start, as
     registering every deployment on every start always did.
     """
     if held is None or held.get("version") != version or held.get("paused"):
+        return False
+    if held.get("work_pool_name") != pool:  # the same definition, served by the other topology
         return False
     have = sorted((s["schedule"].get("cron"), s["schedule"].get("timezone"), s["active"])
                   for s in held.get("schedules") or [])
@@ -174,23 +201,24 @@ def _registered_as_defined(spec: DeploymentSpec, version: str, held: dict[str, A
 
 
 def register(path: Path = PREFECT_YAML, fingerprint: str | None = None,
-             built: list[Any] | None = None) -> tuple[dict[str, UUID], list[str]]:
+             built: list[Any] | None = None, on_pool: bool = False) -> tuple[dict[str, UUID], list[str]]:
     """Every deployment in prefect.yaml registered with the API: (their ids by name, the names registered now).
 
     Only those the API does not hold as defined are registered: registering one costs an upsert, a replacement of
     its schedules (the server then drops and re-creates its scheduled runs) and a sweep of its automations, about
     0.1 s each, and importing the flows to build them; a second or two on every start, for nothing. `built`: the
-    RunnerDeployments, if they were built already.
+    RunnerDeployments, if they were built already. `on_pool`: on prefect.yaml's work pool (runner_deployments).
     """
     wanted = specs(path)
     fingerprint = fingerprint or code_fingerprint()
     versions = {spec.name: definition_version(spec, fingerprint) for spec in wanted}
     held = _held(_api_url(), list(versions))
     ids = {spec.name: UUID(held[spec.name]["id"]) for spec in wanted
-           if _registered_as_defined(spec, versions[spec.name], held.get(spec.name))}
+           if _registered_as_defined(spec, versions[spec.name], held.get(spec.name),
+                                     spec.work_pool.get("name") if on_pool else None)}
     changed = {spec.name for spec in wanted} - set(ids)
     if changed:
-        for deployment in built or runner_deployments(path, only=changed, fingerprint=fingerprint):
+        for deployment in built or runner_deployments(path, only=changed, fingerprint=fingerprint, on_pool=on_pool):
             if deployment.name in changed:
                 ids[deployment.name] = deployment.apply()
     return ids, sorted(changed)
