@@ -84,6 +84,24 @@ class Settings(BaseSettings):
     resume_poll_seconds: float = Field(
         0.5, description="How often the serving process polls for resumed and scheduled runs (fractions allowed)."
     )
+    sweep_seconds: float = Field(
+        60.0, gt=0, description="How often the engine loop (engine/loop.py, inside `ops serve` or a worker) runs "
+        "the deadline sweep: reminders, escalations, expiry, resumes, take-overs of dead runs, delivery retries.",
+    )
+    dispatch_seconds: float = Field(
+        300.0, gt=0, description="How often the engine loop starts the drills whose programme's cadence came round.",
+    )
+    retention_seconds: float = Field(
+        3600.0, gt=0, description="How often the engine loop deletes finished flow runs past their retention.",
+    )
+    engine_run_retention_days: float = Field(
+        7.0, gt=0, description="Finished flow runs of engine-tagged deployments (a sweep started by hand) are "
+        "deleted from Prefect this many days after they ended.",
+    )
+    run_retention_days: float = Field(
+        400.0, gt=0, description="Finished flow runs of every deployment are deleted from Prefect this many days "
+        "after they ended (a year and a bit of history in the UI; the registry and its trail are the record).",
+    )
     trail_key: SecretStr | None = Field(
         None, description="Key of the audit trail's HMAC chain, kept outside the registry (a vault, the service's "
         "environment). Required in production; in development a random key is kept in data_dir/trail.key (0600).",

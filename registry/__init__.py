@@ -27,6 +27,7 @@ from registry.db import get_engine, reset_engines, session
 from registry.errors import RegistryValidationError
 from registry.findings import ActionStatus, CorrectiveAction, Finding, FindingStatus
 from registry.kpis import Direction, KpiDefinition, KpiMeasurement, OperationsReport
+from registry.lease import EngineLease
 from registry.occasions import Occasion, OccasionStatus
 from registry.outbox import DeliveryStatus, Notification
 from registry.people import Person, Team
@@ -61,7 +62,7 @@ _validation.install()
 
 __all__ = [
     "Audit", "AuditEvent", "Control", "ControlTest", "CorrectiveAction", "Criticality",
-    "DeliveryStatus", "Evidence", "Finding", "Framework", "HumanStep", "Notification", "Person",
+    "DeliveryStatus", "EngineLease", "Evidence", "Finding", "Framework", "HumanStep", "Notification", "Person",
     "RegistryValidationError", "StepLink", "StepStatus", "Team", "TestResult", "get_engine", "reset_engines",
     "session", "ContractNotice", "Delivery", "InventoryItem", "PurchaseRequest", "PurchaseRequestLine",
     "RequestStatus", "Standing", "Vendor", "VendorScorecard", "AckStatus", "ContinuityPlan", "Drill",

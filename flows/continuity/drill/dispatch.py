@@ -1,4 +1,5 @@
-"""The every-five-minutes dispatcher: each drill programme whose cadence has come round gets its own drill run."""
+"""The drill dispatcher: each drill programme whose cadence has come round gets its own drill run (started by the
+engine loop every five minutes; the emergency-drill-dispatch deployment does the same once, by hand)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ DRILL_DEPLOYMENT = "emergency-drill/emergency-drill"
 
 @task
 def start_due_drills(drill_deployment: str = DRILL_DEPLOYMENT) -> list[str]:
-    """Start one drill run for every programme whose cadence has come round; what was started.
+    """start_due as a task of the dispatch flow: runs are started only when it runs from a deployment."""
+    return start_due(drill_deployment, start_runs=bool(deployment.get_id()))
+
+
+def start_due(drill_deployment: str = DRILL_DEPLOYMENT, *, start_runs: bool = True) -> list[str]:
+    """Start one drill run for every programme whose cadence has come round; what was started. The engine loop
+    (engine/loop.py) calls it every OPS_DISPATCH_SECONDS; without `start_runs` a due drill is only noted.
 
     A programme never run before starts counting now, so installing one does not set off a drill at once.
     Occurrences missed while nothing was running are not made up: the next run is the next occurrence.
@@ -37,7 +44,7 @@ def start_due_drills(drill_deployment: str = DRILL_DEPLOYMENT) -> list[str]:
             continue
         # Started before it is claimed: a crash or a refused API call in between leaves the occasion due, and
         # the run's key makes the next look find the same run instead of starting a second one.
-        if deployment.get_id():
+        if start_runs:
             run_id = followups.fan_out(drill_deployment, key=f"drill-{program_id}-{occasion.isoformat()}",
                                        parameters={"facility": code, "kind": kind,
                                                    "occasion": occasion.isoformat()},
