@@ -407,7 +407,7 @@ def verify_trail() -> None:
 
 @app.command()
 def sweep() -> None:
-    """Run the deadline sweep once (the deadline-sweep deployment does this every minute)."""
+    """Run the deadline sweep once (the engine loop of `ops serve` and every worker does this every minute)."""
     _prepare()
     from engine.sweep import sweep as run_sweep
 

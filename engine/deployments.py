@@ -254,8 +254,9 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     """Serve every deployment from this process; the poll interval bounds the wait after an approval.
 
     Schedules stay active when this process stops (Prefect pauses them by default): a stopped or restarted stack
-    must never leave the quarterly audit or the deadline sweep paused, and the runs that fall due meanwhile are
-    picked up by the next `ops serve`.
+    must never leave the quarterly audit paused, and the runs that fall due meanwhile are picked up by the next
+    `ops serve`. Beside the runner runs the engine loop (engine/loop.py: the deadline sweep, drill dispatch and run
+    retention as function calls, not flow runs; one loop at a time across processes by its registry lease).
 
     With `api_wait_seconds`, the API is waited for, so `ops up` can start this process alongside the Prefect
     server rather than after it. `ready_file` gets this process's pid once every deployment is registered: a Run
@@ -287,23 +288,27 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
-    # Before the runner's first poll: it would start every missed run.
-    if removed := collapse_missed_runs(list(ids)):
+    from engine.loop import engine_loop
+
+    # Before the runner's first poll: it would start every missed run. A deployment without a schedule (the sweep,
+    # whose every-minute schedule an older prefect.yaml had) keeps none: the engine loop does that work now.
+    unscheduled = {ids[spec.name] for spec in specs(path) if not spec.schedules and spec.name in ids}
+    if removed := collapse_missed_runs(list(ids), unscheduled=unscheduled):
         print(f"{removed} scheduled runs that fell due while nothing served them removed; "
-              "one catch-up run per deployment kept", flush=True)
+              "one catch-up run per scheduled deployment kept", flush=True)
     runner = Runner(pause_on_shutdown=False, limit=None, query_seconds=poll_seconds)
     _hand_to(runner, ids, path)
-    with contextlib.suppress(KeyboardInterrupt, TerminationSignal):
+    with engine_loop(), contextlib.suppress(KeyboardInterrupt, TerminationSignal):
         asyncio.run(runner.start())
 
 
-def collapse_missed_runs(names: list[str]) -> int:
+def collapse_missed_runs(names: list[str], unscheduled: set[UUID] | None = None) -> int:
     """Delete all but the latest of each deployment's scheduled runs that fell due while nothing served them.
 
-    Schedules stay active while the stack is stopped (see serve_all), so a night off left dozens of every-minute
-    sweeps due at once; one catch-up run per deployment does what they would have done (a missed quarterly audit
-    still runs, once). Only the scheduler's own runs go (auto-scheduled, never started): a Run a person asked for
-    is kept. Returns how many were deleted.
+    Schedules stay active while the stack is stopped (see serve_all), so a week off left several daily runs due
+    at once; one catch-up run per deployment does what they would have done (a missed quarterly audit still runs,
+    once). Of the deployments in `unscheduled` (their schedule since removed) none is kept. Only the scheduler's
+    own runs go (auto-scheduled, never started): a Run a person asked for is kept. Returns how many were deleted.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -331,7 +336,8 @@ def collapse_missed_runs(names: list[str]) -> int:
             for run in runs:
                 if run.auto_scheduled and run.run_count == 0:
                     missed.setdefault(run.deployment_id, []).append(run)
-            superseded = [run for per_deployment in missed.values() for run in per_deployment[:-1]]
+            superseded = [run for deployment, per_deployment in missed.items()
+                          for run in (per_deployment if deployment in (unscheduled or set()) else per_deployment[:-1])]
             for run in superseded:
                 client.delete_flow_run(run.id)
             removed += len(superseded)

@@ -288,17 +288,19 @@ def scheduling_prefect_api(tmp_path: Path) -> Iterator[str]:
 def test_stopping_ops_serve_leaves_every_schedule_active_and_a_restart_runs_what_was_missed_once(
         scheduling_prefect_api: str, tmp_path: Path) -> None:
     """Prefect's serve() paused what it served when it stopped: a restarted stack ran without its schedules.
-    Active schedules fall due while nothing serves them; the restart keeps one catch-up run, not one per minute."""
+    Active schedules fall due while nothing serves them; the restart keeps one catch-up run, not one per missed
+    occasion. (The sweep has no schedule: the engine loop's first sweep at the restart does what it missed, once;
+    tests/engine/test_loop.py.)"""
     prefect_api = scheduling_prefect_api
     with httpx.Client(timeout=10) as client:
         serve = _serve_until_polled(prefect_api, tmp_path, client)
         printed = _stop(serve)
         assert _paused(client, prefect_api) == [], printed
 
-        sweep = client.get(f"{prefect_api}/deployments/name/deadline-sweep/deadline-sweep").json()
-        _until("the scheduler's runs of the every-minute sweep",
-               lambda: len(_auto_scheduled(client, prefect_api, sweep["id"])) >= 3, 30)
-        missed = _auto_scheduled(client, prefect_api, sweep["id"])[:3]
+        daily = client.get(f"{prefect_api}/deployments/name/inventory-reorder/inventory-reorder").json()
+        _until("the scheduler's runs of the daily reorder",
+               lambda: len(_auto_scheduled(client, prefect_api, daily["id"])) >= 3, 90)
+        missed = _auto_scheduled(client, prefect_api, daily["id"])[:3]
         for minutes_ago, run in zip((30, 20, 10), missed, strict=True):  # as if the stack had been down 30 min
             due = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
             client.post(f"{prefect_api}/flow_runs/{run['id']}/set_state", json={

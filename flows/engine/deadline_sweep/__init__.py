@@ -1,4 +1,5 @@
-"""The deadline sweep: the engine's minute-by-minute work on every process's steps and messages."""
+"""The deadline sweep: the engine's minute-by-minute work on every process's steps and messages (run by the engine
+loop; this deployment runs it once by hand)."""
 
 from engine.processes import Process
 

@@ -1,4 +1,5 @@
-"""The deadline sweep as a scheduled flow, so every reminder and escalation shows up as a run."""
+"""The deadline sweep as a flow to run by hand from the UI; the engine loop (engine/loop.py) runs the same sweep
+every minute as a function call, so the run list is not 1,440 sweeps a day."""
 
 from __future__ import annotations
 
