@@ -58,6 +58,11 @@ def check_registry(doctor: Doctor) -> Finding:
     script = ScriptDirectory.from_config(alembic_config(url))
     heads = set(script.get_heads())
     newest = ", ".join(sorted(heads))
+    if current == heads and parsed.get_backend_name() == "sqlite" and doctor.topology == "pool":
+        return warn(name, f"{shown} at migration {newest}, the newest; but a SQLite file is reachable from this "
+                          "machine only, and workers run on others",
+                    "move the registry to PostgreSQL and set OPS_DATABASE_URL=postgresql+psycopg://… on every "
+                    "machine (then `ops init --no-demo` there)")
     if current == heads:
         return ok(name, f"{shown} at migration {newest}, the newest")
     if not current:

@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,7 +22,7 @@ from engine.doctor import Finding, Status, diagnose, examine, failed, render
 from engine.doctor.context import Doctor
 from engine.doctor.findings import fail
 from engine.settings import Settings, get_settings
-from tests.conftest import Gateway, free_port
+from tests.conftest import free_port
 
 DB_PASSWORD = "db-pass-Zq81x"
 MAIL_PASSWORD = "mail-pass-Wk27y"
@@ -37,16 +39,64 @@ def _no_secret(findings: list[Finding]) -> str:
     return text
 
 
-@pytest.fixture
-def healthy(prefect_api: str, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Registry migrated (the test's any_db or registry_db), mail server, gateway, Prefect API: all up."""
+@dataclass
+class Parts:
+    prefect_api: str
+    registry_url: str
+    gateway_url: str
+
+
+@pytest.fixture(scope="module")
+def parts(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
+    """One healthy configuration for the module: a migrated SQLite registry, a mail server and the gateway on
+    loopback, the session's Prefect server. Each test breaks one part through its own environment."""
+    import uvicorn
+
+    from engine import mailcatcher
+    from engine.gateway import create_app
+    from registry import reset_engines
+    from registry.migrate import upgrade
+
+    patch = pytest.MonkeyPatch()
+    data = tmp_path_factory.mktemp("doctor") / "data"
+    data.mkdir()
+    registry_url = f"sqlite:///{data / 'registry.db'}"
+    smtp_port, gateway_port = free_port(), free_port()
     for name in ("OPS_MODE", "OPS_SECRET_KEY", "OPS_TRAIL_KEY"):
-        monkeypatch.delenv(name, raising=False)
+        patch.delenv(name, raising=False)
+    patch.setenv("OPS_DATABASE_URL", registry_url)
+    patch.setenv("OPS_DATA_DIR", str(data))
+    patch.setenv("OPS_MAIL_URL", f"mailto://127.0.0.1:{smtp_port}?from=ops%40test.example&mode=insecure")
+    patch.setenv("OPS_GATEWAY_URL", f"http://127.0.0.1:{gateway_port}")
     get_settings.cache_clear()
-    return prefect_api
+    reset_engines()
+    upgrade(registry_url)
+    catcher = mailcatcher.start(data / "mailbox", "127.0.0.1", smtp_port)
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=gateway_port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.02)
+    yield Parts(prefect_api, registry_url, f"http://127.0.0.1:{gateway_port}")
+    server.should_exit = True
+    thread.join(timeout=10)
+    catcher.stop()
+    patch.undo()
+    get_settings.cache_clear()
+    reset_engines()
 
 
-def test_a_healthy_configuration_is_all_ok(any_db: str, healthy: str) -> None:
+@pytest.fixture
+def healthy(parts: Parts) -> Iterator[str]:
+    """The module's healthy configuration, settings read afresh for this test's changes; the Prefect API URL."""
+    get_settings.cache_clear()
+    yield parts.prefect_api
+    get_settings.cache_clear()
+
+
+def test_a_healthy_configuration_is_all_ok(healthy: str, any_db: str) -> None:
     findings = diagnose(topology="local")
     seen = _by_name(findings)
     assert not failed(findings), render(findings)
@@ -58,29 +108,26 @@ def test_a_healthy_configuration_is_all_ok(any_db: str, healthy: str) -> None:
     assert seen["work pool"].detail.startswith("skipped (one machine")
 
 
-def test_ops_doctor_as_a_subprocess_exits_0_when_healthy_and_1_naming_each_fault(
-        registry_db: str, healthy: str, tmp_path: Path) -> None:
-    env = {**os.environ, "PREFECT_API_URL": healthy}
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "doctor", "--topology", "local"], env=env,
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "0 failed, 0 warning(s)" in run.stdout
-    assert "Traceback" not in run.stderr
-
+def test_ops_doctor_as_a_subprocess_exits_1_naming_each_fault_without_a_password(healthy: str,
+                                                                                   tmp_path: Path) -> None:
     dead_port = free_port()
-    broken = {**env, "OPS_DATABASE_URL": f"postgresql+psycopg://ops:{DB_PASSWORD}@127.0.0.1:{dead_port}/ops",
-              "OPS_MAIL_URL": f"mailto://ops:{MAIL_PASSWORD}@127.0.0.1:{dead_port}?from=ops%40test.example"}
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "doctor", "--topology", "local"], env=broken,
+    env = {**os.environ, "PREFECT_API_URL": healthy,
+           "OPS_DATABASE_URL": f"postgresql+psycopg://ops:{DB_PASSWORD}@127.0.0.1:{dead_port}/ops",
+           "OPS_MAIL_URL": f"mailto://ops:{MAIL_PASSWORD}@127.0.0.1:{dead_port}?from=ops%40test.example"}
+    run = subprocess.run([sys.executable, "-m", "engine.cli", "doctor", "--topology", "local"], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert any(line.startswith("FAIL  registry database") and f"127.0.0.1:{dead_port}" in line for line in lines)
     assert any(line.startswith("FAIL  mail server") and f"127.0.0.1:{dead_port}" in line for line in lines)
-    assert "ops:***@127.0.0.1" in run.stdout
+    assert any(line.startswith("OK    gateway") for line in lines), run.stdout
+    assert "fix: run `ops init --no-demo`" not in run.stdout  # unreachable, not unmigrated
+    assert "ops:***@127.0.0.1" in run.stdout and "2 failed, 0 warning(s)" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
     assert DB_PASSWORD not in run.stdout + run.stderr and MAIL_PASSWORD not in run.stdout + run.stderr
 
 
-def test_a_stopped_mail_server_fails_naming_host_and_port(registry_db: str, healthy: str,
+def test_a_stopped_mail_server_fails_naming_host_and_port(healthy: str,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()  # nothing listens there
     monkeypatch.setenv("OPS_MAIL_URL", f"mailto://ops:{MAIL_PASSWORD}@127.0.0.1:{port}?from=ops%40test.example"
@@ -93,7 +140,7 @@ def test_a_stopped_mail_server_fails_naming_host_and_port(registry_db: str, heal
     _no_secret(findings)
 
 
-def test_an_unreachable_gateway_fails(registry_db: str, healthy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_gateway_fails(healthy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("OPS_GATEWAY_URL", url)
     found = _by_name(diagnose(topology="local"))["gateway"]
@@ -101,7 +148,7 @@ def test_an_unreachable_gateway_fails(registry_db: str, healthy: str, monkeypatc
     assert "OPS_GATEWAY_URL" in found.fix and "ops gateway" in found.fix
 
 
-def test_something_else_answering_at_the_gateway_url_fails(registry_db: str, healthy: str,
+def test_something_else_answering_at_the_gateway_url_fails(healthy: str,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPS_GATEWAY_URL", healthy.removesuffix("/api"))  # the Prefect server: not our gateway
     found = _by_name(diagnose(topology="local"))["gateway"]
@@ -135,7 +182,7 @@ def test_a_registry_never_migrated_or_behind_fails_saying_ops_init(tmp_path: Pat
     assert found.status is Status.fail and "no registry" in found.detail and not missing.parent.exists()
 
 
-def test_an_unreachable_database_fails_without_its_password(healthy: str, registry_db: str,
+def test_an_unreachable_database_fails_without_its_password(healthy: str,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     monkeypatch.setenv("OPS_DATABASE_URL", f"postgresql+psycopg://ops:{DB_PASSWORD}@127.0.0.1:{port}/ops")
@@ -148,7 +195,7 @@ def test_an_unreachable_database_fails_without_its_password(healthy: str, regist
     _no_secret(findings)
 
 
-def test_production_with_a_default_secret_fails_with_settings_own_refusal(registry_db: str, healthy: str,
+def test_production_with_a_default_secret_fails_with_settings_own_refusal(healthy: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPS_MODE", "production")
     findings = diagnose(topology="local")
@@ -173,7 +220,7 @@ def test_production_with_a_default_secret_fails_with_settings_own_refusal(regist
     assert _STRONG_KEY not in render(list(seen.values()))
 
 
-def test_a_work_pool_missing_fails_saying_ops_deploy(registry_db: str, healthy: str) -> None:
+def test_a_work_pool_missing_fails_saying_ops_deploy(healthy: str) -> None:
     pool = f"doctor-missing-{uuid.uuid4().hex[:8]}"
     findings = diagnose(topology="pool", pool=pool)
     seen = _by_name(findings)
@@ -209,7 +256,7 @@ def _until(condition: str, pool: str, seconds: float = 120) -> list[Finding]:
         time.sleep(0.5)
 
 
-def test_workers_alive_then_a_killed_worker_fails_the_pool(registry_db: str, healthy: str,
+def test_workers_alive_then_a_killed_worker_fails_the_pool(healthy: str,
                                                            worker_pool: tuple[str, subprocess.Popen[bytes]]) -> None:
     pool, process = worker_pool
     findings = _until("OK", pool)
@@ -227,7 +274,7 @@ def test_workers_alive_then_a_killed_worker_fails_the_pool(registry_db: str, hea
     assert failed(findings)
 
 
-def test_several_workers_on_local_result_storage_warn(registry_db: str, healthy: str) -> None:
+def test_several_workers_on_local_result_storage_warn(healthy: str) -> None:
     from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
 
     pool = f"doctor-{uuid.uuid4().hex[:8]}"
@@ -245,7 +292,7 @@ def test_several_workers_on_local_result_storage_warn(registry_db: str, healthy:
     assert found.status is Status.ok and "s3-bucket/shared-results" in found.detail
 
 
-def test_a_check_that_raises_is_a_fail_naming_the_exception(registry_db: str, healthy: str) -> None:
+def test_a_check_that_raises_is_a_fail_naming_the_exception(healthy: str) -> None:
     def broken(_doctor: Doctor) -> Finding:
         raise RuntimeError(f"cannot read postgresql://ops:{DB_PASSWORD}@db/ops")
 
