@@ -16,6 +16,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from engine.deployments import PREFECT_YAML, register, specs
@@ -115,8 +116,17 @@ def run_worker(pool: str, *, limit: int | None, poll_seconds: float, name: str |
     from prefect.utilities.processutils import setup_signal_handlers_worker
     from prefect.workers.process import ProcessWorker
 
+    class _EngineProcessWorker(ProcessWorker):
+        """Each flow run one process, `python -m prefect.engine`, as `ops serve` starts them. Prefect 3.9's default
+        starts a workspace supervisor first (a second Python importing Prefect, to pull code and install its
+        dependencies), which our installed package never needs: seconds of CPU on every start and every resume."""
+
+        async def run(self, flow_run: Any, configuration: Any, task_status: Any = None) -> Any:
+            configuration._command_configured = True  # its command is already this interpreter's prefect.engine
+            return await super().run(flow_run, configuration, task_status)
+
     async def _work() -> None:
-        worker = ProcessWorker(work_pool_name=pool, name=name or default_worker_name(), limit=limit)
+        worker = _EngineProcessWorker(work_pool_name=pool, name=name or default_worker_name(), limit=limit)
         await worker.start()
 
     # As `prefect worker start`: SIGTERM stops polling; the flow runs started carry on (a new session each) and

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,6 +62,85 @@ def start_serving(api: str, log: Path, *, extra_env: dict[str, str] | None = Non
             pytest.fail(f"`ops serve` was not ready within {SERVE_STARTUP_SECONDS} s:\n{served.log_tail()}")
         time.sleep(0.1)
     return served
+
+
+WORKER_STARTUP_SECONDS = 120
+
+
+@dataclass
+class Worker:
+    """An `ops worker` process in a directory of its own, as on a machine of its own."""
+
+    directory: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def ran(self, run_id: object) -> bool:
+        """Whether this worker submitted flow run `run_id` (its log says so; a resumed run is submitted again)."""
+        return f"submitting flow run '{run_id}'" in self.log.read_text(errors="replace")
+
+    def processes(self) -> list[int]:
+        """The worker and every process below it: each flow run is in a session of its own (Prefect's doing), so
+        the worker's process group alone is not all a machine runs."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+        found, todo = [], [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    def lose_machine(self) -> None:
+        """SIGKILL the worker and everything it started, at once: the machine is gone."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM the worker (it stops polling), then whatever of its flow runs is left."""
+        below = self.processes()[1:]
+        stop_process_group(self.process)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def start_worker(api: str, directory: Path, log: Path, *, pool: str | None = None, limit: int | None = None,
+                 extra_env: dict[str, str] | None = None) -> Worker:
+    """`ops worker` (the installed console script) in `directory`, created empty, once it has said it started.
+
+    It inherits this process's OPS_* variables (the test's registry, mail server, gateway URL), as a machine set
+    up with the same configuration would have them.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_LOGGING_LEVEL": "INFO", **(extra_env or {})}
+    command = [str(Path(sys.executable).with_name("ops")), "worker",
+               *(["--pool", pool] if pool else []), *(["--limit", str(limit)] if limit else [])]
+    with log.open("wb") as handle:
+        process = subprocess.Popen(command, cwd=directory, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    worker = Worker(directory=directory, process=process, log=log)
+    deadline = time.monotonic() + WORKER_STARTUP_SECONDS
+    while "started!" not in log.read_text(errors="replace"):
+        if process.poll() is not None:
+            pytest.fail(f"`ops worker` exited with code {process.returncode}:\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            worker.stop()
+            pytest.fail(f"`ops worker` did not start within {WORKER_STARTUP_SECONDS} s:\n{worker.log_tail()}")
+        time.sleep(0.1)
+    return worker
 
 
 @pytest.fixture
