@@ -135,13 +135,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:
-        if self.mode == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
-            raise ValueError("OPS_SECRET_KEY must be set in production mode (the embedded default is public).")
-        if self.mode == "production" and len(self.trail_key.get_secret_value() if self.trail_key else "") < 32:
-            raise ValueError("OPS_TRAIL_KEY must be set in production mode, at least 32 characters (e.g. from "
-                             "`python -c 'import secrets; print(secrets.token_hex(32))'`), kept outside the "
-                             "registry: whoever holds it can re-sign the audit trail.")
+        if self.mode == "production" and (refusals := self.production_refusals()):
+            raise ValueError(" ".join(refusals))
         return self
+
+    def production_refusals(self) -> list[str]:
+        """What production mode refuses in these settings, whatever their mode (`ops doctor` lists them all)."""
+        refusals = []
+        if self.secret_key.get_secret_value() == _DEV_SECRET:
+            refusals.append("OPS_SECRET_KEY must be set in production mode (the embedded default is public).")
+        if len(self.trail_key.get_secret_value() if self.trail_key else "") < 32:
+            refusals.append("OPS_TRAIL_KEY must be set in production mode, at least 32 characters (e.g. from "
+                            "`python -c 'import secrets; print(secrets.token_hex(32))'`), kept outside the "
+                            "registry: whoever holds it can re-sign the audit trail.")
+        return refusals
 
     @property
     def catches_mail(self) -> bool:

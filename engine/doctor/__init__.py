@@ -62,12 +62,12 @@ def diagnose(topology: Topology = "auto", pool: str | None = None,
     `prepare`: given the settings before any check runs (the CLI fills in the local stack's defaults with it, as
     every `ops` command does, so the doctor sees what the other commands would)."""
     try:
-        settings, refusal = load_settings()
+        settings, refusals = load_settings()
     except Unreadable as error:
         return [fail("settings", str(error), "correct the variable it names (OPS_…), or the .env file")]
     if prepare is not None:
         prepare(settings)
-    doctor = Doctor(settings, refusal=refusal, topology=topology, pool=pool)
+    doctor = Doctor(settings, refusals=refusals, topology=topology, pool=pool)
     try:
         return examine(doctor)
     finally:

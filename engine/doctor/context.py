@@ -25,14 +25,14 @@ class Unreadable(Exception):
     """The settings cannot be read at all (an unknown locale, a mode that is not one): nothing else is checked."""
 
 
-def load_settings() -> tuple[Settings, str | None]:
-    """The settings of this environment and, when production mode refuses them, the refusal.
+def load_settings() -> tuple[Settings, list[str]]:
+    """The settings of this environment and, when production mode refuses them, each refusal.
 
-    The refusal is Settings' own (an embedded secret in production, a short trail key): the same settings are read
-    again in development mode, where only it differs, so the other checks still see every other value.
+    The refusals are Settings' own (Settings.production_refusals: an embedded secret, a short trail key): the same
+    settings are read again in development mode, where only they differ, so the other checks see every other value.
     """
     try:
-        return Settings(), None
+        return Settings(), []
     except ValidationError as error:
         problems = [problem["msg"].removeprefix("Value error, ") for problem in error.errors()]
         if any(problem["loc"] == ("mode",) for problem in error.errors()):
@@ -41,7 +41,8 @@ def load_settings() -> tuple[Settings, str | None]:
             relaxed = Settings(mode="development")
         except ValidationError:
             raise Unreadable("; ".join(problems)) from None
-        return relaxed.model_copy(update={"mode": "production"}), "; ".join(problems)
+        production = relaxed.model_copy(update={"mode": "production"})
+        return production, production.production_refusals() or problems
 
 
 class ApiUnreachable(Exception):
@@ -51,10 +52,10 @@ class ApiUnreachable(Exception):
 class Doctor:
     """One examination's view of the configuration. API reads are cached: several checks ask for the pool."""
 
-    def __init__(self, settings: Settings, *, refusal: str | None = None, topology: Topology = "auto",
+    def __init__(self, settings: Settings, *, refusals: list[str] | None = None, topology: Topology = "auto",
                  pool: str | None = None, prefect_yaml: Path = PREFECT_YAML) -> None:
         self.settings = settings
-        self.refusal = refusal
+        self.refusals = refusals or []
         self.asked_topology = topology
         self.prefect_yaml = prefect_yaml
         self._pool_name = pool

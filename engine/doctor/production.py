@@ -17,11 +17,11 @@ def check_production(doctor: Doctor) -> list[Finding]:
         return [skipped("production secrets", "OPS_MODE=development allows the embedded defaults; "
                                               "OPS_MODE=production refuses them")]
     found = []
-    if doctor.refusal:
-        found.append(fail("production secrets", doctor.refusal,
+    for refusal in doctor.refusals:
+        found.append(fail("production secrets", refusal,
                           f"set the variable it names ({_NEW_KEY}) in the environment of every process, never in "
                           "the repository"))
-    else:
+    if not doctor.refusals:
         found.append(ok("production secrets", "OPS_SECRET_KEY and OPS_TRAIL_KEY set, not the embedded defaults"))
     found.append(_inbox_off(doctor))
     if "mail_url" not in settings.model_fields_set:
