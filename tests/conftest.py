@@ -32,11 +32,12 @@ from sqlalchemy.engine import URL, make_url  # noqa: E402
 
 from engine import inbox, mailcatcher  # noqa: E402
 from engine.settings import get_settings  # noqa: E402
-from engine.templates import environment  # noqa: E402
+from engine.templates import TEMPLATES_DIR, environment  # noqa: E402
 from registry import reset_engines  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 from tests import browser  # noqa: E402
 
+_TESTS_DIR = Path(__file__).resolve().parent
 _PG_PREFIX = "ops-test-pg-"
 _PG_STARTING_SECONDS = 600
 BACKENDS = ["sqlite", "postgresql"]
@@ -73,6 +74,48 @@ def _record_templates_used() -> Iterator[None]:
     env.get_template = recording  # type: ignore[method-assign]
     yield
     del env.get_template
+
+
+def whole_suite(items: list[pytest.Item]) -> bool:
+    """Whether these items hold every test file of tests/ (a run of a few files renders only their templates)."""
+    ran = {Path(item.path).resolve() for item in items}
+    return all(path.resolve() in ran for path in _TESTS_DIR.rglob("test_*.py"))
+
+
+def unrendered_templates(used: set[str]) -> list[str]:
+    """The files under templates/ no test rendered."""
+    files = sorted(str(p.relative_to(TEMPLATES_DIR)) for p in TEMPLATES_DIR.rglob("*") if p.is_file())
+    assert files, f"no templates found under {TEMPLATES_DIR}"
+    return [name for name in files if name not in used]
+
+
+# What each xdist worker rendered, and whether it had collected the whole suite (the controller's view).
+_WORKERS_REPORTED: list[tuple[bool, set[str]]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An xdist worker hands the controller what it rendered; the controller makes the template walk over all."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["templates_used"] = sorted(TEMPLATES_USED)
+        workeroutput["whole_suite"] = whole_suite(session.items)
+        return
+    if not _WORKERS_REPORTED or not all(whole for whole, _ in _WORKERS_REPORTED):
+        return
+    used = set().union(*(rendered for _, rendered in _WORKERS_REPORTED))
+    if unrendered := unrendered_templates(used):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", f"{WALK_TEST} (over every worker) FAILED", red=True)
+            reporter.write_line(f"no test renders {', '.join(unrendered)}: render each where its flow builds it")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", {})
+    if "templates_used" in output:
+        _WORKERS_REPORTED.append((bool(output["whole_suite"]), set(output["templates_used"])))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,7 +17,6 @@ from sqlmodel import col, func, select
 
 from engine.deployments import PROJECT_ROOT
 from engine.settings import get_settings
-from engine.templates import TEMPLATES_DIR
 from flows.compliance.audit.flow import compliance_audit
 from flows.continuity.drill.flow import emergency_drill
 from flows.continuity.plan_review.flow import continuity_review
@@ -32,7 +31,7 @@ from flows.supply.vendor_review.notices import vendor_contract_notices
 from registry import Facility, Notification, session
 from registry.people import people_with_role
 from tests import factories
-from tests.conftest import TEMPLATES_USED, WALK_TEST, Mailbox
+from tests.conftest import TEMPLATES_USED, WALK_TEST, Mailbox, unrendered_templates, whole_suite
 
 # The periods a person runs by hand (the failure of issue 9) and the two the deployments run on schedule.
 PERIODS = ["this-month", "last-month", "last-week"]
@@ -112,18 +111,15 @@ def test_a_drill_nobody_answers_ends_with_its_report_on_the_demo_registry(
     assert "DRILL" in subjects and any("after-action" in s.lower() for s in subjects), subjects
 
 
-def _whole_suite(items: list[pytest.Item]) -> bool:
-    ran = {Path(item.path).resolve() for item in items}
-    return all(path.resolve() in ran for path in (PROJECT_ROOT / "tests").rglob("test_*.py"))
-
-
 def test_every_template_file_is_rendered_by_some_test(request: pytest.FixtureRequest) -> None:
-    """Runs last (tests/conftest.py orders it): every file under templates/ was rendered by a test before it."""
+    """Runs last (tests/conftest.py orders it): every file under templates/ was rendered by a test before it.
+
+    Under pytest-xdist (`make test`) each worker renders only its share, so the controller makes this check over
+    what every worker rendered, at the session's end (tests/conftest.py), and fails the session instead."""
     assert request.node.originalname == WALK_TEST
-    if not _whole_suite(request.session.items) or os.environ.get("PYTEST_XDIST_WORKER"):
-        pytest.skip("the template walk needs the whole suite in one process (`make test`): other tests render the "
-                    "templates")
-    files = sorted(str(p.relative_to(TEMPLATES_DIR)) for p in TEMPLATES_DIR.rglob("*") if p.is_file())
-    assert files
-    unrendered = [name for name in files if name not in TEMPLATES_USED]
-    assert unrendered == [], f"no test renders {', '.join(unrendered)}: render each where its flow builds it"
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("checked over every worker's templates by the xdist controller at the session's end")
+    if not whole_suite(request.session.items):
+        pytest.skip("the template walk needs the whole suite: other tests render the templates")
+    assert (unrendered := unrendered_templates(TEMPLATES_USED)) == [], \
+        f"no test renders {', '.join(unrendered)}: render each where its flow builds it"
