@@ -155,16 +155,20 @@ class Doctor:
     def topology_said(self) -> str:
         return "" if self.asked_topology != "auto" else " (found on the API; `--topology` says otherwise)"
 
+    @cached_property
     def secrets(self) -> list[str]:
-        """Every secret this configuration holds, as it could appear in an error message."""
+        """Every secret this configuration holds, as it could appear in an error message (longest first)."""
         from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
 
         found = [self.settings.secret_key.get_secret_value(), self.settings.mail_url.get_secret_value()]
         if self.settings.trail_key:
             found.append(self.settings.trail_key.get_secret_value())
         for url in (self.settings.database_url, self.settings.prefect_database_url):
-            if url and "://" in url:
-                found.append(make_url(url).password or "")
+            try:
+                found.append(str(make_url(url).password or "") if url else "")
+            except ArgumentError:  # no password to find in it: the whole URL is kept out
+                found.append(url or "")
         try:
             import apprise
 
@@ -181,7 +185,7 @@ class Doctor:
     def scrubbed(self, finding: Finding) -> Finding:
         """The finding with every secret of the configuration replaced by ***, wherever a library put it."""
         detail, fix = finding.detail, finding.fix
-        for secret in self.secrets():
+        for secret in self.secrets:
             detail, fix = detail.replace(secret, "***"), fix.replace(secret, "***")
         return dataclasses.replace(finding, detail=detail, fix=fix)
 

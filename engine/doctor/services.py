@@ -27,14 +27,18 @@ def check_registry(doctor: Doctor) -> Finding:
     from alembic.util import CommandError
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
     from sqlalchemy.pool import NullPool
 
     from registry.migrate import alembic_config
 
     name, url = "registry database", registry_url(doctor)
     shown = masked_url(url)
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return fail(name, f"OPS_DATABASE_URL ({shown}) is not a database URL",
+                    "set OPS_DATABASE_URL=postgresql+psycopg://user:password@host:5432/database (or sqlite:///path)")
     connect_args: dict[str, object] = {}
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "")

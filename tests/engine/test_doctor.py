@@ -155,7 +155,7 @@ def test_something_else_answering_at_the_gateway_url_fails(healthy: str,
     assert found.status is Status.fail and "not the gateway" in found.detail
 
 
-def test_a_registry_never_migrated_or_behind_fails_saying_ops_init(tmp_path: Path, healthy: str,
+def test_a_registry_never_migrated_behind_misspelt_or_missing_fails_with_its_fix(tmp_path: Path, healthy: str,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from alembic import command
 
@@ -175,6 +175,11 @@ def test_a_registry_never_migrated_or_behind_fails_saying_ops_init(tmp_path: Pat
     found = _by_name(diagnose(topology="local"))["registry database"]
     assert found.status is Status.fail and "at migration 0014, behind" in found.detail
     assert "ops init" in found.fix
+
+    monkeypatch.setenv("OPS_DATABASE_URL", f"postgresql//ops:{DB_PASSWORD}@db/ops")  # the colon forgotten
+    findings = diagnose(topology="local")
+    assert _by_name(findings)["registry database"].status is Status.fail
+    _no_secret(findings)
 
     missing = tmp_path / "nowhere" / "registry.db"
     monkeypatch.setenv("OPS_DATABASE_URL", f"sqlite:///{missing}")
