@@ -18,7 +18,7 @@ from engine.doctor.findings import Finding
 from engine.settings import Settings
 
 Topology = Literal["auto", "local", "pool"]
-TIMEOUT_SECONDS = 4.0
+TIMEOUT_SECONDS = 3.0
 
 
 class Unreadable(Exception):
@@ -101,15 +101,22 @@ class Doctor:
             raise ApiUnreachable(f"{type(error).__name__}: {error}") from None
 
     @cached_property
-    def api_answers(self) -> bool:
+    def health(self) -> httpx.Response | ApiUnreachable:
+        """The API's answer to /health, asked once: an unreachable API costs one timeout, not one per check."""
         try:
-            return self.api("GET", "/health").status_code == 200
-        except ApiUnreachable:
-            return False
+            return self.api("GET", "/health")
+        except ApiUnreachable as error:
+            return error
+
+    @property
+    def api_answers(self) -> bool:
+        return isinstance(self.health, httpx.Response) and self.health.status_code == 200
 
     @cached_property
     def server_settings(self) -> dict[str, Any] | None:
         """The Prefect server's own settings (secrets obfuscated by the server), or None when it does not say."""
+        if not self.api_answers:
+            return None
         try:
             response = self.api("GET", "/admin/settings")
         except ApiUnreachable:

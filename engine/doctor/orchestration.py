@@ -33,11 +33,9 @@ def check_prefect_api(doctor: Doctor) -> list[Finding]:
     if not doctor.api_url:
         return [fail("Prefect API", "PREFECT_API_URL is not set: each process would start a throwaway server",
                      "set PREFECT_API_URL=http://<host>:4200/api (the server every process and worker shares)")]
-    url = doctor.api_url
-    try:
-        health = doctor.api("GET", "/health")
-    except ApiUnreachable as error:
-        return [fail("Prefect API", f"{url} does not answer: {error}",
+    url, health = doctor.api_url, doctor.health
+    if isinstance(health, ApiUnreachable):
+        return [fail("Prefect API", f"{url} does not answer: {health}",
                      "start the Prefect server (`ops up`, or `prefect server start`), or set PREFECT_API_URL to it")]
     if health.status_code != 200 or health.text.strip() != "true":
         return [fail("Prefect API", f"{url}/health answered {health.status_code} {health.text[:60]!r}",

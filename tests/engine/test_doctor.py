@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -306,4 +307,28 @@ def test_a_check_that_raises_is_a_fail_naming_the_exception(healthy: str) -> Non
     findings = examine(doctor, [("broken", broken), ("fine", lambda _d: fail("fine", "x", "y"))])
     assert findings[0].status is Status.fail and "RuntimeError: cannot read" in findings[0].detail
     assert [f.name for f in findings] == ["broken", "fine"]
+    _no_secret(findings)
+
+
+def test_parts_that_accept_and_never_answer_fail_within_seconds(healthy: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that takes the connection and says nothing (a hung server, a firewall's tarpit) costs a timeout."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)  # connections complete in the backlog; nothing is ever read or written
+        where = f"127.0.0.1:{hung.getsockname()[1]}"
+        monkeypatch.setenv("OPS_GATEWAY_URL", f"http://{where}")
+        monkeypatch.setenv("OPS_MAIL_URL", f"mailto://{where}?from=ops%40test.example&mode=insecure")
+        monkeypatch.setenv("OPS_DATABASE_URL", f"postgresql+psycopg://ops:{DB_PASSWORD}@{where}/ops")
+        started = time.monotonic()
+        with temporary_settings({PREFECT_API_URL: f"http://{where}/api"}):
+            findings = diagnose()
+        took = time.monotonic() - started
+    seen = _by_name(findings)
+    for name in ("registry database", "Prefect API", "gateway", "mail server"):
+        assert seen[name].status is Status.fail and where in seen[name].detail, render(findings)
+    assert seen["work pool"].detail.startswith("skipped (the Prefect API does not answer")
+    assert took < 30, f"the doctor took {took:.0f} s on parts that never answer"
     _no_secret(findings)
