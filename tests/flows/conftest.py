@@ -19,6 +19,11 @@ from engine.stack import SERVE_READY_VARIABLE, stop_process_group
 from tests.conftest import Gateway
 
 AUDIT_DEPLOYMENT = "compliance-audit/compliance-audit"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "topology: the README's topology beyond one machine (PostgreSQL, a Prefect "
+                                       "server, workers and gateways as processes of their own): -m topology")
 SERVE_STARTUP_SECONDS = 120
 
 
@@ -78,9 +83,14 @@ class Worker:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
+    def starts(self, run_id: object) -> int:
+        """How often flow run `run_id` started on this worker (a resumed run starts again): each start's process
+        logs its "View at …/runs/flow-run/<id>" line to the worker's output. A worker's "submitting flow run" line
+        says less: two workers both try, and the one that loses the race aborts."""
+        return self.log.read_text(errors="replace").count(f"/runs/flow-run/{run_id}\n")
+
     def ran(self, run_id: object) -> bool:
-        """Whether this worker submitted flow run `run_id` (its log says so; a resumed run is submitted again)."""
-        return f"submitting flow run '{run_id}'" in self.log.read_text(errors="replace")
+        return self.starts(run_id) > 0
 
     def processes(self) -> list[int]:
         """The worker and every process below it: each flow run is in a session of its own (Prefect's doing), so
