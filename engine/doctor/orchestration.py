@@ -53,12 +53,40 @@ def check_prefect_api(doctor: Doctor) -> list[Finding]:
                           f"install prefect=={theirs} here (or upgrade the server): the API changes between minor "
                           "versions"))
     ready = doctor.api("GET", "/ready")
-    if ready.status_code == 200:
-        found.append(ok("Prefect database", "the server reaches its database (/ready)"))
+    said = _server_database(doctor)
+    if ready.status_code == 200 and said and said[0] == "sqlite" and doctor.topology == "pool":
+        found.append(warn("Prefect database", f"the server reaches its database, SQLite ({said[1]}): it answers 503 "
+                                              "while its scheduler writes, and every worker waits on it",
+                          f"give the server PostgreSQL: {said[1]}=postgresql+asyncpg://user:password@host/prefect"))
+    elif ready.status_code == 200:
+        kind = f", {said[0]} ({said[1]})" if said else ""
+        found.append(ok("Prefect database", f"the server reaches its database{kind} (/ready)"))
     elif ready.status_code == 503:
         found.append(fail("Prefect database", "the server cannot reach its database (/ready answered 503)",
                           "check the server's PREFECT_API_DATABASE_CONNECTION_URL and that its database runs"))
     return found
+
+
+def _server_database(doctor: Doctor) -> tuple[str, str] | None:
+    """(its backend, the variable saying it) of the Prefect server's database, when the server is on this machine
+    and this machine's settings name its database (`ops up`'s OPS_PREFECT_DATABASE_URL, or Prefect's own)."""
+    from urllib.parse import urlsplit
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if urlsplit(doctor.api_url or "").hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    named = [("OPS_PREFECT_DATABASE_URL", doctor.settings.prefect_database_url)]
+    named += [(name, os.environ.get(name)) for name in ("PREFECT_SERVER_DATABASE_CONNECTION_URL",
+                                                         "PREFECT_API_DATABASE_CONNECTION_URL")]
+    for name, url in named:
+        if url:
+            try:
+                return make_url(url).get_backend_name(), name
+            except ArgumentError:
+                return "unreadable", name
+    return None
 
 
 def _topology_skip(doctor: Doctor, name: str) -> Finding | None:

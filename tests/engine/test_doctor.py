@@ -227,13 +227,20 @@ def test_production_with_a_default_secret_fails_with_settings_own_refusal(health
     assert _STRONG_KEY not in render(list(seen.values()))
 
 
-def test_a_work_pool_missing_fails_saying_ops_deploy(healthy: str) -> None:
+def test_a_work_pool_missing_fails_saying_ops_deploy(healthy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     pool = f"doctor-missing-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("OPS_PREFECT_DATABASE_URL", f"sqlite+aiosqlite:////tmp/{pool}.db")
     findings = diagnose(topology="pool", pool=pool)
     seen = _by_name(findings)
     assert seen["work pool"].status is Status.fail and pool in seen["work pool"].detail
     assert "ops deploy" in seen["work pool"].fix
     assert seen["workers"].status is Status.skipped
+    # Workers on a Prefect server this machine's settings put on SQLite: warned, PostgreSQL named as the fix.
+    assert seen["Prefect database"].status is Status.warn and "SQLite (OPS_PREFECT_DATABASE_URL)" in \
+        seen["Prefect database"].detail
+    assert "OPS_PREFECT_DATABASE_URL=postgresql+asyncpg://" in seen["Prefect database"].fix
+    # ... and the registry's SQLite file, which workers on other machines cannot reach.
+    assert seen["registry database"].status is Status.warn and "PostgreSQL" in seen["registry database"].fix
     assert failed(findings)
 
 
