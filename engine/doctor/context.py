@@ -46,7 +46,7 @@ def load_settings() -> tuple[Settings, list[str]]:
 
 
 class ApiUnreachable(Exception):
-    pass
+    """PREFECT_API_URL unset, or nothing answering there within the timeout."""
 
 
 class Doctor:

@@ -339,3 +339,11 @@ def test_parts_that_accept_and_never_answer_fail_within_seconds(healthy: str,
     assert seen["work pool"].detail.startswith("skipped (the Prefect API does not answer")
     assert took < 30, f"the doctor took {took:.0f} s on parts that never answer"
     _no_secret(findings)
+
+
+def test_settings_that_cannot_be_read_are_one_fail_naming_the_variable(healthy: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_LOCALE", "xx_NOWHERE")
+    findings = diagnose()
+    assert [(f.name, f.status) for f in findings] == [("settings", Status.fail)]
+    assert "OPS_LOCALE 'xx_NOWHERE'" in findings[0].detail and failed(findings)
