@@ -4,10 +4,11 @@ and what several API replicas need (Redis for messaging and Docket)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from engine.deployments import specs
 from engine.doctor.context import ApiUnreachable, Doctor
 from engine.doctor.findings import Finding, fail, ok, skipped, warn
 
@@ -116,21 +117,15 @@ def check_work_pool(doctor: Doctor) -> list[Finding]:
     if pool.get("type") != "process":
         found = [warn(name, f"{doctor.pool_name!r} is a {pool.get('type')} pool, not a process pool",
                       f"delete it (`prefect work-pool delete {doctor.pool_name}`) and run {_DEPLOY}")]
-    held = doctor.deployments
+    held, wanted = doctor.deployments, {spec.name for spec in specs(doctor.prefect_yaml)}
     off = sorted(n for n, d in held.items() if d.get("work_pool_name") != doctor.pool_name)
-    missing = sorted({s.name for s in _specs(doctor)} - set(held))
+    missing = sorted(wanted - set(held))
     if off or missing:
-        found.append(warn("deployments", f"{len(off + missing)} of prefect.yaml's {len(_specs(doctor))} not on the "
-                                          f"pool: {', '.join(off + missing)}", _DEPLOY))
+        found.append(warn("deployments", f"{len(off + missing)} of prefect.yaml's {len(wanted)} not on the pool: "
+                                         f"{', '.join(off + missing)}", _DEPLOY))
     else:
         found.append(ok("deployments", f"all {len(held)} of prefect.yaml on {doctor.pool_name!r}"))
     return found
-
-
-def _specs(doctor: Doctor) -> list[Any]:
-    from engine.deployments import specs
-
-    return specs(doctor.prefect_yaml)
 
 
 def _heartbeat_rule(doctor: Doctor) -> tuple[int, int]:
@@ -143,17 +138,25 @@ def _heartbeat_rule(doctor: Doctor) -> tuple[int, int]:
     return int(local.inactivity_heartbeat_multiple), int(local.fallback_heartbeat_interval_seconds)
 
 
-def alive_workers(doctor: Doctor) -> list[dict[str, Any]]:
-    """The pool's workers whose last heartbeat is within the missed-heartbeat allowance."""
+@dataclass(frozen=True)
+class _Heartbeat:
+    name: str
+    age_seconds: float | None  # since its last heartbeat; None: never sent one
+    every: int
+    alive: bool
+
+
+def _heartbeats(doctor: Doctor) -> list[_Heartbeat]:
+    """The pool's workers, most recent heartbeat first, alive when it came within the missed-heartbeat allowance."""
     multiple, fallback = _heartbeat_rule(doctor)
     now = datetime.now(UTC)
-    alive = []
+    found = []
     for worker in doctor.workers:
         beat = worker.get("last_heartbeat_time")
-        every = worker.get("heartbeat_interval_seconds") or fallback
-        if beat and (now - datetime.fromisoformat(beat)).total_seconds() <= multiple * every:
-            alive.append(worker)
-    return alive
+        age = (now - datetime.fromisoformat(beat)).total_seconds() if beat else None
+        every = int(worker.get("heartbeat_interval_seconds") or fallback)
+        found.append(_Heartbeat(worker["name"], age, every, age is not None and age <= multiple * every))
+    return sorted(found, key=lambda h: float("inf") if h.age_seconds is None else h.age_seconds)
 
 
 def check_workers(doctor: Doctor) -> list[Finding]:
@@ -165,25 +168,21 @@ def check_workers(doctor: Doctor) -> list[Finding]:
         return [skipped(name, "the Prefect API does not answer")]
     if doctor.pool is None:
         return [skipped(name, f"no work pool {doctor.pool_name!r}")]
-    multiple, fallback = _heartbeat_rule(doctor)
-    alive = {w["id"] for w in alive_workers(doctor)}
-    now = datetime.now(UTC)
-    found = []
-    for worker in sorted(doctor.workers, key=lambda w: w.get("last_heartbeat_time") or "", reverse=True):
-        beat = worker.get("last_heartbeat_time")
-        every = worker.get("heartbeat_interval_seconds") or fallback
-        since = f"{(now - datetime.fromisoformat(beat)).total_seconds():.0f} s ago" if beat else "never"
-        said = f"{worker['name']}: last heartbeat {since} (every {every} s)"
-        if worker["id"] in alive:
+    multiple, _ = _heartbeat_rule(doctor)
+    beats = _heartbeats(doctor)
+    alive = [beat for beat in beats if beat.alive]
+    if alive:
+        found = [ok(name, f"{len(alive)} alive on {doctor.pool_name!r}")]
+    else:
+        found = [fail(name, f"no worker alive on {doctor.pool_name!r}: scheduled and started runs wait", _WORKER)]
+    for beat in beats:
+        said = (f"{beat.name}: last heartbeat "
+                f"{'never' if beat.age_seconds is None else f'{beat.age_seconds:.0f} s ago'} (every {beat.every} s)")
+        if beat.alive:
             found.append(ok("worker", said))
-        elif beat and (now - datetime.fromisoformat(beat)).days < 1:  # an older one was retired: not worth a line
+        elif beat.age_seconds is not None and beat.age_seconds < 86400:  # one gone for a day was retired
             found.append(warn("worker", f"{said}: gone (more than {multiple} heartbeats missed)",
                               "restart it, or ignore it if that machine was retired"))
-    if not alive:
-        found.insert(0, fail(name, f"no worker alive on {doctor.pool_name!r}: scheduled and started runs wait",
-                             _WORKER))
-    else:
-        found.insert(0, ok(name, f"{len(alive)} alive on {doctor.pool_name!r}"))
     return found
 
 
@@ -194,7 +193,7 @@ def check_result_storage(doctor: Doctor) -> Finding:
         return skip
     if not doctor.api_answers or doctor.pool is None:
         return skipped(name, "no work pool to check")
-    alive = len(alive_workers(doctor))
+    alive = sum(beat.alive for beat in _heartbeats(doctor))
     if alive < 2:
         return skipped(name, f"{alive} worker alive: nothing to share")
     results = doctor.prefect.results
