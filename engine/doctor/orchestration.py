@@ -195,7 +195,7 @@ def check_result_storage(doctor: Doctor) -> Finding:
         return skipped(name, "no work pool to check")
     alive = sum(beat.alive for beat in _heartbeats(doctor))
     if alive < 2:
-        return skipped(name, f"{alive} worker alive: nothing to share")
+        return skipped(name, f"{alive} worker{'' if alive == 1 else 's'} alive: nothing to share")
     results = doctor.prefect.results
     if results.default_storage_block:
         return ok(name, f"block {results.default_storage_block} (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK here; every "
