@@ -418,6 +418,8 @@ def sweep() -> None:
 def doctor(
     topology: Annotated[str, typer.Option(help="local (one `ops serve` machine), pool (workers on prefect.yaml's "
                                                "work pool) or auto (as the Prefect API shows it).")] = "auto",
+    pool_name: Annotated[str | None, typer.Option("--pool", help="The work pool to check; default prefect.yaml's "
+                                                                 "(as `ops worker --pool`).")] = None,
 ) -> None:
     """Check this configuration before trusting it: databases, Prefect, pool and workers, gateway, mail, secrets.
 
@@ -429,7 +431,7 @@ def doctor(
         typer.echo(f"unknown topology {topology!r}; known: {', '.join(TOPOLOGIES)}", err=True)
         raise typer.Exit(2)
     # Not _prepare(): get_settings() raises on what the doctor is there to report (a default secret in production).
-    findings = diagnose(topology=TOPOLOGIES[topology], prepare=apply_local_environment)
+    findings = diagnose(topology=TOPOLOGIES[topology], pool=pool_name, prepare=apply_local_environment)
     typer.echo(render(findings))
     if failed(findings):
         raise typer.Exit(1)

@@ -115,15 +115,17 @@ def test_ops_doctor_as_a_subprocess_exits_1_naming_each_fault_without_a_password
     env = {**os.environ, "PREFECT_API_URL": healthy,
            "OPS_DATABASE_URL": f"postgresql+psycopg://ops:{DB_PASSWORD}@127.0.0.1:{dead_port}/ops",
            "OPS_MAIL_URL": f"mailto://ops:{MAIL_PASSWORD}@127.0.0.1:{dead_port}?from=ops%40test.example"}
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "doctor", "--topology", "local"], env=env,
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    pool = f"doctor-missing-{uuid.uuid4().hex[:8]}"
+    run = subprocess.run([sys.executable, "-m", "engine.cli", "doctor", "--topology", "pool", "--pool", pool],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()
+    assert any(line.startswith("FAIL  work pool") and pool in line for line in lines), run.stdout
     assert any(line.startswith("FAIL  registry database") and f"127.0.0.1:{dead_port}" in line for line in lines)
     assert any(line.startswith("FAIL  mail server") and f"127.0.0.1:{dead_port}" in line for line in lines)
     assert any(line.startswith("OK    gateway") for line in lines), run.stdout
     assert "fix: run `ops init --no-demo`" not in run.stdout  # unreachable, not unmigrated
-    assert "ops:***@127.0.0.1" in run.stdout and "2 failed, 0 warning(s)" in run.stdout
+    assert "ops:***@127.0.0.1" in run.stdout and "3 failed, 0 warning(s)" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
     assert DB_PASSWORD not in run.stdout + run.stderr and MAIL_PASSWORD not in run.stdout + run.stderr
 
