@@ -62,6 +62,8 @@ class Row:
 
 
 def _amount(value: float, unit: str) -> str:
+    if not unit and float(value).is_integer():  # a count: 0, not 0.000
+        return f"{int(value):,}"
     size = abs(value)
     digits = 0 if size >= 100 else 1 if size >= 10 else 2 if size >= 1 else 3
     return f"{value:,.{digits}f} {unit}".rstrip()

@@ -141,7 +141,7 @@ def serve() -> None:
 
     ready = os.environ.get(SERVE_READY_VARIABLE)
     serve_all(poll_seconds=get_settings().resume_poll_seconds, api_wait_seconds=120,
-              ready_file=Path(ready) if ready else None)
+              ready_file=Path(ready) if ready else None, limit=get_settings().serve_limit)
 
 
 @app.command()

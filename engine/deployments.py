@@ -250,8 +250,9 @@ def _hand_to(runner: Any, ids: dict[str, UUID], path: Path) -> None:
 
 
 def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_seconds: float = 0,
-              ready_file: Path | None = None) -> None:
-    """Serve every deployment from this process; the poll interval bounds the wait after an approval.
+              ready_file: Path | None = None, limit: int | None = None) -> None:
+    """Serve every deployment from this process; the poll interval bounds the wait after an approval; at most
+    `limit` flow runs at once (None: no limit).
 
     Schedules stay active when this process stops (Prefect pauses them by default): a stopped or restarted stack
     must never leave the quarterly audit paused, and the runs that fall due meanwhile are picked up by the next
@@ -296,7 +297,7 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     if removed := collapse_missed_runs(list(ids), unscheduled=unscheduled):
         print(f"{removed} scheduled runs that fell due while nothing served them removed; "
               "one catch-up run per scheduled deployment kept", flush=True)
-    runner = Runner(pause_on_shutdown=False, limit=None, query_seconds=poll_seconds)
+    runner = Runner(pause_on_shutdown=False, limit=limit, query_seconds=poll_seconds)
     _hand_to(runner, ids, path)
     with engine_loop(), contextlib.suppress(KeyboardInterrupt, TerminationSignal):
         asyncio.run(runner.start())

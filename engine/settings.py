@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     resume_poll_seconds: float = Field(
         0.5, description="How often the serving process polls for resumed and scheduled runs (fractions allowed)."
     )
+    serve_limit: int | None = Field(
+        None, ge=1, description="Most flow runs `ops serve` runs at once (a suspended run holds none; the rest wait "
+        "their turn, scheduled); default no limit, so a burst of runs starts a Python process for each at once.",
+    )
     sweep_seconds: float = Field(
         60.0, gt=0, description="How often the engine loop (engine/loop.py, inside `ops serve` or a worker) runs "
         "the deadline sweep: reminders, escalations, expiry, resumes, take-overs of dead runs, delivery retries.",
