@@ -111,9 +111,8 @@ def run_worker(pool: str, *, limit: int | None, poll_seconds: float, name: str |
     os.environ["PREFECT_WORKER_QUERY_SECONDS"] = f"{poll_seconds:g}"
     import asyncio
     import contextlib
+    import signal
 
-    from prefect.exceptions import TerminationSignal
-    from prefect.utilities.processutils import setup_signal_handlers_worker
     from prefect.workers.process import ProcessWorker
 
     class _EngineProcessWorker(ProcessWorker):
@@ -127,10 +126,14 @@ def run_worker(pool: str, *, limit: int | None, poll_seconds: float, name: str |
 
     async def _work() -> None:
         worker = _EngineProcessWorker(work_pool_name=pool, name=name or default_worker_name(), limit=limit)
-        await worker.start()
+        # SIGTERM or Ctrl-C stops the worker and the runs it is running (each gets a SIGTERM and ends Crashed):
+        # another worker's sweep takes them over (engine/takeover.py), as after a lost machine. Prefect's own
+        # handler (a KeyboardInterrupt raised wherever the loop is) can land in a callback that swallows it.
+        main = asyncio.current_task()
+        assert main is not None
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(stop, main.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.start()
 
-    # As `prefect worker start`: SIGTERM stops polling; the flow runs started carry on (a new session each) and
-    # report their own end.
-    setup_signal_handlers_worker(os.getpid(), "the opsdirector worker", print)
-    with contextlib.suppress(KeyboardInterrupt, TerminationSignal):
-        asyncio.run(_work())
+    asyncio.run(_work())

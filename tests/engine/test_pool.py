@@ -165,6 +165,7 @@ def test_a_worker_with_limit_one_in_an_empty_directory_runs_others_while_an_audi
         assert worker.ran(waiting.id) and worker.ran(other.id), worker.log_tail()
     finally:
         worker.stop()
+    assert worker.process.returncode == 0, f"a SIGTERM stops the worker:\n{worker.log_tail()}"
     from registry import Audit, Occasion, OccasionStatus, session
 
     with session() as db:
