@@ -127,6 +127,8 @@ def runner_deployments(path: Path = PREFECT_YAML, only: set[str] | None = None,
             version=definition_version(spec, fingerprint), version_type=VersionType.SIMPLE,
             concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit, **pool,
         )
+        if not on_pool:  # said, not left unset: a deployment `ops deploy` put on the pool is taken off it
+            deployment.work_pool_name = None
         if isinstance(flow, parameters.ProcessFlow):
             _as_a_filled_form(deployment, flow.parameters_model, spec, known)
         built.append(deployment)

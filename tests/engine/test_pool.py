@@ -79,6 +79,11 @@ def test_deploy_puts_every_deployment_on_its_pool_by_module_path_and_a_second_de
     assert {n: d["updated"] for n, d in _held(api, [audit, sweep]).items()} == {
         n: d["updated"] for n, d in held.items()}, "a second deploy writes nothing"
 
+    # Back to one machine: `ops serve` takes them off the pool again, once.
+    assert deployments.register(path) == (first.ids, sorted([audit, sweep]))
+    assert {d["work_pool_name"] for d in _held(api, [audit, sweep]).values()} == {None}
+    assert deployments.register(path) == (first.ids, [])
+
 
 def test_a_prefect_yaml_without_a_pool_or_naming_a_pool_of_another_type_is_refused(
         api: str, tmp_path: Path) -> None:
