@@ -180,3 +180,24 @@ def test_a_worker_with_limit_one_in_an_empty_directory_runs_others_while_an_audi
         assert occasion is not None and occasion.status == OccasionStatus.closed
     # The worker ran the installed code and left its directory as it found it (flow runs get temporary ones).
     assert list(directory.iterdir()) == []
+
+
+def test_a_worker_hands_its_directory_s_env_to_its_flow_runs_under_what_the_environment_sets(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its flow runs start in empty temporary directories, where no .env is found."""
+    (tmp_path / ".env").write_text("OPS_TIMEZONE=Europe/Paris\nOPS_CURRENCY=EUR\nPREFECT_API_URL=http://elsewhere\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPS_CURRENCY", "GBP")
+    assert pool.worker_environment() == {"OPS_TIMEZONE": "Europe/Paris"}
+    (tmp_path / "no-env").mkdir()
+    monkeypatch.chdir(tmp_path / "no-env")
+    assert pool.worker_environment() == {}
+
+
+def test_deployments_on_two_pools_are_refused_naming_them(tmp_path: Path) -> None:
+    path = _prefect_yaml(tmp_path / "prefect.yaml", "p", ["deadline-sweep", "compliance-audit"])
+    document = yaml.safe_load(path.read_text())
+    document["deployments"][0]["work_pool"]["name"] = "other"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ValueError, match="name work pools other, p; `ops worker` serves one"):
+        pool.pool_name(path)

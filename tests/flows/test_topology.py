@@ -214,8 +214,9 @@ def test_a_drill_alerts_the_wardens_from_a_worker_and_when_that_worker_is_lost_t
         topology: Topology) -> None:
     org = _building()
     everyone = 1 + len(org["people"]) + 2
-    run = runs.start("emergency-drill/emergency-drill", {"facility": org["facility"], "window_minutes": 0.5,
-                                                         "escalate_after_minutes": 0.25})
+    # A window long enough for the answers to land in it on a loaded machine; the take-over watches the rest.
+    run = runs.start("emergency-drill/emergency-drill", {"facility": org["facility"], "window_minutes": 1.0,
+                                                         "escalate_after_minutes": 0.5})
     deadline = time.monotonic() + 90
     while len(_alerts(topology.mailbox, "DRILL:")) < everyone:
         assert time.monotonic() < deadline, f"the drill's alerts: {_alerts(topology.mailbox, 'DRILL:')}"
@@ -254,6 +255,8 @@ def test_a_drill_alerts_the_wardens_from_a_worker_and_when_that_worker_is_lost_t
         events = db.exec(select(AuditEvent).where(col(AuditEvent.action) == "run.taken_over")).all()
     assert [e.data["new_run"] for e in events] == [str(taken.id)]
     _sent_once(topology.mailbox)
+    # Each worker ran the installed code, in temporary directories of its flow runs: its own holds nothing.
+    assert [list(w.directory.iterdir()) for w in topology.workers] == [[], []]
 
 
 def _flow_run_tags(run_id: UUID) -> list[str]:
