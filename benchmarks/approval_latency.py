@@ -38,6 +38,7 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.05
+POLL_RUNNER_SECONDS = 1  # the runner's; --poll sets it
 QUIET_SECONDS = 6.0
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 LOCKED = "(sqlite3.OperationalError) database is locked"  # once per failed statement in the server log
@@ -309,10 +310,10 @@ def _flow_processes(runner: subprocess.Popen[bytes]) -> list[int]:
 
 def _settle(runner: subprocess.Popen[bytes]) -> None:
     """Wait for the finished run's process to exit (it writes to the server for a second after COMPLETED), then
-    start the next clock at a random point of the runner's 1 s poll cycle: with a fixed gap every resume would
+    start the next clock at a random point of the runner's poll cycle: with a fixed gap every resume would
     land at the same phase of it, and one kind could be lucky every time."""
     _wait("the last flow-run process to exit", lambda: not _flow_processes(runner), 30, 0.05, runner)
-    time.sleep(random.uniform(0.0, 1.0))
+    time.sleep(random.uniform(0.0, POLL_RUNNER_SECONDS))
 
 
 def _describe(sample: Sample) -> str:
@@ -332,7 +333,7 @@ def _report(samples: list[Sample], runs_per_kind: int, setup_seconds: float, tot
     kinds = ["bare Prefect", "ours (gateway)"]
     print()
     print(f"Approval → waiting run RUNNING again, {runs_per_kind} run(s) per kind "
-          f"(runner poll interval 1 s, API polled every {POLL_SECONDS * 1000:.0f} ms)")
+          f"(runner poll interval {POLL_RUNNER_SECONDS} s, API polled every {POLL_SECONDS * 1000:.0f} ms)")
     header = (f"{'kind':<16} {'running med':>12} {'running max':>12} {'completed med':>14} {'completed max':>14} "
               f"{'POST med':>9}")
     print(header)
@@ -396,7 +397,8 @@ def benchmark(runs_per_kind: int, smoke: bool = False) -> None:
         stack.start_gateway()
         runner = stack.spawn(
             "runner", [sys.executable, "-c", "from benchmarks._latency_flows import serve; serve()"],
-            env={**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "INFO"},
+            env={**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": str(POLL_RUNNER_SECONDS),
+                 "PREFECT_LOGGING_LEVEL": "INFO"},
         )
         for flow_name in (BASELINE_FLOW, OURS_FLOW):
             _wait(f"deployment {flow_name}/{DEPLOYMENT}",
@@ -441,11 +443,16 @@ def benchmark(runs_per_kind: int, smoke: bool = False) -> None:
 
 
 def main() -> None:
+    global POLL_RUNNER_SECONDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5, help="suspended runs of each kind to resume (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server and runner logs)")
     parser.add_argument("--smoke", action="store_true", help="one run of each kind, no quiet period: seconds")
+    parser.add_argument("--poll", type=int, default=POLL_RUNNER_SECONDS,
+                        help="the runner's poll interval, whole seconds (default 1; `ops up` polls every "
+                             "OPS_RESUME_POLL_SECONDS, 2 by default)")
     args = parser.parse_args()
+    POLL_RUNNER_SECONDS = args.poll
     if args.smoke:
         args.runs = 1
     if args.runs < 1:

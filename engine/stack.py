@@ -31,6 +31,21 @@ def local_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(settings.resume_poll_seconds))),
+        # Idle CPU (benchmarks/idle_cpu.py: 12% of a core before issue 13). The Prefect server's own loops default
+        # to every 5-20 s; each costs a few database round trips. Every 60 s is plenty for what they do here:
+        # the "Late" label on a run past its start (nothing waits on it; our schedules are daily or quarterly),
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "60",
+        # failing a paused run past its timeout (a gate's timeout is hours or days, and the sweep expires steps),
+        "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS": "60",
+        # scheduling runs of a deployment just registered (its schedules are daily or quarterly),
+        "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "60",
+        # marking silent workers offline (`ops serve` is a runner, not a worker; `ops up` watches it itself),
+        "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "60",
+        # freeing a concurrency slot a dead run still held (one sweep or dispatch at a time: a minute late),
+        "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "60",
+        # expired cleanup leases, and the children of a cancelled run (housekeeping nobody waits for).
+        "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "60",
+        "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "60",
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_LOGGING_LEVEL": "INFO",
         # Flows run in processes of their own: they must mail the catcher on whichever port it listens.
