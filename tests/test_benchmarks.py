@@ -19,10 +19,13 @@ import pytest
 from benchmarks import _table
 
 SCRIPTS = _table.discover()
-SMOKE_TIMEOUT = 150.0  # one script; a smoke run takes seconds to half a minute on a busy 2-core machine
+SMOKE_TIMEOUT = 180.0  # one script; the two topology benchmarks take one to two minutes on a busy 2-core machine
 SIDE_BY_SIDE = 3
+# The first test's setup runs every script (the module fixture): the per-test timeout must cover all of them.
+_ALL_SCRIPTS_SECONDS = SMOKE_TIMEOUT * (len(SCRIPTS) // SIDE_BY_SIDE + 1) + 60
 
-pytestmark = pytest.mark.slow  # several start a Prefect server of their own
+pytestmark = [pytest.mark.slow,  # several start a Prefect server of their own
+              pytest.mark.timeout(_ALL_SCRIPTS_SECONDS)]
 
 
 @pytest.fixture(scope="module")
