@@ -187,7 +187,8 @@ def _start_prefect_server(settings: Settings, children: _Children) -> subprocess
                                   user=prefect_postgres.system_user())
         prefect_postgres.wait_until_ready(pgdata, 30, database)
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_postgres.connection_url(pgdata)
-    return children.spawn("Prefect server", [sys.executable, "-m", "prefect", "server", "start", "--host",
+    # `prefect server start` with docket's idle polling slowed (engine/prefect_server.py says why).
+    return children.spawn("Prefect server", [sys.executable, "-m", "engine.prefect_server", "--host",
                                              "127.0.0.1", "--port", str(settings.prefect_port)],
                           "prefect-server.log", env=env)
 
