@@ -1,11 +1,12 @@
 """The engine loop: the minute-level engine work as function calls in a long-lived process, not as flow runs.
 
-Design (chosen for issue 13): the deadline sweep (engine.sweep.sweep) every OPS_SWEEP_SECONDS, the drill dispatcher
-(flows.continuity.drill.dispatch.start_due) every OPS_DISPATCH_SECONDS and the run retention (engine.retention)
-every OPS_RETENTION_SECONDS run in a daemon thread of whatever process serves the deployments (`ops serve`, a
-worker), directly as functions. As scheduled deployments each poll was a flow run in a process of its own (~3 s of
-CPU for ~0.15 s of work, 1,728 runs a day in the UI's run list); here a poll costs its own work only, and nothing
-it does shows in the run list unless it starts a run people care about (a due drill, the take-over of a dead run).
+Design (chosen for issue 13): the deadline sweep (engine.sweep.sweep) every OPS_SWEEP_SECONDS, each process's
+loop steps (engine.processes.LoopStep: the drill dispatcher, every OPS_DISPATCH_SECONDS) and the run retention
+(engine.retention) every OPS_RETENTION_SECONDS run in a daemon thread of whatever process serves the deployments
+(`ops serve`, a worker), directly as functions. As scheduled deployments each poll was a flow run in a process
+of its own (~3 s of CPU for ~0.15 s of work, 1,728 runs a day in the UI's run list); here a poll costs its own
+work only, and nothing it does shows in the run list unless it starts a run people care about (a due drill, the
+take-over of a dead run).
 
 At most one loop acts at a time, across processes and machines: each tick first claims (or renews) the
 registry's lease `engine-loop` (registry.lease) with one conditional statement; a loop that does not hold it does
@@ -58,12 +59,6 @@ def _sweep() -> object:
     return sweep()
 
 
-def _dispatch() -> object:
-    from flows.continuity.drill.dispatch import start_due
-
-    return start_due()
-
-
 def _retention() -> object:
     from engine.retention import delete_expired_runs
 
@@ -72,12 +67,15 @@ def _retention() -> object:
 
 def default_steps(sweep_seconds: float | None = None, dispatch_seconds: float | None = None,
                   retention_seconds: float | None = None) -> list[Step]:
-    """The sweep, the drill dispatch and the run retention, at the settings' intervals unless given."""
+    """The sweep, every discovered process's loop steps (engine.processes.LoopStep: the drill dispatch) and the
+    run retention, at the settings' intervals unless given (`dispatch_seconds` for every process's steps)."""
+    from engine import processes
     from engine.settings import get_settings
 
     settings = get_settings()
-    return [Step("sweep", sweep_seconds or settings.sweep_seconds, _sweep),
-            Step("drill dispatch", dispatch_seconds or settings.dispatch_seconds, _dispatch),
+    own = [Step(step.name, dispatch_seconds or step.every(settings), step.run)
+           for process in processes.discover().values() for step in process.loop_steps]
+    return [Step("sweep", sweep_seconds or settings.sweep_seconds, _sweep), *own,
             Step("run retention", retention_seconds or settings.retention_seconds, _retention)]
 
 

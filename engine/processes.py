@@ -22,6 +22,7 @@ from engine.importer import ImportKind, register_kind
 
 if TYPE_CHECKING:
     from engine.periods import Period
+    from engine.settings import Settings
     from registry import HumanStep
 
 FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
@@ -81,6 +82,17 @@ class Applier:
 
 
 @dataclass(frozen=True)
+class LoopStep:
+    """Work of a process the engine loop (engine/loop.py) does as a function call, never as a flow run: `run()`
+    every `every(settings)` seconds, in whichever process holds the loop's lease (a drill dispatcher looking for
+    the programmes that came round). `run` imports what it needs when called: a declaration stays cheap."""
+
+    name: str
+    every: Callable[[Settings], float]
+    run: Callable[[], object]
+
+
+@dataclass(frozen=True)
 class Process:
     """What the engine knows of a process: everything else is the process's own."""
 
@@ -100,6 +112,8 @@ class Process:
     """Its parts of the operations report."""
     appliers: tuple[Applier, ...] = ()
     """What its steps' answers change the moment they are answered, by subject_type."""
+    loop_steps: tuple[LoopStep, ...] = ()
+    """What the engine loop does for it every few minutes (a run started only when there is something to do)."""
     flows: tuple[str, ...] = ("flow",)
     """Its flow modules inside the package (a dispatcher that starts due occasions is a flow of its own)."""
     package: str = field(default="", compare=False)
