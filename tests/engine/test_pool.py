@@ -8,7 +8,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from engine import deployments, pool, runs
 from engine.deployments import PREFECT_YAML
 from tests.conftest import Gateway, Mailbox
 from tests.flows.compliance.audit.test_flow import _audit_past_its_evidence_window, _organisation, _signoff_mail
-from tests.flows.conftest import start_worker
+from tests.flows.conftest import start_worker, wait_for_state
 from tests.links import answer_link
 
 
@@ -128,22 +127,6 @@ def test_one_sweep_at_a_time_and_a_suspended_run_holds_no_slot(api: str, tmp_pat
         assert resumed.state is not None and resumed.state.type == StateType.PENDING
 
 
-def _state(run_id: UUID) -> StateType | None:
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(run_id).state
-    return state.type if state is not None else None
-
-
-def _wait_state(run_id: UUID, wanted: StateType, seconds: float = 120) -> float:
-    """When (time.monotonic()) the run was first seen in `wanted`; fails on a final state that is not it."""
-    deadline = time.monotonic() + seconds
-    while (state := _state(run_id)) != wanted:
-        assert state not in {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}, f"run {run_id}: {state}"
-        assert time.monotonic() < deadline, f"run {run_id} still {state} after {seconds:.0f} s"
-        time.sleep(0.1)
-    return time.monotonic()
-
-
 @pytest.mark.slow
 def test_a_worker_with_limit_one_in_an_empty_directory_runs_others_while_an_audit_waits_for_its_sign_off(
         api: str, gateway: Gateway, smtp: Mailbox, tmp_path: Path) -> None:
@@ -156,16 +139,16 @@ def test_a_worker_with_limit_one_in_an_empty_directory_runs_others_while_an_audi
     try:
         waiting = runs.start(f"compliance-audit/{prefix}-compliance-audit", audit["params"])
         approve = _signoff_mail(smtp, org["manager"])
-        _wait_state(waiting.id, StateType.PAUSED)
+        wait_for_state(waiting.id, StateType.PAUSED)
 
         # The worker's one slot is free while the audit waits: another run starts and finishes.
         other = runs.start(f"deadline-sweep/{prefix}-deadline-sweep")
-        _wait_state(other.id, StateType.COMPLETED, seconds=90)
+        wait_for_state(other.id, StateType.COMPLETED, seconds=90)
 
         clicked = time.monotonic()
         assert answer_link(gateway.client, approve, {"decision": "approve", "comment": "Fine."}).status_code == 200
-        running = _wait_state(waiting.id, StateType.RUNNING, seconds=60)
-        _wait_state(waiting.id, StateType.COMPLETED, seconds=90)
+        running = wait_for_state(waiting.id, StateType.RUNNING, seconds=60)
+        wait_for_state(waiting.id, StateType.COMPLETED, seconds=90)
         print(f"approval click to the run running again on the worker: {running - clicked:.1f} s")
         assert worker.ran(waiting.id) and worker.ran(other.id), worker.log_tail()
     finally:

@@ -11,8 +11,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 
 from engine.deployments import PROJECT_ROOT
 from engine.stack import SERVE_READY_VARIABLE, stop_process_group
@@ -151,6 +154,22 @@ def start_worker(api: str, directory: Path, log: Path, *, pool: str | None = Non
             pytest.fail(f"`ops worker` did not start within {WORKER_STARTUP_SECONDS} s:\n{worker.log_tail()}")
         time.sleep(0.1)
     return worker
+
+
+def run_state(run_id: UUID) -> StateType | None:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    return state.type if state is not None else None
+
+
+def wait_for_state(run_id: UUID, wanted: StateType, seconds: float = 120) -> float:
+    """When (time.monotonic()) the run was first seen in `wanted`; fails on a final state that is not it."""
+    deadline = time.monotonic() + seconds
+    while (state := run_state(run_id)) != wanted:
+        assert state not in {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}, f"run {run_id}: {state}"
+        assert time.monotonic() < deadline, f"run {run_id} still {state} after {seconds:.0f} s"
+        time.sleep(0.1)
+    return time.monotonic()
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from registry.migrate import upgrade
 from registry.trail import verify
 from tests.conftest import Mailbox, _postgres_database, _refresh_settings, free_port
 from tests.flows.compliance.audit.test_flow import _close_evidence_window, _organisation
-from tests.flows.conftest import Worker, start_worker
+from tests.flows.conftest import Worker, run_state, start_worker, wait_for_state
 from tests.flows.continuity.drill.test_flow import _building
 from tests.flows.test_crash_recovery import _alerts, _children_of_takeover, _drill_ended_as_without_a_crash
 from tests.links import answer_link, links_in
@@ -142,22 +142,6 @@ def topology(postgres_admin_url: URL, tmp_path_factory: pytest.TempPathFactory) 
     _refresh_settings()
 
 
-def _state(run_id: UUID) -> StateType | None:
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(run_id).state
-    return state.type if state is not None else None
-
-
-def _wait_state(run_id: UUID, wanted: StateType, seconds: float = 120) -> float:
-    """When (time.monotonic()) the run was first seen in `wanted`; fails on a final state that is not it."""
-    deadline = time.monotonic() + seconds
-    while (state := _state(run_id)) != wanted:
-        assert state not in {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}, f"run {run_id}: {state}"
-        assert time.monotonic() < deadline, f"run {run_id} still {state} after {seconds:.0f} s"
-        time.sleep(0.1)
-    return time.monotonic()
-
-
 def _sent_once(mailbox: Mailbox) -> None:
     twice = {key: n for key, n in Counter((m.to, m.subject) for m in mailbox.messages()).items() if n > 1}
     assert not twice, f"sent more than once: {twice}"
@@ -168,7 +152,7 @@ def test_the_audit_answered_through_gateway_a_is_signed_off_through_gateway_b_an
     org = _organisation()
     params = {"framework": org["framework"], "period": "2026-Q4"}
     opening = runs.start("compliance-audit/compliance-audit", params)
-    _wait_state(opening.id, StateType.COMPLETED)
+    wait_for_state(opening.id, StateType.COMPLETED)
     olive = [m for m in topology.mailbox.wait_for(2, seconds=60) if m.to == org["olive"].email]
     first, second = links_in(olive[0].html)
     assert answer_link(topology.client, first, {"result": "pass", "note": "Reviewed",
@@ -179,13 +163,13 @@ def test_the_audit_answered_through_gateway_a_is_signed_off_through_gateway_b_an
     _close_evidence_window(org["framework"])
     closing = runs.start("compliance-audit/compliance-audit", params)
     mails = _until_mail(topology.mailbox, org["manager"].email, "Sign-off needed")
-    _wait_state(closing.id, StateType.PAUSED)
+    wait_for_state(closing.id, StateType.PAUSED)
     approve = topology.through(topology.gateway_b, links_in(mails[0].html)[0])
     assert "Report SHA-256" in topology.client.get(approve).text
     clicked = time.monotonic()
     assert answer_link(topology.client, approve, {"decision": "approve", "comment": "Fine."}).status_code == 200
-    resumed = _wait_state(closing.id, StateType.RUNNING, seconds=60)
-    _wait_state(closing.id, StateType.COMPLETED)
+    resumed = wait_for_state(closing.id, StateType.RUNNING, seconds=60)
+    wait_for_state(closing.id, StateType.COMPLETED)
     print(f"\naudit: opened on {topology.ran_on(opening.id)}, closed on {topology.ran_on(closing.id)} "
           f"(before and after the sign-off); approval click to running again {resumed - clicked:.1f} s")
     assert len(topology.ran_on(closing.id)) == 2, "suspended, then started again by a worker"
@@ -232,7 +216,7 @@ def test_a_drill_alerts_the_wardens_from_a_worker_and_when_that_worker_is_lost_t
     while len(_alerts(topology.mailbox, "ASSISTANCE NEEDED")) < 2:
         assert time.monotonic() < deadline, "the wardens' assistance alert"
         time.sleep(0.1)
-    assert _state(run.id) == StateType.RUNNING, "the alert went out while the drill runs"
+    assert run_state(run.id) == StateType.RUNNING, "the alert went out while the drill runs"
     [lost] = [w for w in topology.workers if w.ran(run.id)]
     [other] = [w for w in topology.workers if w is not lost]
     print(f"\ndrill: runs on {lost.directory.name}; the wardens alerted; {lost.directory.name} lost")
@@ -245,7 +229,7 @@ def test_a_drill_alerts_the_wardens_from_a_worker_and_when_that_worker_is_lost_t
         assert time.monotonic() < deadline, f"no take-over of the lost drill:\n{_tail(other.log)}"
         time.sleep(0.5)
     [taken] = new
-    _wait_state(taken.id, StateType.COMPLETED, seconds=120)
+    wait_for_state(taken.id, StateType.COMPLETED, seconds=120)
     assert other.ran(taken.id) and not lost.ran(taken.id)
     assert runs.TAKEN_OVER_TAG in _flow_run_tags(run.id)
     print(f"drill: taken over by flow run {taken.id}, finished on {other.directory.name}")
