@@ -40,7 +40,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks._table import Row, print_rows  # noqa: E402
-from benchmarks.stack_startup import _clean_env, _free_port, _ok, _until  # noqa: E402
+from benchmarks.stack_startup import _clean_env, _free_port, _ok, _until, running_ops_up  # noqa: E402
 from engine import prefect_postgres  # noqa: E402
 from engine.stack import stop_process_group  # noqa: E402
 
@@ -131,35 +131,11 @@ def _percent(cpu: dict[str, float], seconds: float) -> dict[str, float]:
 
 def ops_up_idle(data_dir: Path, checkout: Path, settle: float, window: float) -> dict[str, float]:
     """`ops up` in a fresh data directory, up, settled, then measured: % of one core per part."""
-    prefect_port, gateway_port, smtp_port = _free_port(), _free_port(), _free_port()
-    gateway = f"http://127.0.0.1:{gateway_port}"
-    env = _clean_env(OPS_DATA_DIR=str(data_dir), OPS_PREFECT_PORT=str(prefect_port),
-                     OPS_GATEWAY_PORT=str(gateway_port), OPS_SMTP_PORT=str(smtp_port), OPS_GATEWAY_URL=gateway)
-    up = threading.Event()
-    lines: list[str] = []
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], cwd=checkout, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def read() -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            lines.append(raw.decode(errors="replace"))
-            if "opsdirector is up" in lines[-1]:
-                up.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        _until(up.is_set, process, "ops up")
+    with running_ops_up(data_dir, checkout) as stack:
         time.sleep(settle)
-        if process.poll() is not None or not _ok(f"{gateway}/healthz"):
+        if stack.process.poll() is not None or not _ok(f"{stack.gateway}/healthz"):
             raise RuntimeError("the stack did not stay up")
-        return _percent(measure(process.pid, window), window)
-    except (RuntimeError, AssertionError) as error:
-        raise RuntimeError(f"{error}\n{''.join(lines)}") from error
-    finally:
-        stop_process_group(process, grace=30, sig=signal.SIGINT)
-        reader.join(timeout=5)
+        return _percent(measure(stack.process.pid, window), window)
 
 
 def bare_prefect_idle(home: Path, settle: float, window: float) -> dict[str, float]:

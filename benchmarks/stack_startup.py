@@ -26,7 +26,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -77,8 +79,21 @@ def _ok(url: str) -> bool:
         return False
 
 
-def ops_up(data_dir: Path) -> float:
-    """Seconds from spawning `ops up` to its "up" line; what "up" promises is then checked from outside."""
+@dataclass
+class UpStack:
+    """A running `ops up`: its process, when it was spawned (time.monotonic()), its URLs, what it printed."""
+
+    process: subprocess.Popen[bytes]
+    started: float
+    api: str
+    gateway: str
+    lines: list[str]
+
+
+@contextmanager
+def running_ops_up(data_dir: Path, checkout: Path = PROJECT_ROOT) -> Iterator[UpStack]:
+    """`ops up` of `checkout` in `data_dir` on free ports, until its "up" line; stopped (Ctrl-C) on leaving. An
+    error inside carries what the stack printed."""
     prefect_port, gateway_port, smtp_port = _free_port(), _free_port(), _free_port()
     gateway = f"http://127.0.0.1:{gateway_port}"
     env = _clean_env(OPS_DATA_DIR=str(data_dir), OPS_PREFECT_PORT=str(prefect_port),
@@ -86,7 +101,7 @@ def ops_up(data_dir: Path) -> float:
     up = threading.Event()
     lines: list[str] = []
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], cwd=PROJECT_ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], cwd=checkout, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
     def read() -> None:
@@ -100,17 +115,22 @@ def ops_up(data_dir: Path) -> float:
     reader.start()
     try:
         _until(up.is_set, process, "ops up")
-        elapsed = time.monotonic() - started
-        api = f"http://127.0.0.1:{prefect_port}/api"
-        assert _ok(f"{api}/health") and _ok(f"{gateway}/inbox"), "".join(lines)
-        names = {d["name"] for d in _CLIENT.post(f"{api}/deployments/filter", json={}).json()}
-        assert {s.name for s in specs()} <= names, names
-        return elapsed
+        yield UpStack(process, started, f"http://127.0.0.1:{prefect_port}/api", gateway, lines)
     except (RuntimeError, AssertionError) as error:
         raise RuntimeError(f"{error}\n{''.join(lines)}") from error
     finally:
         stop_process_group(process, grace=30, sig=signal.SIGINT)
         reader.join(timeout=5)
+
+
+def ops_up(data_dir: Path) -> float:
+    """Seconds from spawning `ops up` to its "up" line; what "up" promises is then checked from outside."""
+    with running_ops_up(data_dir) as stack:
+        elapsed = time.monotonic() - stack.started
+        assert _ok(f"{stack.api}/health") and _ok(f"{stack.gateway}/inbox"), "".join(stack.lines)
+        names = {d["name"] for d in _CLIENT.post(f"{stack.api}/deployments/filter", json={}).json()}
+        assert {s.name for s in specs()} <= names, names
+        return elapsed
 
 
 def bare_server(home: Path, database_url: str | None = None) -> float:
