@@ -25,6 +25,8 @@ _SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "glusterfs", "cep
                        "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs", "efs")
 _DEPLOY = "`ops deploy` (it creates the process work pool and registers prefect.yaml's deployments on it)"
 _WORKER = "start a worker on each machine, in its own directory with its .env: `ops worker`"
+# A lost machine's runs wait this long to be taken over before the doctor says so: a drill is over in an hour.
+_TAKEOVER_WARN_SECONDS = 300
 
 
 def check_prefect_api(doctor: Doctor) -> list[Finding]:
@@ -183,7 +185,20 @@ def check_workers(doctor: Doctor) -> list[Finding]:
         elif beat.age_seconds is not None and beat.age_seconds < 86400:  # one gone for a day was retired
             found.append(warn("worker", f"{said}: gone (more than {multiple} heartbeats missed)",
                               "restart it, or ignore it if that machine was retired"))
+    found.append(_takeover_delay())
     return found
+
+
+def _takeover_delay() -> Finding:
+    """How soon a run whose machine was lost is taken over, as this machine's heartbeat setting makes it."""
+    from engine.takeover import silence_allowed
+
+    seconds = silence_allowed().total_seconds()
+    said = f"a run on a lost machine is taken over {seconds:.0f} s after its last heartbeat"
+    if seconds <= _TAKEOVER_WARN_SECONDS:
+        return ok("run take-over", said)
+    return warn("run take-over", f"{said} (PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset or long): a drill on a machine "
+                "that dies waits that long", "set PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 on every worker (90 s)")
 
 
 def check_result_storage(doctor: Doctor) -> Finding:

@@ -280,6 +280,15 @@ def test_workers_alive_then_a_killed_worker_fails_the_pool(healthy: str,
     assert seen["work pool"].status is Status.ok
     assert f"{pool}-w1: last heartbeat" in seen["worker"].detail and "(every 1 s)" in seen["worker"].detail
     assert seen["result storage"].detail.startswith("skipped (1 worker alive")
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY}):  # Prefect's 180 s
+        takeover = _by_name(diagnose(topology="pool", pool=pool))["run take-over"]
+    assert takeover.status is Status.warn and "540 s" in takeover.detail
+    assert "PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30" in takeover.fix
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
+        takeover = _by_name(diagnose(topology="pool", pool=pool))["run take-over"]
+    assert takeover.status is Status.ok and "90 s" in takeover.detail
 
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
