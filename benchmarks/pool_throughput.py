@@ -54,21 +54,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from uuid import UUID
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from benchmarks._exit import terminate_as_exit  # noqa: E402
 from benchmarks._postgres import embedded_postgres  # noqa: E402
 from benchmarks._table import Row, print_rows  # noqa: E402
 from benchmarks._throughput_flows import DEPLOYMENT  # noqa: E402
 from engine.stack import SERVE_READY_VARIABLE, stop_process_group  # noqa: E402
+from engine.stack_record import descendants  # noqa: E402
 
 POOL = "opsdirector"
 POLL_SECONDS = 0.5  # how often `ops serve`, the runners and the workers poll for runs (OPS_RESUME_POLL_SECONDS)
@@ -132,7 +133,7 @@ class Stack:
         SIGKILL to what is left after `grace` seconds."""
         self.closed = True
         # Flow runs are started in sessions of their own (Prefect's doing): found by parent, killed after.
-        below = [pid for _name, process, _log in self.children for pid in _descendants(process.pid)]
+        below = [pid for _name, process, _log in self.children for pid in descendants(process.pid)]
         clients = [process for name, process, _log in self.children if name != "prefect-server"]
         servers = [process for name, process, _log in self.children if name == "prefect-server"]
         for group in (clients, servers):
@@ -152,38 +153,6 @@ class Stack:
 
 
 _STACKS: list[Stack] = []  # every stack started, stopped by main() whatever thread started it
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, []))
-    return found
-
-
-@contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind as Ctrl-C does, so every finally block stops what it started."""
-
-    def _raise(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _until(what: str, probe: Callable[[], bool], processes: list[subprocess.Popen[bytes]],
@@ -545,7 +514,7 @@ def main() -> None:
 
     try:
         # PostgreSQL from this thread (idle while the baseline runs): its cleanup must run whatever stops us.
-        with _terminate_as_exit(), embedded_postgres(work / "postgres") as postgres_url:
+        with terminate_as_exit(), embedded_postgres(work / "postgres") as postgres_url:
             if args.smoke:  # side by side, to stay within a minute: the figures mean nothing either way
                 _side_by_side([baseline, ours])
             else:

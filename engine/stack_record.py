@@ -48,6 +48,25 @@ def command_line(pid: int) -> list[str] | None:
         return []
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, theirs, and so on), found by parent in /proc: a process that
+    started its own session (Prefect's flow runs do) is outside its parent's group but still below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
 def is_alive(process: StackProcess) -> bool:
     try:
         os.kill(process.pid, 0)

@@ -19,6 +19,7 @@ from prefect.client.schemas.objects import StateType
 
 from engine.deployments import PROJECT_ROOT
 from engine.stack import SERVE_READY_VARIABLE, stop_process_group
+from engine.stack_record import descendants
 from tests.conftest import Gateway
 
 AUDIT_DEPLOYMENT = "compliance-audit/compliance-audit"
@@ -98,20 +99,7 @@ class Worker:
     def processes(self) -> list[int]:
         """The worker and every process below it: each flow run is in a session of its own (Prefect's doing), so
         the worker's process group alone is not all a machine runs."""
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
-        found, todo = [], [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo.extend(children.get(pid, []))
-        return found
+        return [self.process.pid, *descendants(self.process.pid)]
 
     def lose_machine(self) -> None:
         """SIGKILL the worker and everything it started, at once: the machine is gone."""
