@@ -27,13 +27,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +81,7 @@ import uvicorn  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
+from benchmarks._exit import terminate_as_exit  # noqa: E402
 from demo.browser import answer_link  # noqa: E402
 from engine import links, runs  # noqa: E402
 from engine.gateway import create_app  # noqa: E402
@@ -158,21 +158,6 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     # The group may outlive its leader (a flow-run process still exiting): make sure nothing is left.
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-
-
-@contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C does, so the finally blocks stop every child."""
-
-    def _raise(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _wait(what: str, probe: Callable[[], Any], seconds: float, every: float = 0.1,
@@ -458,7 +443,7 @@ def main() -> None:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     try:
-        with _terminate_as_exit():
+        with terminate_as_exit():
             benchmark(args.runs, smoke=args.smoke)
     finally:
         if args.keep:
