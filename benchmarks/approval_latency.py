@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))  # for benchmarks._exit, as the other benchmarks do
 POLL_SECONDS = 0.05
 POLL_RUNNER_SECONDS = 1  # the runner's; --poll sets it
 QUIET_SECONDS = 6.0
