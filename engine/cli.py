@@ -130,7 +130,7 @@ def serve() -> None:
     """Serve every deployment in prefect.yaml from this process (what `ops up` runs)."""
     import os
 
-    from engine.stack import SERVE_READY_VARIABLE, STACK_PID_VARIABLE
+    from engine.stack import SERVE_READY_VARIABLE, STACK_PID_VARIABLE, own_server
 
     if stack_pid := os.environ.get(STACK_PID_VARIABLE):
         from engine.die_with_parent import kill_group_when_orphaned
@@ -140,8 +140,10 @@ def serve() -> None:
     from engine.deployments import serve_all
 
     ready = os.environ.get(SERVE_READY_VARIABLE)
-    serve_all(poll_seconds=get_settings().resume_poll_seconds, api_wait_seconds=120,
-              ready_file=Path(ready) if ready else None, limit=get_settings().serve_limit)
+    settings = get_settings()
+    serve_all(poll_seconds=settings.resume_poll_seconds, api_wait_seconds=120,
+              ready_file=Path(ready) if ready else None, limit=settings.serve_limit,
+              server=own_server(settings) if stack_pid else None)
 
 
 @app.command()

@@ -232,12 +232,12 @@ def _registered_record() -> Path | None:
     return Path(home) / "registered-deployments.json" if home else None
 
 
-def _last_registered(record: Path | None, api: str) -> dict[str, str] | None:
+def _last_registered(record: Path | None, server: str) -> dict[str, str] | None:
     try:
         noted = json.loads(record.read_text()) if record is not None else {}
     except (OSError, ValueError):
         return None
-    return noted.get("versions") if isinstance(noted, dict) and noted.get("api") == api else None
+    return noted.get("versions") if isinstance(noted, dict) and noted.get("api") == server else None
 
 
 def _hand_to(runner: Any, ids: dict[str, UUID], path: Path) -> None:
@@ -252,7 +252,7 @@ def _hand_to(runner: Any, ids: dict[str, UUID], path: Path) -> None:
 
 
 def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_seconds: float = 0,
-              ready_file: Path | None = None, limit: int | None = None) -> None:
+              ready_file: Path | None = None, limit: int | None = None, server: str | None = None) -> None:
     """Serve every deployment from this process; the poll interval bounds the wait after an approval; at most
     `limit` flow runs at once (None: no limit).
 
@@ -263,15 +263,20 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
 
     With `api_wait_seconds`, the API is waited for, so `ops up` can start this process alongside the Prefect
     server rather than after it. `ready_file` gets this process's pid once every deployment is registered: a Run
-    then works, and is picked up once the runner has started, about a second later.
+    then works, and is picked up once the runner has started, about a second later. `server` names the Prefect
+    server's database when its URL does not (`ops up`'s own server, on whichever port it was given this time): what
+    was last registered is noted under it, else under the API's URL.
     """
     api = _api_url()
     fingerprint = code_fingerprint()
     versions = {spec.name: definition_version(spec, fingerprint) for spec in specs(path)}
     record = _registered_record()
     # Something will be registered (a first start, a code change): the flows are imported while the server starts.
-    # Else they are not imported at all; either way the API decides what is registered.
-    built = runner_deployments(path, fingerprint=fingerprint) if _last_registered(record, api) != versions else None
+    # Else they are not imported at all (two seconds of CPU the server starting would lose); either way the API
+    # decides what is registered.
+    noted_as = server or api
+    unchanged = _last_registered(record, noted_as) == versions
+    built = None if unchanged else runner_deployments(path, fingerprint=fingerprint)
     if api_wait_seconds:
         from engine.stack import wait_until_up
 
@@ -280,7 +285,7 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     print(f"serving {len(ids)} deployments; registered: {', '.join(changed) or 'none (all unchanged)'}", flush=True)
     if record is not None:
         with contextlib.suppress(OSError):
-            record.write_text(json.dumps({"api": api, "versions": versions}))
+            record.write_text(json.dumps({"api": noted_as, "versions": versions}))
     if ready_file is not None:
         partial = ready_file.with_name(f"{ready_file.name}.{os.getpid()}")
         partial.write_text(str(os.getpid()))

@@ -4,6 +4,7 @@ catcher — watched while it runs, recorded so that what a killed stack left beh
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -173,6 +174,14 @@ def stop_process_group(process: subprocess.Popen[bytes], grace: float = 10, sig:
         process.wait(timeout=5)
     except ProcessLookupError:
         pass
+
+
+def own_server(settings: Settings) -> str:
+    """What names the Prefect server `ops up` starts from one start to the next, whatever port it is given: its
+    database (a configured URL by its hash, which may hold a password)."""
+    if url := settings.prefect_database_url:
+        return f"ops up's Prefect server on database {hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    return f"ops up's Prefect server on {settings.prefect_home.resolve() / 'postgres'}"
 
 
 def _start_prefect_server(settings: Settings, children: _Children) -> subprocess.Popen[bytes]:

@@ -335,3 +335,17 @@ def test_the_code_fingerprint_follows_the_source_and_the_working_directory(
     assert deployments.code_fingerprint() == here
     monkeypatch.chdir(tmp_path)  # Prefect stores each entrypoint relative to the serving process's directory
     assert deployments.code_fingerprint() != here
+
+
+def test_the_stacks_prefect_server_is_named_by_its_database_not_its_port(tmp_path: Path) -> None:
+    """What `ops serve` notes it registered is found again by the next `ops up` on another port (else it imports
+    every flow while the server starts), and not by a stack on another database."""
+    from engine.settings import Settings
+    from engine.stack import own_server
+
+    here = own_server(Settings(data_dir=tmp_path, prefect_port=4200))
+    assert own_server(Settings(data_dir=tmp_path, prefect_port=4300)) == here
+    assert own_server(Settings(data_dir=tmp_path / "elsewhere", prefect_port=4200)) != here
+    url = "postgresql+asyncpg://prefect:hunter2@db.internal/prefect"
+    named = own_server(Settings(data_dir=tmp_path, prefect_database_url=url))
+    assert named != here and "hunter2" not in named
