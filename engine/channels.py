@@ -139,8 +139,9 @@ def deliver(batch: Iterable[Outgoing],
                 outcome = server.send(current, read_ahead)
                 if ahead and ahead[0].plugin is not None and ahead[0].recipients is not None \
                         and _server_of(ahead[0].plugin) == key:
-                    # The next message's MAIL FROM goes before this outcome is handed over: the caller commits
-                    # it while the server answers. No data leaves before that commit.
+                    # The next message's envelope (MAIL, RCPT, DATA, pipelined) goes before this outcome is
+                    # handed over: the caller commits it while the server answers. No data leaves before that
+                    # commit.
                     server.announce(ahead[0])
                 yield current.index, outcome
     finally:
@@ -335,23 +336,32 @@ class _Server:
         self.delivered = False
         self.fruitless = 0
         self.down: str | None = None
-        self.announced: _Ready | None = None  # the message whose MAIL FROM was sent, its reply not yet read
+        self.announced: _Ready | None = None  # the message whose envelope was sent ahead, its replies not yet read
 
     def announce(self, ready: _Ready) -> None:
+        """Send the envelope of `ready`'s first copy (MAIL, RCPT, DATA) in one write, its replies read by `send`;
+        only to a server that says it takes commands ahead of their replies (PIPELINING, RFC 2920)."""
         if self.smtp is None or self.smtp._socket is None or not isinstance(ready.built, list) or not ready.built:
             return
         conn = self.smtp._socket
+        if not conn.has_extn("pipelining"):
+            return
+        _, envelope, data = ready.built[0]
         try:
-            conn.putcmd("mail", f"FROM:{smtplib.quoteaddr(self.plugin.from_addr[1])}"
-                                f"{''.join(' ' + o for o in _mail_options(conn, ready.built[0][2]))}")
+            commands = _envelope(conn, self.plugin.from_addr[1], envelope, data)
+        except (ValueError, UnicodeError):
+            return  # an unusable address: its own send says why
+        try:
+            conn.send(commands)
         except _SMTP_ERRORS:
-            return  # the send will find the session broken, and reopen it
+            self._discard()  # part of an envelope may have gone: a fresh session for the send
+            return
         self.announced = ready
 
     def send(self, ready: _Ready, while_waiting: Callable[[], None]) -> Outcome:
         announced, stale, self.announced = self.announced is ready, self.announced, None
-        if stale is not None and not announced:  # a reply this exchange would misread: start a fresh session
-            self.close()
+        if stale is not None and not announced:  # replies this exchange would misread: start a fresh session
+            self._discard()
         if isinstance(ready.built, Exception):
             return _failed(f"could not prepare the e-mail to {self.plugin.url(privacy=True)}: {ready.built}")
         while self.down is None:
@@ -377,10 +387,19 @@ class _Server:
             self.down = f"{self.name}: {error}"
 
     def close(self) -> None:
+        if self.announced is not None:  # the server may be reading a message's data: a QUIT would be part of it
+            self._discard()
         smtp, self.smtp = self.smtp, None
         if smtp is not None:
             with contextlib.suppress(*_SMTP_ERRORS):
                 smtp.__exit__(None, None, None)
+
+    def _discard(self) -> None:
+        """Drop the connection without a word: whatever the server was reading ends unfinished, so unstored."""
+        smtp, self.smtp, self.announced = self.smtp, None, None
+        if smtp is not None and smtp._socket is not None:
+            with contextlib.suppress(*_SMTP_ERRORS):
+                smtp._socket.close()
 
 
 def _open(plugin: NotifyEmail) -> AppriseSMTPController:
@@ -418,30 +437,55 @@ def _mail_options(conn: smtplib.SMTP, body: bytes | str) -> list[str]:
     return ["SMTPUTF8", "BODY=8BITMIME"] if not body.isascii() and conn.has_extn("smtputf8") else []
 
 
+def _envelope(conn: smtplib.SMTP, sender: str, recipients: Sequence[str], body: bytes | str) -> bytes:
+    """MAIL, each RCPT and DATA as one write, as smtplib's `mail`, `rcpt` and `data` would send them one by one
+    (the same quoting, the same refusal of a line break in an address, UTF-8 only with SMTPUTF8)."""
+    options = _mail_options(conn, body)
+    conn.command_encoding = "utf-8" if options else "ascii"
+    lines = [f"mail FROM:{smtplib.quoteaddr(sender)}{''.join(' ' + o for o in options)}",
+             *(f"rcpt TO:{smtplib.quoteaddr(r)}" for r in recipients), "data"]
+    if any("\r" in line or "\n" in line for line in lines):
+        raise ValueError("an address contains a line break")
+    return "".join(f"{line}\r\n" for line in lines).encode(conn.command_encoding)
+
+
 def _transmit(conn: smtplib.SMTP, sender: str, recipients: Sequence[str], body: bytes | str,
               while_waiting: Callable[[], None] = lambda: None, *, announced: bool = False) -> str | None:
     """smtplib's sendmail, telling a refusal (the reason, returned) from a reply lost after the data went.
 
     Any error before the final dot was sent means the server cannot have stored the message: it is raised as
     the SMTP error it is. After it, a lost connection raises _Uncertain. `while_waiting` runs while the server
-    stores the message (the longest wait of the exchange). `announced`: its MAIL FROM is sent, the reply unread.
+    stores the message (the longest wait of the exchange). To a server that takes PIPELINING the envelope goes
+    as one write (`announced`: it went already, its replies unread), else one command at a time as smtplib does.
     """
-    if announced:
+    conn.ehlo_or_helo_if_needed()
+    if announced or conn.has_extn("pipelining"):
+        if not announced:
+            conn.send(_envelope(conn, sender, recipients, body))
         code, reply = conn.getreply()
+        accepted = [r for r in recipients if conn.getreply()[0] in (250, 251)]
+        data_code, data_reply = conn.getreply()
+        if code != 250 or not accepted or data_code != 354:
+            if data_code == 354:  # a server that took DATA all the same: an empty message it refuses, ended
+                conn.send(b".\r\n")
+                conn.getreply()
+            conn.rset()
+            if code != 250:
+                return f"{code} {reply.decode(errors='replace')}"
+            return "every recipient refused" if not accepted else f"{data_code} {data_reply.decode(errors='replace')}"
     else:
-        conn.ehlo_or_helo_if_needed()
         code, reply = conn.mail(sender, _mail_options(conn, body))
-    if code != 250:
-        conn.rset()
-        return f"{code} {reply.decode(errors='replace')}"
-    accepted = [r for r in recipients if conn.rcpt(r)[0] in (250, 251)]
-    if not accepted:
-        conn.rset()
-        return "every recipient refused"
-    code, reply = conn.docmd("data")
-    if code != 354:
-        conn.rset()
-        return f"{code} {reply.decode(errors='replace')}"
+        if code != 250:
+            conn.rset()
+            return f"{code} {reply.decode(errors='replace')}"
+        accepted = [r for r in recipients if conn.rcpt(r)[0] in (250, 251)]
+        if not accepted:
+            conn.rset()
+            return "every recipient refused"
+        code, reply = conn.docmd("data")
+        if code != 354:
+            conn.rset()
+            return f"{code} {reply.decode(errors='replace')}"
     # Bytes come from the SMTP policy, already in CRLF lines; Apprise's strings are normalised here.
     encoded = body if isinstance(body, bytes) else _CRLF_ENDINGS.sub("\r\n", body).encode("utf-8")
     data = _LEADING_DOT.sub(b"..", encoded)

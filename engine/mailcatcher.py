@@ -16,6 +16,14 @@ class _MaildirHandler:
             (directory / sub).mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(directory, create=False)
 
+    async def handle_EHLO(self, _server: Any, session: Any, _envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        # aiosmtpd reads each command off one buffered stream in order, so a client may send MAIL, RCPT and DATA
+        # without waiting for each reply (RFC 2920). Said, as real mail servers say it: a client pipelines only
+        # when told it may.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         del message["X-Envelope-To"]

@@ -63,10 +63,13 @@ class _Peer:
 
     `drop_on`: for these message numbers (1-based, counted over the server's life) it stores the message, then
     closes the connection instead of replying 250. `hold_on`: it stores the message and never replies.
+    `pipelining`: it says it takes commands ahead of their replies (RFC 2920), as real mail servers do, and the
+    client then sends each envelope in one write, the next one's before this one's outcome is committed.
     """
 
     drop_on: set[int] = field(default_factory=set)
     hold_on: set[int] = field(default_factory=set)
+    pipelining: bool = False
     stored: list[EmailMessage] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     port: int = 0
@@ -85,7 +88,8 @@ def _serve(peer: _Peer) -> socketserver.ThreadingTCPServer:
             while line := self.rfile.readline():
                 verb = line.decode().strip().split(" ", 1)[0].upper()
                 if verb == "EHLO":
-                    self._reply("250-peer\r\n250 8BITMIME")
+                    self._reply("250-peer\r\n250-PIPELINING\r\n250 8BITMIME" if peer.pipelining
+                                else "250-peer\r\n250 8BITMIME")
                 elif verb == "DATA":
                     self._reply("354 go ahead")
                     raw = b""
@@ -112,9 +116,9 @@ def _serve(peer: _Peer) -> socketserver.ThreadingTCPServer:
     return server
 
 
-@pytest.fixture
-def peer() -> Iterator[_Peer]:
-    found = _Peer()
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelined"])
+def peer(request: pytest.FixtureRequest) -> Iterator[_Peer]:
+    found = _Peer(pipelining=request.param)
     server = _serve(found)
     yield found
     found.released.set()
