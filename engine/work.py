@@ -95,7 +95,19 @@ class _Courier:
         self.batches.put(ids)
 
     def _run(self) -> None:
-        while (ids := self.batches.get()) is not None:
+        ending = False
+        while not ending and (ids := self.batches.get()) is not None:
+            # What was handed over while the last delivery ran goes in one: one claim query and one SMTP
+            # session for it, not one per part.
+            while True:
+                try:
+                    more = self.batches.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    ending = True
+                    break
+                ids = ids + more
             if self.failure is None:
                 try:
                     notify.deliver_due(ids=ids)
