@@ -442,13 +442,14 @@ def _record_answer(token: str, step_id: int, form: FormData, uploads: dict[str, 
 
 def _hand_back_soon(step_id: int) -> None:
     # The Prefect client costs a second of imports: the gateway is ready without it, and loads it in the
-    # background as it starts (_load_prefect_client), so the first resume does not wait for it either.
+    # background as it starts (load_prefect_client), so the first resume does not wait for it either.
     from engine import runs
 
     runs.hand_back_soon(step_id, RESUME_TRIES)
 
 
-def _load_prefect_client() -> None:
+def load_prefect_client() -> None:
+    """Import the Prefect client in a background thread (a second of CPU), so the first resume does not wait."""
     threading.Thread(target=importlib.import_module, args=("engine.runs",), name="load-prefect-client",
                      daemon=True).start()
 
@@ -481,7 +482,10 @@ async def _server_problem(_request: Request, _error: Exception) -> Response:
     return _problem("server_error", 500)
 
 
-def create_app() -> Starlette:
+def create_app(*, load_prefect_client_at_start: bool = True) -> Starlette:
+    """The gateway's app. It loads the Prefect client as it starts unless told not to: `ops up` loads it once the
+    Prefect server is up (load_prefect_client), so that a second of imports does not compete with the server's
+    start."""
     # Each process registers its forms with its declaration: find them all, or their links could not be shown;
     # and two processes applying one subject's answers stop the gateway here, not each answer later.
     discover()
@@ -494,11 +498,12 @@ def create_app() -> Starlette:
     ]
     if get_settings().catches_mail:
         routes += inbox.routes(_page)
-    return Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)], lifespan=_lifespan,
+    return Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)],
+                     lifespan=_lifespan if load_prefect_client_at_start else None,
                      exception_handlers={HTTPException: _http_problem, Exception: _server_problem})
 
 
 @asynccontextmanager
 async def _lifespan(_app: Starlette) -> AsyncIterator[None]:
-    _load_prefect_client()
+    load_prefect_client()
     yield

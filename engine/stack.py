@@ -313,14 +313,14 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
         import uvicorn
 
         from engine import mailcatcher
-        from engine.gateway import create_app
+        from engine.gateway import create_app, load_prefect_client
 
         if settings.catches_mail:
             catcher = mailcatcher.start(settings.mailbox_dir.resolve(), settings.smtp_host, settings.smtp_port)
         if prepare is not None:
             prepare()
-        config = uvicorn.Config(create_app(), host=settings.gateway_host, port=settings.gateway_port,
-                                log_level="warning")
+        config = uvicorn.Config(create_app(load_prefect_client_at_start=False), host=settings.gateway_host,
+                                port=settings.gateway_port, log_level="warning")
         gateway = uvicorn.Server(config)
         # In a thread: the main thread watches the children (and is the parent their death signal follows).
         gateway_thread = threading.Thread(target=gateway.run, name="gateway", daemon=True)
@@ -341,6 +341,7 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
                   "a fire drill at the head office: .venv/bin/ops demo drill.",
                   "Press Ctrl-C (or run `ops down`) to stop everything."]
         print("\n".join(lines), flush=True)
+        load_prefect_client()  # for the gateway's first resume; only now, not to slow the Prefect server's start
         code = _watch(children, gateway_thread, stopping)
     except (RuntimeError, OSError) as error:
         print(f"opsdirector could not start: {error!r}", flush=True)
