@@ -211,23 +211,25 @@ def _wait_for_deployments(api: str, seconds: float, children: _Children) -> None
 
     wanted = {spec.name for spec in specs()}
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for what, (process, _) in children.running.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{what} exited with code {process.returncode}; see {children.logs}")
-        try:
-            ready = children.serve_ready_file.read_text().strip() == str(children.running["ops serve"][0].pid)
-        except FileNotFoundError:
-            ready = False
-        if ready:
+    # One client for every check (each new one builds an SSL context: CPU the server, just up, needs).
+    with httpx.Client(timeout=5) as client:
+        while time.monotonic() < deadline:
+            for what, (process, _) in children.running.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{what} exited with code {process.returncode}; see {children.logs}")
             try:
-                response = httpx.post(f"{api}/deployments/filter", timeout=5,
-                                      json={"deployments": {"name": {"any_": sorted(wanted)}}})
-                if response.status_code == 200 and {d["name"] for d in response.json()} >= wanted:
-                    return
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                pass
-        time.sleep(0.05)
+                ready = children.serve_ready_file.read_text().strip() == str(children.running["ops serve"][0].pid)
+            except FileNotFoundError:
+                ready = False
+            if ready:
+                try:
+                    response = client.post(f"{api}/deployments/filter",
+                                           json={"deployments": {"name": {"any_": sorted(wanted)}}})
+                    if response.status_code == 200 and {d["name"] for d in response.json()} >= wanted:
+                        return
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    pass
+            time.sleep(0.02)
     raise RuntimeError(f"the deployments were not registered within {seconds:.0f} s; see {children.logs}")
 
 
