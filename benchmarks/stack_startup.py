@@ -52,7 +52,10 @@ def _free_port() -> int:
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPS_", "PREFECT_"))}
+    # Without PYTHONDONTWRITEBYTECODE (set on some CI machines): warm means the first start left our modules'
+    # bytecode, as installing Prefect left its; else each start compiles whatever of ours changed since.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPS_", "PREFECT_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1", **extra)
     return env
 
