@@ -10,10 +10,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import yaml
+
+if TYPE_CHECKING:
+    from prefect.runner import Runner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
@@ -307,7 +310,24 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     runner = Runner(pause_on_shutdown=False, limit=limit, query_seconds=poll_seconds)
     _hand_to(runner, ids, path)
     with engine_loop(), contextlib.suppress(KeyboardInterrupt, TerminationSignal):
-        asyncio.run(runner.start())
+        asyncio.run(_run_woken(runner))
+
+
+async def _run_woken(runner: Runner) -> None:
+    """The runner, polling at once whenever a run becomes Scheduled (engine/run_wake.py) as well as on its timer."""
+    import asyncio
+
+    from engine.run_wake import wake_on_scheduled_runs
+
+    async def poll() -> None:
+        if runner.started and not runner.stopping:
+            await runner._get_and_submit_flow_runs()
+
+    waking = asyncio.create_task(wake_on_scheduled_runs(poll))
+    try:
+        await runner.start()
+    finally:
+        waking.cancel()
 
 
 def collapse_missed_runs(names: list[str], unscheduled: set[UUID] | None = None) -> int:

@@ -103,9 +103,10 @@ def default_worker_name() -> str:
 def run_worker(pool: str, *, limit: int | None, poll_seconds: float, name: str | None = None) -> None:
     """A Prefect process worker polling `pool` until it is stopped (SIGTERM, Ctrl-C).
 
-    The poll interval bounds how long a resumed run (an approval clicked) waits for a worker to start it again;
-    Prefect's default of 10 s would be most of the approval's latency. A suspended run's process has exited, so it
-    holds none of the `limit` slots: a worker with limit 1 starts other runs while an audit waits for its sign-off.
+    A run becoming Scheduled (an approval resuming a run, a Run click) wakes the worker at once through Prefect's
+    event stream (engine/run_wake.py); the poll interval is the fallback when the stream is down. A suspended
+    run's process has exited, so it holds none of the `limit` slots: a worker with limit 1 starts other runs while
+    an audit waits for its sign-off.
     """
     # Prefect reads its settings when first imported: the poll interval must be in the environment before then.
     os.environ["PREFECT_WORKER_QUERY_SECONDS"] = f"{poll_seconds:g}"
@@ -133,7 +134,17 @@ def run_worker(pool: str, *, limit: int | None, poll_seconds: float, name: str |
         assert main is not None
         for stop in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(stop, main.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.start()
+        from engine.run_wake import wake_on_scheduled_runs
+
+        async def poll() -> None:
+            if worker.is_setup:
+                await worker.get_and_submit_flow_runs()
+
+        waking = asyncio.create_task(wake_on_scheduled_runs(poll))
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.start()
+        finally:
+            waking.cancel()
 
     asyncio.run(_work())

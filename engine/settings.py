@@ -82,9 +82,11 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often a running drill looks for new answers (assistance alerts wait at most this)."
     )
     resume_poll_seconds: float = Field(
-        2.0, description="How often the serving process (`ops serve`, a worker) polls for resumed and scheduled runs "
-        "(fractions allowed): an approved run is picked up on average half this after the approval. Each poll costs "
-        "the Prefect server some 15 ms of CPU: at 0.5 s an idle stack spent ~3% of a core on it, at 2 s ~0.8%.",
+        10.0, description="How often the serving process (`ops serve`, a worker) polls for resumed and scheduled "
+        "runs when nothing woke it (fractions allowed). A run becoming Scheduled (a Run click, an approval resuming "
+        "a run) wakes it at once through Prefect's event stream (engine/run_wake.py); the poll finds what the "
+        "stream missed while reconnecting, and schedules that came due. Each poll costs the Prefect server some 15 "
+        "ms of CPU: at 2 s an idle stack spent ~0.8% of a core on it.",
     )
     serve_limit: int | None = Field(
         None, ge=1, description="Most flow runs `ops serve` runs at once (a suspended run holds none; the rest wait "
