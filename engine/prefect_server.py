@@ -14,22 +14,41 @@ pause, revoke an expired concurrency lease, cancel a cancelled run's children), 
 queues ready after a runner's poll and deleting a deleted run's logs. None of it is on a run's path: creating,
 starting, pausing and resuming runs are API calls that do not go through docket.
 
-Pinned to prefect 3.9.x with pydocket 0.27's `Worker.__init__(..., minimum_check_interval, scheduling_resolution)`;
-if a later docket renames them, this refuses to start (the stack says the Prefect server exited) rather than
-silently polling at the old rate.
+Two more idle loops are slowed here, each measured side by side with four bare servers (issue 13, % of a core,
+server process): the stock-3.9 set-up with the docket patch 1.33 %, plus the two below 0.56 %.
+- docket's cancellation listener asks its pub/sub for a message with a 0.1 s timeout in a loop, and the in-memory
+  Redis (burner_redis, Prefect's default `memory://` docket) serves each ask as a thread-pool call: ten thread
+  hand-offs a second (−0.48 points). It now blocks up to `_POLL` per ask; a cancellation still arrives the moment
+  it is published (the blocking get returns on it), only noticing shutdown may take up to `_POLL`.
+- the automations consumer evaluates proactive triggers and deletes expired buckets every 5 s, a database session
+  each time, with the interval hard-coded (`triggers.consumer()` is called without the setting Prefect has for it,
+  PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY): every `_PROACTIVE` now, the setting's value in the local stack
+  (−0.27 points). A proactive automation ("no event within an hour") fires up to that much later.
+
+Pinned to prefect 3.9.x with pydocket 0.27's `Worker.__init__(..., minimum_check_interval, scheduling_resolution)`,
+burner_redis 0.1's `PubSub._queue_get(timeout)` and prefect's `triggers.consumer(periodic_granularity)`; if one is
+renamed, this refuses to start (the stack says the Prefect server exited) rather than silently polling at the old
+rate.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
+import queue
 import sys
+import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 # 2 s: idle wake-ups drop from 8 a second to 1, while housekeeping that runs every 60 s is at most 2 s later.
 _POLL = timedelta(seconds=2)
 _DEFAULTS = {"minimum_check_interval": _POLL, "scheduling_resolution": _POLL}
+# As engine/stack.py sets PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY for the docket-run half of the same work.
+_PROACTIVE = timedelta(seconds=30)
 
 
 def patch_docket_worker() -> None:
@@ -39,8 +58,7 @@ def patch_docket_worker() -> None:
     original = Worker.__init__
     missing = set(_DEFAULTS) - set(inspect.signature(original).parameters)
     if missing:
-        raise RuntimeError(f"docket.Worker.__init__ has no {', '.join(sorted(missing))} any more "
-                           f"(engine/prefect_server.py is written for pydocket 0.27 under prefect 3.9.x)")
+        raise _refuse(f"docket.Worker.__init__ has no {', '.join(sorted(missing))} any more")
 
     @functools.wraps(original)
     def __init__(self: Worker, *args: Any, **kwargs: Any) -> None:
@@ -51,9 +69,66 @@ def patch_docket_worker() -> None:
     Worker.__init__ = __init__  # type: ignore[method-assign]
 
 
+def _refuse(what: str) -> RuntimeError:
+    return RuntimeError(f"{what} (engine/prefect_server.py is written for pydocket 0.27 and burner_redis 0.1 "
+                        "under prefect 3.9.x)")
+
+
+def patch_pubsub_listening() -> None:
+    """Make burner_redis's blocking pub/sub read wait up to `_POLL` per thread hand-off instead of 0.1 s."""
+    from burner_redis.pubsub import PubSub
+
+    if list(inspect.signature(PubSub._queue_get).parameters) != ["self", "timeout"]:
+        raise _refuse("burner_redis.pubsub.PubSub._queue_get(timeout) is gone")
+    get_message = PubSub.get_message
+
+    async def _queue_get(self: PubSub, timeout: float | None) -> Any:
+        if timeout == 0.0:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                return None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _POLL.total_seconds() if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await asyncio.to_thread(self._queue.get, True, min(wait, _POLL.total_seconds()))
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+
+    @functools.wraps(get_message)
+    async def _get_message(self: PubSub, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
+        # docket's listener asks with timeout=0.1 and asks again on None: one ask per `_POLL` is the same loop.
+        if timeout is not None and 0.0 < timeout < _POLL.total_seconds():
+            timeout = _POLL.total_seconds()
+        return await get_message(self, ignore_subscribe_messages, timeout)
+
+    PubSub._queue_get = _queue_get  # type: ignore[method-assign]
+    PubSub.get_message = _get_message  # type: ignore[method-assign]
+
+
+def patch_trigger_evaluation() -> None:
+    """Give the automations consumer `_PROACTIVE` as its periodic evaluation interval."""
+    from prefect.server.events import triggers
+
+    consumer = triggers.consumer
+    if "periodic_granularity" not in inspect.signature(consumer).parameters:
+        raise _refuse("prefect.server.events.triggers.consumer(periodic_granularity) is gone")
+
+    @contextlib.asynccontextmanager
+    async def _consumer(periodic_granularity: timedelta = _PROACTIVE) -> AsyncIterator[Any]:
+        async with consumer(periodic_granularity) as handler:
+            yield handler
+
+    triggers.consumer = _consumer
+
+
 def main(argv: list[str]) -> None:
-    """Patch docket, then run `prefect server start` with `argv` in this process."""
+    """Patch docket, its pub/sub and the automations consumer, then run `prefect server start` with `argv` here."""
     patch_docket_worker()
+    patch_pubsub_listening()
+    patch_trigger_evaluation()
     from prefect.cli import app
 
     sys.argv = ["prefect", "server", "start", *argv]  # Prefect's entry point reads its arguments from sys.argv

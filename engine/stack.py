@@ -47,6 +47,8 @@ def local_environment(settings: Settings) -> dict[str, str]:
         # expired cleanup leases, and the children of a cancelled run (housekeeping nobody waits for).
         "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "60",
         "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "60",
+        # proactive automations ("no event within an hour"), every 30 s not 5 (engine/prefect_server.py).
+        "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT30S",
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_LOGGING_LEVEL": "INFO",
         # Flows run in processes of their own: they must mail the catcher on whichever port it listens.
