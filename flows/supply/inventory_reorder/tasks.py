@@ -75,9 +75,9 @@ def reorder_statement() -> sa.Select[Any]:
 
 
 @cache
-def _compiled(dialect: sa.Dialect) -> tuple[str, Any]:
-    """The statement as this database's SQL (its few constants inline) and the unit cost's conversion to Decimal
-    (None where the driver returns Decimal itself).
+def _compiled(dialect: sa.Dialect) -> tuple[str, Decimal | None]:
+    """The statement as this database's SQL (its few constants inline) and the unit cost's smallest unit, by
+    which the integer the database returns is multiplied (None where the driver returns Decimal itself).
 
     Where the driver returns the cost as a float (SQLite), the database scales it to an integer of its smallest
     unit and Decimal takes that: the same value to the column's scale, a fifth of the cost of formatting each
@@ -85,15 +85,14 @@ def _compiled(dialect: sa.Dialect) -> tuple[str, Any]:
     """
     statement = reorder_statement()
     unit_cost = InventoryItem.__table__.c.unit_cost  # type: ignore[attr-defined]
-    if unit_cost.type.result_processor(dialect, None) is None:
+    if dialect.name != "sqlite":  # psycopg returns NUMERIC as Decimal already, at the column's scale
         return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})), None
     scale = unit_cost.type.scale
     scaled = sa.cast(sa.func.round(unit_cost * 10**scale), sa.Integer).label("unit_cost")
     as_units = statement.with_only_columns(*(scaled if column.name == "unit_cost" else column
                                              for column in statement.selected_columns))
     unit = Decimal(1).scaleb(-scale)
-    return (str(as_units.compile(dialect=dialect, compile_kwargs={"literal_binds": True})),
-            lambda units: Decimal(units) * unit)
+    return str(as_units.compile(dialect=dialect, compile_kwargs={"literal_binds": True})), unit
 
 
 def select_reorder_lines(db: Session) -> list[ReorderLine]:
@@ -103,20 +102,17 @@ def select_reorder_lines(db: Session) -> list[ReorderLine]:
     due, SQLAlchemy's per-row result processing cost a third as much again as the query itself.
     """
     connection = db.connection()
-    sql, to_decimal = _compiled(connection.dialect)
+    sql, unit = _compiled(connection.dialect)
     cursor = connection.connection.cursor()  # the transaction's own DB-API cursor: plain tuples, no Row objects
     try:
         cursor.execute(sql)
         rows = cursor.fetchall()
     finally:
         cursor.close()
-    new, rule = tuple.__new__, order_quantity
-    if to_decimal is None:
-        return [new(ReorderLine, (i, v, h, o, p, rule(on_hand=h, open_qty=o, reorder_point=p, reorder_qty=q), c))
-                for i, v, h, p, q, c, o in rows]
-    return [new(ReorderLine, (i, v, h, o, p, rule(on_hand=h, open_qty=o, reorder_point=p, reorder_qty=q),
-                              to_decimal(c)))
-            for i, v, h, p, q, c, o in rows]
+    new, rule, dec = tuple.__new__, order_quantity, Decimal  # the rule: (on hand, open, point, quantity)
+    if unit is None:
+        return [new(ReorderLine, (i, v, h, o, p, rule(h, o, p, q), c)) for i, v, h, p, q, c, o in rows]
+    return [new(ReorderLine, (i, v, h, o, p, rule(h, o, p, q), dec(c) * unit)) for i, v, h, p, q, c, o in rows]
 
 
 @task
