@@ -130,13 +130,21 @@ def serve() -> None:
     """Serve every deployment in prefect.yaml from this process (what `ops up` runs)."""
     import os
 
-    from engine.stack import SERVE_READY_VARIABLE, STACK_PID_VARIABLE, own_server
+    from engine.stack import (
+        REGISTRY_READY_VARIABLE,
+        SERVE_READY_VARIABLE,
+        STACK_PID_VARIABLE,
+        own_server,
+        wait_until_marked,
+    )
 
     if stack_pid := os.environ.get(STACK_PID_VARIABLE):
         from engine.die_with_parent import kill_group_when_orphaned
 
         kill_group_when_orphaned(int(stack_pid), grace=0)
     _prepare()
+    if stack_pid and (registry_ready := os.environ.get(REGISTRY_READY_VARIABLE)):
+        wait_until_marked(Path(registry_ready), stack_pid, 120)  # the forms' dropdowns: once it is seeded
     from engine.deployments import serve_all
 
     ready = os.environ.get(SERVE_READY_VARIABLE)

@@ -95,6 +95,30 @@ _WATCH_SECONDS = 0.5
 STACK_PID_VARIABLE = "OPS_STACK_PID"
 # Where `ops serve` writes its pid once every deployment is registered: "up" waits for it.
 SERVE_READY_VARIABLE = "OPS_SERVE_READY_FILE"
+# Where `ops up` writes its pid once the registry is migrated and seeded: `ops serve` reads the Run forms' dropdown
+# values (engine.choices), which its deployments' versions hash, only then; before, a first start registered the
+# forms of a registry half seeded, and the second start registered every deployment again.
+REGISTRY_READY_VARIABLE = "OPS_REGISTRY_READY_FILE"
+
+
+def mark_ready(path: Path) -> None:
+    """Write this process's pid to `path`, whole or not at all (a reader polls for it)."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}")
+    partial.write_text(str(os.getpid()))
+    partial.replace(path)
+
+
+def wait_until_marked(path: Path, pid: str, seconds: float) -> None:
+    """Until `path` holds `pid` (mark_ready by that process); a RuntimeError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if path.read_text().strip() == pid:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{path} did not name process {pid} within {seconds:.0f} s")
 
 
 def _ports(settings: Settings) -> list[tuple[str, str, int, str]]:
@@ -132,10 +156,11 @@ def down(settings: Settings) -> list[StackProcess]:
 class _Children:
     """The processes `ops up` started: each in a session of its own, recorded, and set to die with `ops up`."""
 
-    def __init__(self, record: StackRecord, logs: Path, serve_ready_file: Path) -> None:
+    def __init__(self, record: StackRecord, logs: Path, serve_ready_file: Path, registry_ready_file: Path) -> None:
         self.record = record
         self.logs = logs
         self.serve_ready_file = serve_ready_file
+        self.registry_ready_file = registry_ready_file
         self.running: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         # Groups of an `ops serve` that died: their flow runs may still be finishing and are stopped at the end.
         self.orphan_groups: list[int] = []
@@ -246,7 +271,8 @@ def _spawn_serve(children: _Children) -> subprocess.Popen[bytes]:
     return children.spawn("ops serve", [sys.executable, "-m", "engine.cli", "serve"], "deployments.log",
                           stop_signal=signal.SIGKILL, death_signal=0,
                           env={**os.environ, STACK_PID_VARIABLE: str(os.getpid()),
-                               SERVE_READY_VARIABLE: str(children.serve_ready_file)})
+                               SERVE_READY_VARIABLE: str(children.serve_ready_file),
+                               REGISTRY_READY_VARIABLE: str(children.registry_ready_file)})
 
 
 def _stop_on_signal(stopping: threading.Event) -> None:
@@ -300,7 +326,8 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
     settings.prefect_home.resolve().mkdir(parents=True, exist_ok=True)
 
     record = StackRecord(data)
-    children = _Children(record, data / "logs", settings.prefect_home.resolve() / "serving")
+    children = _Children(record, data / "logs", settings.prefect_home.resolve() / "serving",
+                         settings.prefect_home.resolve() / "registry-ready")
     stopping = threading.Event()
     _stop_on_signal(stopping)
     started = time.monotonic()
@@ -312,17 +339,21 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
     try:
         server = _start_prefect_server(settings, children)
         children.serve_ready_file.unlink(missing_ok=True)
+        children.registry_ready_file.unlink(missing_ok=True)
         _spawn_serve(children)
 
-        import uvicorn
-
         from engine import mailcatcher
-        from engine.gateway import create_app, load_prefect_client
 
         if settings.catches_mail:
             catcher = mailcatcher.start(settings.mailbox_dir.resolve(), settings.smtp_host, settings.smtp_port)
         if prepare is not None:
             prepare()
+        mark_ready(children.registry_ready_file)
+
+        import uvicorn
+
+        from engine.gateway import create_app, load_prefect_client
+
         config = uvicorn.Config(create_app(load_prefect_client_at_start=False), host=settings.gateway_host,
                                 port=settings.gateway_port, log_level="warning")
         gateway = uvicorn.Server(config)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -166,10 +167,16 @@ def test_ops_up_over_a_live_stack_refuses_naming_it_and_ops_down_stops_it(tmp_pa
         assert not any(is_alive(p) for p in recorded)
         assert not any(stack.belongs(p) for p in _processes())
 
-        # Started again: nothing paused, and the drill the stop interrupted is left for the sweep to take over.
+        # Started again, on another port: nothing paused, and the drill the stop interrupted is left for the sweep
+        # to take over. Nothing is registered again: the first start registered the forms of the seeded registry.
+        port = free_port()
+        stack = replace(stack, prefect_port=port, env={**stack.env, "OPS_PREFECT_PORT": str(port)})
         running, output = start_ops(stack, tmp_path, "up")
         _until('"opsdirector is up" again', lambda: output.has("opsdirector is up"), UP_SECONDS,
                lambda: output.text, running)
+        serving = [line for line in (stack.data_dir / "logs" / "deployments.log").read_text().splitlines()
+                   if line.startswith("serving ")]
+        assert serving[-1].endswith("registered: none (all unchanged)"), serving
         with httpx.Client(timeout=10) as client:
             assert _paused(client, stack.api) == []
             assert _state(client, stack.api, drill) != "CANCELLED"
