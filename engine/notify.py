@@ -300,13 +300,14 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
 
     The stream is read one message ahead of the send (see `channels.deliver`): a message is rendered, its links
     minted and committed while the server stores the one before, and sent only once that one's outcome is
-    committed. Links and outcomes share one session, so a message's links are committed before it can leave.
+    committed. The links are committed as soon as they are written, so this never holds the database's write
+    lock while it waits for the server (on SQLite, the drill asking the next part of its roster in another
+    thread would wait for that lock, and this thread then for the drill's).
     """
     with _outcome_session() as db:
         to_tell = _alert_recipient(db) is not None
         db.commit()
         ready: list[_Prepared] = []
-        unsaved: set[int] = set()  # indexes in `ready` whose links are written but not yet committed
 
         def outgoing() -> Iterator[channels.Outgoing]:
             for batch in batches:
@@ -318,20 +319,14 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
                         _record_failure(db, item, channels.Outcome(item.error), now, report, can_give_up=to_tell)
                         db.commit()
                         continue
-                    unsaved.add(len(ready))
+                    if item.minted:  # its links exist before the message can leave
+                        db.commit()
                     ready.append(item)
                     yield item.outgoing
 
-        def before_send(index: int) -> None:
-            # Its links exist before the message can leave. Read ahead, a message's links are most often
-            # committed already, with the outcome of the one before it: one commit per message, not two.
-            if index in unsaved:
-                db.commit()
-                unsaved.clear()
-
         # One short transaction per outcome, committed before the next message goes: what the server accepted
         # is recorded as sent even if this process dies on the next one.
-        for index, outcome in channels.deliver(outgoing(), before_send=before_send):
+        for index, outcome in channels.deliver(outgoing()):
             item = ready[index]
             if outcome.sent:
                 _record_sent(db, item.notification_id)
@@ -339,7 +334,6 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
             else:
                 _record_failure(db, item, outcome, now, report, can_give_up=to_tell)
             db.commit()
-            unsaved.clear()
 
 
 @contextmanager
