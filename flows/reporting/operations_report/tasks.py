@@ -121,7 +121,7 @@ def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
                                      col(HumanStep.due_at))
                            .where(col(HumanStep.status) == StepStatus.answered, answered >= start, answered < end))
         answers = [(k, f, asked, done, due) for k, f, asked, done, due in steps if done]
-    return rules.latency_rows(answers, titles={form: form_title(form) for _, form, *_ in answers})
+    return rules.latency_rows(answers, titles={form: form_title(form) for form in {f for _, f, *_ in answers}})
 
 
 @task
