@@ -6,8 +6,10 @@ longer poll would have made every approval wait longer for its run to start agai
 state change on its event stream (`prefect.flow-run.<state name>` with the `prefect.state-type` label): a Run
 clicked in the UI (`Scheduled`), a suspended run resumed by an approval (`Resuming`), a run our sweep started in
 place of a dead one. So `ops serve` and `ops worker` subscribe to the flow-run events of the SCHEDULED type and
-poll at once when one arrives; a burst of events is one poll, or two when it lands during a poll. Their ordinary
-poll stays as the fallback (`OPS_RESUME_POLL_SECONDS`): it finds what the stream missed while reconnecting, and
+poll at once when one arrives, then every `_FOLLOW_POLL_SECONDS` for `_FOLLOW_SECONDS`: an approval can resume a
+run before the process that suspended it has exited, and until it has, the runner skips the run as its own (seen
+in `ops demo`: the resumed run waited 10 s for the next timer poll). A burst of events is one such window. Their
+ordinary poll stays as the fallback (`OPS_RESUME_POLL_SECONDS`): it finds what the stream missed while reconnecting, and
 runs whose schedule came due with no event (the scheduler creates them days ahead).
 
 The stream is Prefect's own websocket (`/api/events/out`); a server without it (a broken proxy) costs only the
@@ -17,10 +19,13 @@ fallback poll's latency, and the subscription is retried every `_RETRY_SECONDS` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 _RETRY_SECONDS = 10.0
+_FOLLOW_SECONDS = 10.0
+_FOLLOW_POLL_SECONDS = 1.0
 _LOG = logging.getLogger("opsdirector.run_wake")
 
 
@@ -43,13 +48,19 @@ async def wake_on_scheduled_runs(poll: Callable[[], Awaitable[object]], *, woken
     async def _polling() -> None:
         while True:
             await wanted.wait()
-            wanted.clear()
-            try:
-                await poll()
-            except Exception:  # the fallback poll covers a failed one; the next event tries again
-                _LOG.warning("a poll woken by a scheduled run failed", exc_info=True)
-            if woken is not None:
-                woken.set()
+            until = asyncio.get_running_loop().time() + _FOLLOW_SECONDS
+            while asyncio.get_running_loop().time() < until:
+                if wanted.is_set():
+                    wanted.clear()
+                    until = asyncio.get_running_loop().time() + _FOLLOW_SECONDS
+                try:
+                    await poll()
+                except Exception:  # the fallback poll covers a failed one; the next event tries again
+                    _LOG.warning("a poll woken by a scheduled run failed", exc_info=True)
+                if woken is not None:
+                    woken.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wanted.wait(), _FOLLOW_POLL_SECONDS)
 
     poller = asyncio.create_task(_polling())
     try:

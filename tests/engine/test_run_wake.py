@@ -25,6 +25,16 @@ async def _woken_within(woken: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+async def _quiet(woken: asyncio.Event) -> None:
+    """Until no poll has been woken for longer than the follow-up polls' interval."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        woken.clear()
+        if not await _woken_within(woken, 2.5):
+            return
+    raise AssertionError("the poll never went quiet")
+
+
 def test_a_run_becoming_scheduled_wakes_the_poll_and_other_states_do_not(prefect_api: str) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
@@ -43,8 +53,7 @@ def test_a_run_becoming_scheduled_wakes_the_poll_and_other_states_do_not(prefect
 
             waking = asyncio.create_task(wake_on_scheduled_runs(poll, woken=woken))
             try:
-                await asyncio.sleep(3)  # subscribed; the minute's replay of other tests' runs may wake it
-                woken.clear()
+                await _quiet(woken)  # subscribed; the minute's replay of other tests' runs may wake it first
                 run = await client.create_flow_run(_nothing, state=Pending())
                 await client.set_flow_run_state(run.id, Running(), force=True)
                 assert not await _woken_within(woken, 3), "a run that is not Scheduled woke the poll"
@@ -59,6 +68,42 @@ def test_a_run_becoming_scheduled_wakes_the_poll_and_other_states_do_not(prefect
 
     seen = asyncio.run(scenario())
     assert seen[0] == "poll", seen
+
+
+def test_after_an_event_it_polls_again_for_a_while_as_a_resumed_run_may_not_be_startable_yet(
+        prefect_api: str) -> None:
+    """An approval can resume a run before its suspending process has exited; the runner skips it until then. One
+    event therefore gets follow-up polls (about one a second for ten seconds), not a single one."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending, Scheduled
+
+    @flow(name=f"wake-{uuid.uuid4().hex[:8]}")
+    def _nothing() -> None:
+        pass
+
+    async def scenario() -> list[float]:
+        polls: list[float] = []
+        woken = asyncio.Event()
+
+        async def poll() -> None:
+            polls.append(time.monotonic())
+
+        async with get_client() as client:
+            waking = asyncio.create_task(wake_on_scheduled_runs(poll, woken=woken))
+            try:
+                await _quiet(woken)
+                run = await client.create_flow_run(_nothing, state=Pending())
+                polls.clear()
+                await client.set_flow_run_state(run.id, Scheduled(), force=True)
+                assert await _woken_within(woken, WAKE_SECONDS)
+                await asyncio.sleep(4)
+            finally:
+                waking.cancel()
+        return polls
+
+    polls = asyncio.run(scenario())
+    assert len(polls) >= 3, f"{len(polls)} poll(s) in the 4 s after one event"
 
 
 def test_an_unreachable_event_stream_is_retried_and_raises_nothing() -> None:
