@@ -28,6 +28,7 @@ class HumanStep(SQLModel, table=True):
         Index("ix_human_step_reminder", "status", "reminded_at", "due_at"),
         Index("ix_human_step_escalation", "status", "escalation_level", "due_at"),
         Index("ix_human_step_expiry", "status", "expires_at"),
+        Index("ix_human_step_answered", "answered_at", "status"),  # the report: steps answered in a period
         Index("ix_human_step_resume_pending", "resume_pending", "id", sqlite_where=text("resume_pending = 1"),
               postgresql_where=text("resume_pending")),
     )
