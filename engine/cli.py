@@ -8,13 +8,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import BaseModel
 
-from engine.deployments import DeploymentSpec
 from engine.settings import get_settings
+
+if TYPE_CHECKING:  # not imported for `ops up`, which starts the Prefect server first
+    from engine.deployments import DeploymentSpec
 
 app = typer.Typer(help="opsdirector: operational processes that run themselves.", no_args_is_help=True,
                   add_completion=False)
