@@ -68,6 +68,8 @@ def preview_for(person: Person, template: str, context: dict[str, Any]) -> str:
 
 def stored_attachments(files: Sequence[Path]) -> list[str]:
     """Attachments as kept in the outbox: paths under the data directory, checked to exist now."""
+    if not files:  # most messages: no need to resolve the data directory once per message
+        return []
     root = get_settings().data_dir.resolve()
     stored = []
     for file in files:
