@@ -225,8 +225,11 @@ def request_many(db: Session, requests: Sequence[Request]) -> list[HumanStep]:
     in all instead of several round trips per person. The steps in the order of `requests`; asked again under
     the same keys, nothing new is created or queued.
     """
+    # Loaded first and held: the session keeps a loaded row only while something refers to it, so the people
+    # ask_many reads would be built again from a second SELECT here and a third in enqueue_many.
+    held = notify.people_by_id(db, {r.ask.person_id for r in requests})
     steps = ask_many(db, [r.ask for r in requests])
-    people = notify.people_by_id(db, {step.person_id for step in steps})
+    people = {**held, **notify.people_by_id(db, {step.person_id for step in steps} - held.keys())}
     messages = []
     for wanted, step in zip(requests, steps, strict=True):
         summary = {"id": step.id, "title": step.title, "due_at": step.due_at, "expires_at": step.expires_at}
