@@ -65,11 +65,13 @@ class _Peer:
     closes the connection instead of replying 250. `hold_on`: it stores the message and never replies.
     `pipelining`: it says it takes commands ahead of their replies (RFC 2920), as real mail servers do, and the
     client then sends each envelope in one write, the next one's before this one's outcome is committed.
+    `refuse`: recipients it answers 550 (and, as a careless server would, takes DATA all the same).
     """
 
     drop_on: set[int] = field(default_factory=set)
     hold_on: set[int] = field(default_factory=set)
     pipelining: bool = False
+    refuse: set[str] = field(default_factory=set)
     stored: list[EmailMessage] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     port: int = 0
@@ -103,6 +105,8 @@ def _serve(peer: _Peer) -> socketserver.ThreadingTCPServer:
                         peer.released.wait(30)
                         return
                     self._reply("250 stored")
+                elif verb == "RCPT" and any(address in line.decode() for address in peer.refuse):
+                    self._reply("550 no such mailbox")
                 elif verb == "QUIT":
                     self._reply("221 bye")
                     return
@@ -244,3 +248,18 @@ def test_every_command_that_delivers_mails_the_server_ops_smtp_port_names(
         assert sorted(m.to for m in inbox.messages()) == sorted([first.email, second.email])
     finally:
         catcher.stop()
+
+
+def test_a_refused_recipient_is_retried_and_every_other_message_arrives_once(
+        any_db: str, peer: _Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    _mail_to(peer.port, monkeypatch)
+    people = _people_with_requests(4, director=False)
+    peer.refuse = {people[1].email}
+    report = notify.deliver_due()
+    assert len(report.sent) == 3 and len(report.retrying) == 1, report
+    counts = peer.recipients()
+    assert all(counts[p.email] == 1 for p in people if p is not people[1]) and counts[people[1].email] == 0, \
+        f"the replies stayed in step with the messages: {counts}"
+    with session() as db:
+        [row] = db.exec(select(Notification).where(Notification.recipient_id == people[1].id)).all()
+    assert row.status == DeliveryStatus.pending and "refused" in (row.last_error or ""), row.last_error
