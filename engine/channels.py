@@ -101,14 +101,12 @@ def send_all(batch: Sequence[Outgoing]) -> list[str | None]:
     return outcomes
 
 
-def deliver(batch: Iterable[Outgoing],
-            before_send: Callable[[int], None] = lambda index: None) -> Iterator[tuple[int, Outcome]]:
+def deliver(batch: Iterable[Outgoing]) -> Iterator[tuple[int, Outcome]]:
     """Deliver every message, yielding (index in `batch`, outcome) as each outcome becomes known.
 
     `batch` is read one message ahead: the next message is taken (and its e-mail built) while the mail server
     stores the current one, so a lazily prepared batch costs little more than the server's own time. Nothing is
     sent before the caller has had the previous outcome: at most one message is ever in flight.
-    `before_send(index)` runs before anything of that message is sent (what it needs to exist first, it commits).
     """
     items = enumerate(batch)
     plugins = _Plugins()
@@ -129,13 +127,11 @@ def deliver(batch: Iterable[Outgoing],
             if current.plugin is None:
                 yield current.index, _failed(f"unusable channel URL {redacted(current.item.url)}")
             elif current.recipients is None:
-                before_send(current.index)
                 error = _notify(current.plugin, current.item)
                 yield current.index, Outcome() if error is None else _failed(error, may_have_left=True)
             else:
                 key = _server_of(current.plugin)
                 server = servers.get(key) or servers.setdefault(key, _Server(current.plugin))
-                before_send(current.index)
                 outcome = server.send(current, read_ahead)
                 if ahead and ahead[0].plugin is not None and ahead[0].recipients is not None \
                         and _server_of(ahead[0].plugin) == key:
@@ -449,6 +445,17 @@ def _envelope(conn: smtplib.SMTP, sender: str, recipients: Sequence[str], body: 
     return "".join(f"{line}\r\n" for line in lines).encode(conn.command_encoding)
 
 
+def _refusal(mail: tuple[int, bytes], accepted: list[str], data: tuple[int, bytes]) -> str | None:
+    """Why the server refused the envelope (its MAIL, every RCPT, or its DATA), or None: it waits for the data."""
+    if mail[0] != 250:
+        return f"{mail[0]} {mail[1].decode(errors='replace')}"
+    if not accepted:
+        return "every recipient refused"
+    if data[0] != 354:
+        return f"{data[0]} {data[1].decode(errors='replace')}"
+    return None
+
+
 def _transmit(conn: smtplib.SMTP, sender: str, recipients: Sequence[str], body: bytes | str,
               while_waiting: Callable[[], None] = lambda: None, *, announced: bool = False) -> str | None:
     """smtplib's sendmail, telling a refusal (the reason, returned) from a reply lost after the data went.
@@ -462,30 +469,19 @@ def _transmit(conn: smtplib.SMTP, sender: str, recipients: Sequence[str], body: 
     if announced or conn.has_extn("pipelining"):
         if not announced:
             conn.send(_envelope(conn, sender, recipients, body))
-        code, reply = conn.getreply()
+        mail = conn.getreply()
         accepted = [r for r in recipients if conn.getreply()[0] in (250, 251)]
-        data_code, data_reply = conn.getreply()
-        if code != 250 or not accepted or data_code != 354:
-            if data_code == 354:  # a server that took DATA all the same: an empty message it refuses, ended
-                conn.send(b".\r\n")
-                conn.getreply()
-            conn.rset()
-            if code != 250:
-                return f"{code} {reply.decode(errors='replace')}"
-            return "every recipient refused" if not accepted else f"{data_code} {data_reply.decode(errors='replace')}"
-    else:
-        code, reply = conn.mail(sender, _mail_options(conn, body))
-        if code != 250:
-            conn.rset()
-            return f"{code} {reply.decode(errors='replace')}"
-        accepted = [r for r in recipients if conn.rcpt(r)[0] in (250, 251)]
-        if not accepted:
-            conn.rset()
-            return "every recipient refused"
-        code, reply = conn.docmd("data")
-        if code != 354:
-            conn.rset()
-            return f"{code} {reply.decode(errors='replace')}"
+        data_reply = conn.getreply()
+    else:  # one command at a time: a refusal ends the exchange before the next is sent
+        mail = conn.mail(sender, _mail_options(conn, body))
+        accepted = [r for r in recipients if conn.rcpt(r)[0] in (250, 251)] if mail[0] == 250 else []
+        data_reply = conn.docmd("data") if accepted else (0, b"")
+    if (refusal := _refusal(mail, accepted, data_reply)) is not None:
+        if data_reply[0] == 354:  # pipelined, and DATA taken all the same: an empty message it refuses, ended
+            conn.send(b".\r\n")
+            conn.getreply()
+        conn.rset()
+        return refusal
     # Bytes come from the SMTP policy, already in CRLF lines; Apprise's strings are normalised here.
     encoded = body if isinstance(body, bytes) else _CRLF_ENDINGS.sub("\r\n", body).encode("utf-8")
     data = _LEADING_DOT.sub(b"..", encoded)
