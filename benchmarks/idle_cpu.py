@@ -43,6 +43,7 @@ from benchmarks._table import Row, print_rows  # noqa: E402
 from benchmarks.stack_startup import _clean_env, _free_port, _ok, _until, running_ops_up  # noqa: E402
 from engine import prefect_postgres  # noqa: E402
 from engine.stack import stop_process_group  # noqa: E402
+from engine.stack_record import descendants  # noqa: E402
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_PERCENT = 2.0
@@ -86,24 +87,11 @@ def _part(cmdline: str) -> str:
 
 def _tree(root: int) -> dict[int, _Proc]:
     """Every live process under `root` (itself included), each with its CPU ticks and its part."""
-    parents: dict[int, tuple[int, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            parents[int(entry.name)] = stat
-    inside = {root}
-    changed = True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in parents.items():
-            if ppid in inside and pid not in inside:
-                inside.add(pid)
-                changed = True
     found = {}
-    for pid in inside:
-        if pid in parents:
-            cmdline = _cmdline(pid)
+    for pid in (root, *descendants(root)):
+        if (stat := _stat(pid)) is not None:
             # die_with_parent starts each part and waits for it: its line names the part it runs.
-            found[pid] = _Proc(pid, parents[pid][0], parents[pid][1], _part(cmdline))
+            found[pid] = _Proc(pid, stat[0], stat[1], _part(_cmdline(pid)))
     return found
 
 
