@@ -290,9 +290,9 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
         with contextlib.suppress(OSError):
             record.write_text(json.dumps({"api": noted_as, "versions": versions}))
     if ready_file is not None:
-        partial = ready_file.with_name(f"{ready_file.name}.{os.getpid()}")
-        partial.write_text(str(os.getpid()))
-        partial.replace(ready_file)
+        from engine.stack import mark_ready
+
+        mark_ready(ready_file)
 
     import asyncio
 
@@ -310,24 +310,18 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     runner = Runner(pause_on_shutdown=False, limit=limit, query_seconds=poll_seconds)
     _hand_to(runner, ids, path)
     with engine_loop(), contextlib.suppress(KeyboardInterrupt, TerminationSignal):
-        asyncio.run(_run_woken(runner))
+        asyncio.run(_serving(runner))
 
 
-async def _run_woken(runner: Runner) -> None:
+async def _serving(runner: Runner) -> None:
     """The runner, polling at once whenever a run becomes Scheduled (engine/run_wake.py) as well as on its timer."""
-    import asyncio
-
-    from engine.run_wake import wake_on_scheduled_runs
+    from engine.run_wake import woken_while
 
     async def poll() -> None:
         if runner.started and not runner.stopping:
             await runner._get_and_submit_flow_runs()
 
-    waking = asyncio.create_task(wake_on_scheduled_runs(poll))
-    try:
-        await runner.start()
-    finally:
-        waking.cancel()
+    await woken_while(runner.start(), poll)
 
 
 def collapse_missed_runs(names: list[str], unscheduled: set[UUID] | None = None) -> int:

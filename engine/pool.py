@@ -134,17 +134,13 @@ def run_worker(pool: str, *, limit: int | None, poll_seconds: float, name: str |
         assert main is not None
         for stop in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(stop, main.cancel)
-        from engine.run_wake import wake_on_scheduled_runs
+        from engine.run_wake import woken_while
 
         async def poll() -> None:
             if worker.is_setup:
                 await worker.get_and_submit_flow_runs()
 
-        waking = asyncio.create_task(wake_on_scheduled_runs(poll))
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker.start()
-        finally:
-            waking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await woken_while(worker.start(), poll)
 
     asyncio.run(_work())

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 _RETRY_SECONDS = 10.0
 _FOLLOW_SECONDS = 10.0
@@ -35,6 +36,15 @@ def _scheduled_runs_filter() -> object:
 
     return EventFilter(event=EventNameFilter(prefix=["prefect.flow-run."]),
                        resource=EventResourceFilter(labels=ResourceSpecification({"prefect.state-type": "SCHEDULED"})))
+
+
+async def woken_while(serving: Coroutine[Any, Any, object], poll: Callable[[], Awaitable[object]]) -> None:
+    """Await `serving` (a runner's or a worker's start) while each run becoming Scheduled calls `poll`."""
+    waking = asyncio.create_task(wake_on_scheduled_runs(poll))
+    try:
+        await serving
+    finally:
+        waking.cancel()
 
 
 async def wake_on_scheduled_runs(poll: Callable[[], Awaitable[object]], *, woken: asyncio.Event | None = None,

@@ -108,15 +108,20 @@ def mark_ready(path: Path) -> None:
     partial.replace(path)
 
 
+def is_marked(path: Path, pid: int | str) -> bool:
+    """Whether process `pid` has marked `path` ready (mark_ready): a file another process left says no."""
+    try:
+        return path.read_text().strip() == str(pid)
+    except FileNotFoundError:
+        return False
+
+
 def wait_until_marked(path: Path, pid: str, seconds: float) -> None:
     """Until `path` holds `pid` (mark_ready by that process); a RuntimeError after `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            if path.read_text().strip() == pid:
-                return
-        except FileNotFoundError:
-            pass
+        if is_marked(path, pid):
+            return
         time.sleep(0.02)
     raise RuntimeError(f"{path} did not name process {pid} within {seconds:.0f} s")
 
@@ -248,11 +253,7 @@ def _wait_for_deployments(api: str, seconds: float, children: _Children) -> None
             for what, (process, _) in children.running.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{what} exited with code {process.returncode}; see {children.logs}")
-            try:
-                ready = children.serve_ready_file.read_text().strip() == str(children.running["ops serve"][0].pid)
-            except FileNotFoundError:
-                ready = False
-            if ready:
+            if is_marked(children.serve_ready_file, children.running["ops serve"][0].pid):
                 try:
                     response = client.post(f"{api}/deployments/filter",
                                            json={"deployments": {"name": {"any_": sorted(wanted)}}})
