@@ -10,11 +10,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prefect import flow
 
 from engine.run_wake import wake_on_scheduled_runs
 from tests.flows.conftest import start_serving
 
 WAKE_SECONDS = 30  # the event itself takes well under a second; a loaded CI machine is slower
+
+
+@flow(name=f"wake-{uuid.uuid4().hex[:8]}")
+def _nothing() -> None:
+    """Never run: its runs are only moved from state to state."""
 
 
 async def _woken_within(woken: asyncio.Event, seconds: float) -> bool:
@@ -36,13 +42,8 @@ async def _quiet(woken: asyncio.Event) -> None:
 
 
 def test_a_run_becoming_scheduled_wakes_the_poll_and_other_states_do_not(prefect_api: str) -> None:
-    from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.states import Pending, Running, Scheduled
-
-    @flow(name=f"wake-{uuid.uuid4().hex[:8]}")
-    def _nothing() -> None:
-        pass
 
     async def scenario() -> list[str]:
         seen: list[str] = []
@@ -74,13 +75,8 @@ def test_after_an_event_it_polls_again_for_a_while_as_a_resumed_run_may_not_be_s
         prefect_api: str) -> None:
     """An approval can resume a run before its suspending process has exited; the runner skips it until then. One
     event therefore gets follow-up polls (about one a second for ten seconds), not a single one."""
-    from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.states import Pending, Scheduled
-
-    @flow(name=f"wake-{uuid.uuid4().hex[:8]}")
-    def _nothing() -> None:
-        pass
 
     async def scenario() -> list[float]:
         polls: list[float] = []
