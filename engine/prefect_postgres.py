@@ -102,13 +102,27 @@ def is_ready(pgdata: Path, pid: int) -> bool:
     return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
 
 
-def wait_until_ready(pgdata: Path, seconds: float, process: subprocess.Popen[bytes]) -> None:
-    """postmaster.pid's last line turns `ready` once connections are accepted."""
+def wait_until_ready(pgdata: Path, seconds: float, process: subprocess.Popen[bytes] | int) -> None:
+    """postmaster.pid's last line turns `ready` once connections are accepted. `process` is the postmaster as
+    started here, or the pid of one another process started (then only seen to be alive, not reaped)."""
+    pid = process if isinstance(process, int) else process.pid
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"PostgreSQL for the Prefect server exited with code {process.returncode}")
-        if is_ready(pgdata, process.pid):
+        if (code := _exit_code(process)) is not None:
+            raise RuntimeError(f"PostgreSQL for the Prefect server ({pgdata}) exited with code {code}")
+        if is_ready(pgdata, pid):
             return
         time.sleep(0.02)
-    raise RuntimeError(f"PostgreSQL for the Prefect server was not ready within {seconds:.0f} s")
+    raise RuntimeError(f"PostgreSQL for the Prefect server ({pgdata}) was not ready within {seconds:.0f} s")
+
+
+def _exit_code(process: subprocess.Popen[bytes] | int) -> int | str | None:
+    if not isinstance(process, int):
+        return process.poll()
+    try:
+        os.kill(process, 0)
+    except ProcessLookupError:
+        return "unknown (not our child)"
+    except PermissionError:
+        pass  # alive, as another user
+    return None

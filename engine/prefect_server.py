@@ -129,23 +129,6 @@ def patch_trigger_evaluation() -> None:
 _POSTGRES_SECONDS = 30.0
 
 
-def _wait_for_postgres(postgres: str) -> None:
-    from engine import prefect_postgres
-
-    pid, _, pgdata = postgres.partition(":")
-    deadline = time.monotonic() + _POSTGRES_SECONDS
-    while not prefect_postgres.is_ready(Path(pgdata), int(pid)):
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            raise RuntimeError(f"the PostgreSQL of {pgdata} (pid {pid}) exited before it was ready") from None
-        except PermissionError:
-            pass  # alive, as another user
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the PostgreSQL of {pgdata} was not ready within {_POSTGRES_SECONDS:.0f} s")
-        time.sleep(0.02)
-
-
 def main(argv: list[str]) -> None:
     """Patch docket, its pub/sub and the automations consumer, then run `prefect server start` with `argv` here,
     once the PostgreSQL `ops up` started for it is ready."""
@@ -154,10 +137,11 @@ def main(argv: list[str]) -> None:
     patch_trigger_evaluation()
     from prefect.cli import app
 
-    from engine.prefect_postgres import STARTED_VARIABLE
+    from engine.prefect_postgres import STARTED_VARIABLE, wait_until_ready
 
     if postgres := os.environ.pop(STARTED_VARIABLE, None):
-        _wait_for_postgres(postgres)
+        pid, _, pgdata = postgres.partition(":")
+        wait_until_ready(Path(pgdata), _POSTGRES_SECONDS, int(pid))
     sys.argv = ["prefect", "server", "start", *argv]  # Prefect's entry point reads its arguments from sys.argv
     app()
 
