@@ -448,10 +448,14 @@ def _hand_back_soon(step_id: int) -> None:
     runs.hand_back_soon(step_id, RESUME_TRIES)
 
 
-def load_prefect_client() -> None:
-    """Import the Prefect client in a background thread (a second of CPU), so the first resume does not wait."""
-    threading.Thread(target=importlib.import_module, args=("engine.runs",), name="load-prefect-client",
-                     daemon=True).start()
+def load_prefect_client() -> threading.Thread:
+    """Import the Prefect client in a background thread (a second of CPU), so the first resume does not wait.
+    Returned, for a process that may exit soon to join: an interpreter ending while a thread still imports can
+    abort (SIGABRT) instead of exiting with its code."""
+    loading = threading.Thread(target=importlib.import_module, args=("engine.runs",), name="load-prefect-client",
+                               daemon=True)
+    loading.start()
+    return loading
 
 
 def _apply(step_id: int, subject_type: str) -> None:

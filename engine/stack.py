@@ -340,6 +340,7 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
     catcher = None
     gateway = None
     gateway_thread: threading.Thread | None = None
+    loading: threading.Thread | None = None
     code = 1
     try:
         server = _start_prefect_server(settings, children)
@@ -381,7 +382,8 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
                   "a fire drill at the head office: .venv/bin/ops demo drill.",
                   "Press Ctrl-C (or run `ops down`) to stop everything."]
         print("\n".join(lines), flush=True)
-        load_prefect_client()  # for the gateway's first resume; only now, not to slow the Prefect server's start
+        # For the gateway's first resume; only now, not to slow the Prefect server's start.
+        loading = load_prefect_client()
         code = _watch(children, gateway_thread, stopping)
     except (RuntimeError, OSError) as error:
         print(f"opsdirector could not start: {error!r}", flush=True)
@@ -395,5 +397,7 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
         if catcher is not None:
             catcher.stop()
         record.clear()
+        if loading is not None:
+            loading.join(timeout=30)
         print("opsdirector stopped.", flush=True)
     return code
