@@ -160,7 +160,10 @@ def test_a_drill_whose_flow_run_process_is_killed_mid_watch_is_taken_over_and_en
     _drill_ended_as_without_a_crash(org, smtp, str(run.id), answered=3)
     with session() as db:
         events = db.exec(select(AuditEvent).where(AuditEvent.action == "run.taken_over")).all()
-    assert events and {(e.data["dead_run"], e.data["new_run"]) for e in events} == {(str(run.id), str(done.id))}
+    # Only this run's: the engine loop of this `ops serve` may also take over a run an earlier test left crashed
+    # on the shared Prefect server (seen once in CI), which is no business of this test.
+    ours = [e for e in events if e.data["dead_run"] == str(run.id)]
+    assert ours and {(e.data["dead_run"], e.data["new_run"]) for e in ours} == {(str(run.id), str(done.id))}
     assert events[0].data["why"].startswith("crashed")
 
 
