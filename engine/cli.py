@@ -71,13 +71,16 @@ def _import_demo_data() -> None:
         # After the KPIs and the demo's controls (registry.demo.seed): the risks link to both.
         (RiskCategory, (("risk-categories", "risk_categories.csv"), ("risks", "risks.csv"))),
     )
-    _import_kinds()
     today = periods.today()
+    kinds_known = False
     with tempfile.TemporaryDirectory(prefix="ops-demo-") as moved:
         for marker, files in groups:
             with session() as db:
                 if db.exec(select(marker.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
                     continue
+            if not kinds_known:  # importing every process (0.3 s) only when there is something to import
+                _import_kinds()
+                kinds_known = True
             for kind, name in files:
                 path = PROJECT_ROOT / "demo" / name
                 if marker is CostCentre:  # the demo budget moves to the organisation's year

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from registry import trail
+from wrapt import register_post_import_hook
 
 _DEV_SECRET = "opsdirector-local-development-secret-not-for-production"
 
@@ -196,4 +196,11 @@ def _trail_settings() -> tuple[bytes | None, Path, Path]:
     return key, settings.trail_key_file, settings.trail_checkpoints
 
 
-trail.configure(_trail_settings)
+def _hand_over_trail_settings(trail: ModuleType) -> None:
+    trail.configure(_trail_settings)
+
+
+# The trail's key and checkpoints come from these settings in every process that imports this module, the moment
+# the registry is imported (now, if it was already). Not by importing the registry here: that is half a second
+# before `ops up` can start its Prefect server, for a process that may never touch the registry.
+register_post_import_hook(_hand_over_trail_settings, "registry.trail")
