@@ -139,6 +139,7 @@ def serve() -> None:
         REGISTRY_READY_VARIABLE,
         SERVE_READY_VARIABLE,
         STACK_PID_VARIABLE,
+        noted_choices,
         own_server,
         wait_until_marked,
     )
@@ -148,15 +149,17 @@ def serve() -> None:
 
         kill_group_when_orphaned(int(stack_pid), grace=0)
     _prepare()
+    known_choices = None
     if stack_pid and (registry_ready := os.environ.get(REGISTRY_READY_VARIABLE)):
         wait_until_marked(Path(registry_ready), stack_pid, 120)  # the forms' dropdowns: once it is seeded
+        known_choices = noted_choices(Path(registry_ready))
     from engine.deployments import serve_all
 
     ready = os.environ.get(SERVE_READY_VARIABLE)
     settings = get_settings()
     serve_all(poll_seconds=settings.resume_poll_seconds, api_wait_seconds=120,
               ready_file=Path(ready) if ready else None, limit=settings.serve_limit,
-              server=own_server(settings) if stack_pid else None)
+              server=own_server(settings) if stack_pid else None, known_choices=known_choices)
 
 
 @app.command()

@@ -67,13 +67,14 @@ def import_flow_modules(path: Path = PREFECT_YAML) -> list[str]:
     return modules
 
 
-def code_fingerprint() -> str:
+def code_fingerprint(known_choices: dict[str, list[str]] | None = None) -> str:
     """A hash of what turns prefect.yaml into registered deployments, besides prefect.yaml itself.
 
     Conservative on purpose: any change to our source (a parameter model, a docstring), to Prefect or pydantic (they
     build the parameter schema), or to the working directory (Prefect stores entrypoints relative to it) changes
     it, and every deployment is registered again. Reading the files costs milliseconds; importing the flows to
     compare their actual schemas would cost a second of CPU on every start, while the Prefect server starts.
+    `known_choices`: the forms' dropdown values (engine.choices.choices) if read already; else they are read here.
     """
     from importlib import metadata
 
@@ -81,7 +82,8 @@ def code_fingerprint() -> str:
 
     libraries = "".join(f"{name} {metadata.version(name)}\n" for name in ("prefect", "pydantic"))
     # The registry's frameworks, facilities and drill kinds are the forms' dropdowns (engine.parameters).
-    digest = hashlib.sha256(f"{libraries}cwd {Path.cwd()}\nchoices {choices_fingerprint(choices())}\n".encode())
+    known = choices() if known_choices is None else known_choices
+    digest = hashlib.sha256(f"{libraries}cwd {Path.cwd()}\nchoices {choices_fingerprint(known)}\n".encode())
     for package in _SOURCE_PACKAGES:
         for source in sorted((PROJECT_ROOT / package).rglob("*.py")):
             digest.update(str(source.relative_to(PROJECT_ROOT)).encode() + b"\0" + source.read_bytes() + b"\0")
@@ -255,7 +257,8 @@ def _hand_to(runner: Any, ids: dict[str, UUID], path: Path) -> None:
 
 
 def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_seconds: float = 0,
-              ready_file: Path | None = None, limit: int | None = None, server: str | None = None) -> None:
+              ready_file: Path | None = None, limit: int | None = None, server: str | None = None,
+              known_choices: dict[str, list[str]] | None = None) -> None:
     """Serve every deployment from this process; the poll interval bounds the wait after an approval; at most
     `limit` flow runs at once (None: no limit).
 
@@ -268,10 +271,11 @@ def serve_all(path: Path = PREFECT_YAML, poll_seconds: float = 0.5, api_wait_sec
     server rather than after it. `ready_file` gets this process's pid once every deployment is registered: a Run
     then works, and is picked up once the runner has started, about a second later. `server` names the Prefect
     server's database when its URL does not (`ops up`'s own server, on whichever port it was given this time): what
-    was last registered is noted under it, else under the API's URL.
+    was last registered is noted under it, else under the API's URL. `known_choices`: the forms' dropdown values
+    as `ops up` read them (then this process need not import the registry while the server starts).
     """
     api = _api_url()
-    fingerprint = code_fingerprint()
+    fingerprint = code_fingerprint(known_choices)
     versions = {spec.name: definition_version(spec, fingerprint) for spec in specs(path)}
     record = _registered_record()
     # Something will be registered (a first start, a code change): the flows are imported while the server starts.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -114,6 +115,26 @@ def is_marked(path: Path, pid: int | str) -> bool:
         return path.read_text().strip() == str(pid)
     except FileNotFoundError:
         return False
+
+
+def note_choices(ready_file: Path, known: dict[str, list[str]]) -> None:
+    """Beside `ops up`'s registry-ready mark, the forms' dropdown values it read once the registry was seeded."""
+    partial = _choices_file(ready_file).with_name(f"{_choices_file(ready_file).name}.{os.getpid()}")
+    partial.write_text(json.dumps(known))
+    partial.replace(_choices_file(ready_file))
+
+
+def noted_choices(ready_file: Path) -> dict[str, list[str]] | None:
+    """What note_choices wrote for this mark, or None (then `ops serve` reads them from the registry itself)."""
+    try:
+        known = json.loads(_choices_file(ready_file).read_text())
+    except (OSError, ValueError):
+        return None
+    return known if isinstance(known, dict) else None
+
+
+def _choices_file(ready_file: Path) -> Path:
+    return ready_file.with_name(f"{ready_file.name}.choices.json")
 
 
 def wait_until_marked(path: Path, pid: str, seconds: float) -> None:
@@ -346,6 +367,7 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
         server = _start_prefect_server(settings, children)
         children.serve_ready_file.unlink(missing_ok=True)
         children.registry_ready_file.unlink(missing_ok=True)
+        _choices_file(children.registry_ready_file).unlink(missing_ok=True)
         _spawn_serve(children)
 
         from engine import mailcatcher
@@ -354,6 +376,11 @@ def run(settings: Settings, prepare: Callable[[], None] | None = None) -> int:
             catcher = mailcatcher.start(settings.mailbox_dir.resolve(), settings.smtp_host, settings.smtp_port)
         if prepare is not None:
             prepare()
+        from engine.choices import choices
+
+        # `ops serve` hashes them into the deployments' versions: read here, where the registry is imported
+        # already, it need not import it (half a second of CPU) while the Prefect server starts.
+        note_choices(children.registry_ready_file, choices())
         mark_ready(children.registry_ready_file)
 
         import uvicorn

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import pytest
@@ -89,6 +90,22 @@ def test_a_new_framework_changes_every_deployments_version(registry_db: str) -> 
     with session() as db:
         factories.framework(db, manager=factories.person(db), owners=[])
     assert deployments.code_fingerprint() != before, "its dropdown would keep offering the old frameworks"
+
+
+def test_the_dropdowns_ops_up_notes_give_ops_serve_the_same_versions(registry_db: str, tmp_path: Path) -> None:
+    """`ops up` hands `ops serve` the dropdown values it read (engine.stack.note_choices): the versions must be the
+    ones serve would compute from the registry, else every start would register every deployment again."""
+    from engine.choices import choices
+    from engine.stack import note_choices, noted_choices
+
+    with session() as db:
+        factories.framework(db, manager=factories.person(db), owners=[])
+    ready = tmp_path / "registry-ready"
+    assert noted_choices(ready) is None  # nothing noted: serve reads the registry itself
+    note_choices(ready, choices())
+    assert deployments.code_fingerprint(noted_choices(ready)) == deployments.code_fingerprint()
+    (ready.with_name(f"{ready.name}.choices.json")).write_text("{half written")
+    assert noted_choices(ready) is None
 
 
 def test_the_code_fingerprint_does_not_import_prefect(registry_db: str) -> None:
