@@ -126,15 +126,52 @@ def patch_trigger_evaluation() -> None:
     triggers.consumer = _consumer
 
 
+def patch_app_reuse() -> None:
+    """Have `create_app()` hand back the app this process built, without setting up logging and hashing every
+    setting again first (Prefect's own cache is looked up only after both).
+
+    Why: the server's own in-memory clients (the automations' actions, the events client) each call `create_app()`
+    when they start, and each such call costs 0.1-0.2 s of CPU (setup_logging re-reads the logging config and
+    `Settings.hash_key` dumps every setting) just as the server starts answering, when `ops up` waits on its
+    first queries. Same rule as Prefect's cache (settings and the process environment do not change while the
+    server runs): the same app for the same `ephemeral` and `webserver_only`; a call with `settings` or
+    `ignore_cache` goes to Prefect as before.
+    """
+    from prefect.server.api import server
+
+    create_app = server.create_app
+    if list(inspect.signature(create_app).parameters) != ["settings", "ephemeral", "webserver_only", "final",
+                                                          "ignore_cache"]:
+        raise _refuse("prefect.server.api.server.create_app(settings, ephemeral, webserver_only, final, "
+                      "ignore_cache) changed")
+    built: dict[tuple[bool, bool], Any] = {}
+
+    @functools.wraps(create_app)
+    def _create_app(settings: Any = None, ephemeral: bool = False, webserver_only: bool = False,
+                    final: bool = False, ignore_cache: bool = False) -> Any:
+        reusable = settings is None and not ignore_cache
+        key = (ephemeral or bool(os.getenv("PREFECT__SERVER_EPHEMERAL")),
+               webserver_only or bool(os.getenv("PREFECT__SERVER_WEBSERVER_ONLY")))
+        if reusable and key in built:
+            return built[key]
+        app = create_app(settings, ephemeral, webserver_only, final, ignore_cache)
+        if reusable:
+            built[key] = app
+        return app
+
+    server.create_app = _create_app
+
+
 _POSTGRES_SECONDS = 30.0
 
 
 def main(argv: list[str]) -> None:
-    """Patch docket, its pub/sub and the automations consumer, then run `prefect server start` with `argv` here,
-    once the PostgreSQL `ops up` started for it is ready."""
+    """Patch docket, its pub/sub, the automations consumer and app creation, then run `prefect server start` with
+    `argv` here, once the PostgreSQL `ops up` started for it is ready."""
     patch_docket_worker()
     patch_pubsub_listening()
     patch_trigger_evaluation()
+    patch_app_reuse()
     from prefect.cli import app
 
     from engine.prefect_postgres import STARTED_VARIABLE, wait_until_ready

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 from engine.prefect_server import _POLL, patch_pubsub_listening
 
@@ -42,3 +45,32 @@ def test_docket_cancellation_listening_asks_less_often_and_still_hears_a_cancel_
     assert waited_empty >= _POLL.total_seconds() * 0.9, waited_empty
     assert isinstance(message, dict) and message["type"] == "pmessage", message
     assert waited_message < 1.5, f"the cancel took {waited_message:.2f} s to arrive"
+
+
+_APP_REUSE_PROBE = """
+import prefect.logging.configuration as logging_configuration
+from engine.prefect_server import patch_app_reuse
+from prefect.server.api import server
+
+setups = []
+setup_logging = logging_configuration.setup_logging
+logging_configuration.setup_logging = lambda *a, **k: setups.append(1) or setup_logging(*a, **k)
+patch_app_reuse()
+first = server.create_app(final=True)  # as `prefect server start` builds it
+after_first = len(setups)
+again = [server.create_app() for _ in range(3)]  # as the server's in-memory clients ask for it
+fresh = server.create_app(ignore_cache=True)
+print(after_first, len(setups) - after_first, all(app is first for app in again), fresh is not first)
+"""
+
+
+def test_the_servers_own_clients_get_the_app_already_built_without_setting_up_logging_again() -> None:
+    """Prefect's create_app() sets up logging and hashes every setting before it looks in its cache: each of the
+    server's in-memory clients cost 0.1-0.2 s so, as the server starts answering. Patched, they get the same app
+    (as Prefect's cache would give them) for nothing; a call that asks for a fresh app still gets one."""
+    done = subprocess.run([sys.executable, "-c", _APP_REUSE_PROBE], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    built_once, set_up_again, same_app, fresh_app = done.stdout.split()
+    assert (built_once, same_app, fresh_app) == ("1", "True", "True"), done.stdout
+    assert set_up_again == "1", "only the call asking for a fresh app sets logging up again"
