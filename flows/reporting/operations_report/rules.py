@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -141,14 +142,20 @@ def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _days(ordered: Sequence[tuple[date, float]], first: date, last: date) -> Sequence[tuple[date, float]]:
+    """The points of `ordered` (sorted) dated from `first` to `last`; (day,) sorts before every (day, value)."""
+    return ordered[bisect_left(ordered, (first,)):bisect_left(ordered, (last + timedelta(days=1),))]
+
+
 def summarize_kpi(spec: KpiSpec, points: Iterable[tuple[date, float]], period: Period) -> KpiRow:
     """A KPI's figures for `period` from its measurements (any span; those outside the chart window are ignored)."""
     first, last = chart_window(period)
-    shown = tuple(sorted((d, v) for d, v in points if first <= d <= last))
+    ordered = sorted(points)  # a year of daily points: sliced by date below, not filtered point by point
+    shown = tuple(_days(ordered, first, last))
     before = period.previous()
-    inside = [(d, v) for d, v in shown if period.start <= d <= period.end]
+    inside = _days(shown, period.start, period.end)
     value = _mean([v for _, v in inside])
-    previous = _mean([v for d, v in shown if before.start <= d <= before.end])
+    previous = _mean([v for _, v in _days(shown, before.start, before.end)])
     change = None if value is None or previous is None else value - previous
     moved = trend(value, previous, spec.target, spec.direction)
     return KpiRow(
@@ -159,6 +166,7 @@ def summarize_kpi(spec: KpiSpec, points: Iterable[tuple[date, float]], period: P
 
 
 AGE_BUCKETS = ("0–30 days", "31–60 days", "61–90 days", "over 90 days")
+AGE_LIMITS = (30, 60, 90)  # the oldest age, in days, of each bucket but the last
 
 
 def age_days(created: datetime, now: datetime) -> int:
@@ -167,13 +175,10 @@ def age_days(created: datetime, now: datetime) -> int:
 
 def age_bucket(days: int) -> str:
     """0–30, 31–60, 61–90 and over 90 days old."""
-    if days <= 30:
-        return AGE_BUCKETS[0]
-    if days <= 60:
-        return AGE_BUCKETS[1]
-    if days <= 90:
-        return AGE_BUCKETS[2]
-    return AGE_BUCKETS[3]
+    for bucket, limit in zip(AGE_BUCKETS, AGE_LIMITS, strict=False):
+        if days <= limit:
+            return bucket
+    return AGE_BUCKETS[-1]
 
 
 @dataclass(frozen=True)
@@ -189,15 +194,29 @@ class AgeRow:
 
 def age_table(findings: Iterable[tuple[int, str]], actions: Iterable[tuple[int, bool]]) -> list[AgeRow]:
     """Open findings (age, severity) and corrective actions (age, overdue) counted per age bucket."""
-    rows = {bucket: AgeRow(bucket) for bucket in AGE_BUCKETS}
-    for days, severity in findings:
-        row = rows[age_bucket(days)]
-        by_severity = {s: getattr(row, s) + (s == severity) for s in ("high", "medium", "low")}
-        rows[row.bucket] = replace(row, findings=row.findings + 1, **by_severity)
-    for days, overdue in actions:
-        row = rows[age_bucket(days)]
-        rows[row.bucket] = replace(row, actions=row.actions + 1, overdue=row.overdue + overdue)
-    return list(rows.values())
+    return counted_ages([(AGE_BUCKETS.index(age_bucket(days)), severity, 1) for days, severity in findings],
+                        [(AGE_BUCKETS.index(age_bucket(days)), 1, int(overdue)) for days, overdue in actions])
+
+
+def age_bucket_starts(now: datetime) -> tuple[datetime, ...]:
+    """For each age bucket but the last, the moment after which a thing created is young enough for it: created
+    after the first, 0–30 days old by `age_days`; after the second, 31–60 (a day's age is whole days, rounded
+    down, so 30 days old is anything younger than 31 days)."""
+    return tuple(_utc(now) - timedelta(days=limit + 1) for limit in AGE_LIMITS)
+
+
+def counted_ages(findings: Iterable[tuple[int, str, int]], actions: Iterable[tuple[int, int, int]]) -> list[AgeRow]:
+    """The age table from counts: findings as (bucket index, severity, how many), corrective actions as (bucket
+    index, how many, how many overdue), as many rows of one bucket as come."""
+    rows = [AgeRow(bucket) for bucket in AGE_BUCKETS]
+    for index, severity, count in findings:
+        row = rows[index]
+        by_severity = {s: getattr(row, s) + (count if s == severity else 0) for s in ("high", "medium", "low")}
+        rows[index] = replace(row, findings=row.findings + count, **by_severity)
+    for index, count, overdue in actions:
+        row = rows[index]
+        rows[index] = replace(row, actions=row.actions + count, overdue=row.overdue + overdue)
+    return rows
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -323,15 +342,20 @@ def latest_score(cards: Iterable[Scorecard]) -> LatestScore:
     quarter), that earlier score with the reason: a review without deliveries does not wipe out the last one.
     Quarters ("2026-Q3") sort as text; cards of one period keep the order given (oldest first)."""
     ordered = sorted(cards, key=lambda c: c.period)
-    if not ordered:
-        return LatestScore()
-    newest = ordered[-1]
     scored = [c for c in ordered if c.score is not None]
-    if not scored:
-        return LatestScore(reviewed_period=newest.period, note=ScoreNote.unscored)
-    last = scored[-1]
-    note = ScoreNote.scored if last.period == newest.period else ScoreNote.earlier
-    return LatestScore(score=last.score, scored_period=last.period, reviewed_period=newest.period, note=note)
+    return score_shown(ordered[-1].period if ordered else None, scored[-1] if scored else None)
+
+
+def score_shown(newest_period: str | None, last_scored: Scorecard | None) -> LatestScore:
+    """What `latest_score` shows from the newest review's period (None: never reviewed) and the newest card that
+    holds a score (None: none does)."""
+    if newest_period is None:
+        return LatestScore()
+    if last_scored is None:
+        return LatestScore(reviewed_period=newest_period, note=ScoreNote.unscored)
+    note = ScoreNote.scored if last_scored.period == newest_period else ScoreNote.earlier
+    return LatestScore(score=last_scored.score, scored_period=last_scored.period, reviewed_period=newest_period,
+                       note=note)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
+from bisect import bisect_left, bisect_right
 from dataclasses import asdict, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from registry import (
     KpiMeasurement,
     Notification,
     OperationsReport,
+    Person,
     PurchaseRequest,
     PurchaseRequestLine,
     StepStatus,
@@ -56,123 +59,235 @@ SHORTAGES_SHOWN = 15
 TEMPLATES = "reporting/operations_report"
 
 
+def _table(model: type) -> sa.Table:
+    return model.__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def _moment(name: str) -> sa.BindParameter[datetime]:
+    return sa.bindparam(name, type_=_table(HumanStep).c.created_at.type)
+
+
+# The sections' statements are built once (a report reads the registry in a few milliseconds: building them
+# anew each time cost as much as running some); what changes between reports is bound when they run.
+
+
+@cache
+def _kpi_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    kpi, person, measured = _table(KpiDefinition), _table(Person), _table(KpiMeasurement)
+    specs = (sa.select(kpi.c.id, kpi.c.code, kpi.c.name, kpi.c.unit, kpi.c.target, kpi.c.direction,
+                       sa.func.coalesce(person.c.name, ""), kpi.c.description)
+             .outerjoin(person, person.c.id == kpi.c.owner_id).where(kpi.c.active.is_(True)).order_by(kpi.c.code))
+    series = (sa.select(measured.c.kpi_id, measured.c.measured_on, measured.c.value)
+              .join(kpi, kpi.c.id == measured.c.kpi_id)
+              .where(kpi.c.active.is_(True), measured.c.measured_on >= sa.bindparam("first", type_=sa.Date),
+                     measured.c.measured_on <= sa.bindparam("last", type_=sa.Date))
+              .order_by(measured.c.kpi_id, measured.c.measured_on))
+    return specs, series
+
+
 @task
 def kpi_section(period: Period) -> list[rules.KpiRow]:
-    """Every active KPI with its measurements over the chart window, in two queries."""
+    """Every active KPI with its owner, and their measurements over the chart window in order, in two queries."""
     first, last = rules.chart_window(period)
-    with unit() as db:
-        kpis = list(db.exec(select(KpiDefinition).where(col(KpiDefinition.active).is_(True))
-                            .order_by(col(KpiDefinition.code))))
-        owners = names_by_id(db, {k.owner_id for k in kpis})
-        points: dict[int, list[tuple[date, float]]] = {k.id or 0: [] for k in kpis}
-        measured = select(col(KpiMeasurement.kpi_id), col(KpiMeasurement.measured_on), col(KpiMeasurement.value))
-        rows = db.exec(measured.where(col(KpiMeasurement.kpi_id).in_(list(points)),
-                                      col(KpiMeasurement.measured_on) >= first,
-                                      col(KpiMeasurement.measured_on) <= last)).all() if points else []
-        for kpi_id, day, value in rows:
-            points[kpi_id].append((day, value))
-    return [rules.summarize_kpi(rules.KpiSpec(id=k.id or 0, code=k.code, name=k.name, unit=k.unit, target=k.target,
-                                              direction=k.direction.value, owner=owners.get(k.owner_id or 0, ""),
-                                              description=k.description), points[k.id or 0], period)
-            for k in kpis]
+    specs, series = _kpi_statements()
+    with session() as db:
+        connection = db.connection()
+        kpis = connection.execute(specs).all()
+        rows = connection.execute(series, {"first": first, "last": last}).all() if kpis else []
+    ids, days, values = zip(*rows, strict=True) if rows else ((), (), ())
+    shown = []
+    for kpi_id, code, name, measured_in, target, direction, owner, description in kpis:
+        begins, ends = bisect_left(ids, kpi_id), bisect_right(ids, kpi_id)
+        spec = rules.KpiSpec(id=kpi_id, code=code, name=name, unit=measured_in, target=target,
+                             direction=direction.value, owner=owner, description=description)
+        shown.append(rules.summarize_kpi(spec, zip(days[begins:ends], values[begins:ends], strict=True), period))
+    return shown
+
+
+@cache
+def _findings_statements() -> tuple[sa.Select[Any], ...]:
+    finding, action, person = _table(Finding), _table(CorrectiveAction), _table(Person)
+    is_open = finding.c.status == FindingStatus.open
+    unverified = action.c.status.in_(UNVERIFIED)
+
+    def bucket(created: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+        # The index in rules.AGE_BUCKETS, from the moments rules.age_bucket_starts gives as young, middle, old.
+        return sa.case((created > _moment("young"), 0), (created > _moment("middle"), 1),
+                       (created > _moment("old"), 2), else_=3)
+
+    found_in, acted_in = bucket(finding.c.created_at), bucket(action.c.created_at)
+    owed_late = sa.and_(action.c.status.in_(OWED), action.c.due_at < _moment("now"))
+    found = sa.select(found_in, finding.c.severity, sa.func.count()).where(is_open).group_by(found_in,
+                                                                                             finding.c.severity)
+    acted = (sa.select(acted_in, sa.func.count(), sa.func.sum(sa.case((owed_late, 1), else_=0)),
+                       sa.func.sum(sa.case((action.c.status == ActionStatus.done, 1), else_=0)))
+             .where(unverified).group_by(acted_in))
+    oldest_found = (sa.select(finding.c.description, finding.c.severity, person.c.name, finding.c.created_at)
+                    .outerjoin(action, action.c.finding_id == finding.c.id)
+                    .outerjoin(person, person.c.id == action.c.owner_id)
+                    .where(is_open).order_by(finding.c.created_at, finding.c.id).limit(OLDEST_SHOWN))
+    oldest_acted = (sa.select(action.c.description, finding.c.severity, person.c.name, action.c.created_at,
+                              action.c.due_at, action.c.status)
+                    .join(finding, finding.c.id == action.c.finding_id)
+                    .outerjoin(person, person.c.id == action.c.owner_id)
+                    .where(unverified).order_by(action.c.created_at, action.c.id).limit(OLDEST_SHOWN))
+    settled = sa.select(
+        sa.select(sa.func.count()).select_from(finding).where(
+            finding.c.status == FindingStatus.closed, finding.c.closed_at >= _moment("start"),
+            finding.c.closed_at < _moment("end")).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(action).where(
+            action.c.status == ActionStatus.verified, action.c.verified_at >= _moment("start"),
+            action.c.verified_at < _moment("end")).scalar_subquery())
+    return found, acted, oldest_found, oldest_acted, settled
 
 
 @task
 def findings_section(now: datetime, period: Period, tz: str) -> rules.FindingsSection:
-    """Open findings and unverified corrective actions by age and the oldest of them; what closed in the period."""
+    """Open findings and unverified corrective actions counted by age in SQL, the oldest of each, what closed in
+    the period."""
     start, end = period.bounds(tz)
-    with unit() as db:
-        findings = list(db.exec(select(Finding, CorrectiveAction)
-                                .outerjoin(CorrectiveAction, col(CorrectiveAction.finding_id) == Finding.id)
-                                .where(col(Finding.status) == FindingStatus.open)))
-        actions = list(db.exec(select(CorrectiveAction, Finding)
-                               .join(Finding, col(Finding.id) == CorrectiveAction.finding_id)
-                               .where(col(CorrectiveAction.status).in_(UNVERIFIED))))
-        closed = db.exec(select(func.count()).select_from(Finding).where(
-            col(Finding.status) == FindingStatus.closed, col(Finding.closed_at) >= start,
-            col(Finding.closed_at) < end)).one()
-        verified = db.exec(select(func.count()).select_from(CorrectiveAction).where(
-            col(CorrectiveAction.status) == ActionStatus.verified, col(CorrectiveAction.verified_at) >= start,
-            col(CorrectiveAction.verified_at) < end)).one()
-        owner_ids: set[int | None] = {a.owner_id for a, _ in actions}
-        owner_ids |= {a.owner_id for _, a in findings if a is not None}
-        owners = names_by_id(db, owner_ids)
-    items = [rules.OpenItem("finding", f.description, f.severity.value, owners.get(a.owner_id, "") if a else "",
-                            rules.age_days(f.created_at, now)) for f, a in findings]
-    items += [rules.OpenItem("corrective action", a.description, f.severity.value, owners.get(a.owner_id, ""),
-                             rules.age_days(a.created_at, now), as_utc(a.due_at),
-                             a.status in OWED and as_utc(a.due_at) < now)
-              for a, f in actions]
-    ages = rules.age_table([(i.age_days, i.severity) for i in items if i.kind == "finding"],
-                           [(i.age_days, i.overdue) for i in items if i.kind == "corrective action"])
+    young, middle, old = rules.age_bucket_starts(now)
+    found, acted, oldest_found, oldest_acted, settled = _findings_statements()
+    with session() as db:
+        connection = db.connection()
+        ages = {"young": young, "middle": middle, "old": old, "now": now}
+        by_severity = [(index, severity.value, count) for index, severity, count in connection.execute(found, ages)]
+        by_age = connection.execute(acted, ages).all()
+        items = [rules.OpenItem("finding", description, severity.value, owner or "", rules.age_days(created, now))
+                 for description, severity, owner, created in connection.execute(oldest_found)]
+        items += [rules.OpenItem("corrective action", description, severity.value, owner or "",
+                                 rules.age_days(created, now), due, status in OWED and due < now)
+                  for description, severity, owner, created, due, status in connection.execute(oldest_acted)]
+        closed, verified = connection.execute(settled, {"start": start, "end": end}).one()
     return rules.FindingsSection(
-        ages=ages, oldest=sorted(items, key=lambda i: (-i.age_days, i.kind))[:OLDEST_SHOWN],
+        ages=rules.counted_ages(by_severity, [(index, count, overdue) for index, count, overdue, _ in by_age]),
+        oldest=sorted(items, key=lambda i: (-i.age_days, i.kind))[:OLDEST_SHOWN],
         resolution=rules.Resolution(findings_closed=closed, actions_verified=verified,
-                                    awaiting_verification=sum(a.status == ActionStatus.done for a, _ in actions)))
+                                    awaiting_verification=sum(done for *_, done in by_age)))
+
+
+# Hours from asking to answer, never below zero, exactly as rules.latency_rows computes them in Python: whole
+# microseconds between the two, divided by 10⁶ and by 3,600. SQLite holds a timestamp as text,
+# "YYYY-MM-DD HH:MM:SS.ffffff" (its seconds by strftime, its microseconds the last six characters).
+_HOURS = {
+    "sqlite": "MAX((CAST(strftime('%s', answered_at) AS INTEGER) - CAST(strftime('%s', created_at) AS INTEGER))"
+              " * 1000000 + CAST(substr(answered_at, 21, 6) AS INTEGER) - CAST(substr(created_at, 21, 6) AS INTEGER),"
+              " 0) / 1000000.0 / 3600.0",
+    "postgresql": "GREATEST(CAST(EXTRACT(EPOCH FROM answered_at - created_at) AS DOUBLE PRECISION), 0) / 3600",
+}
+
+
+@cache
+def _latency_statement(dialect: str) -> sa.Select[Any]:
+    """rules.latency_rows in SQL, one row per kind and form answered from `start` to before `end` (bound): how
+    many, the median and the 90th-percentile hours (nearest rank), how many after their due time."""
+    step = _table(HumanStep)
+    answered = (sa.select(step.c.kind, step.c.form, sa.literal_column(_HOURS[dialect], sa.Float).label("hours"),
+                          sa.case((step.c.answered_at > step.c.due_at, 1), else_=0).label("late"))
+                .where(step.c.status == StepStatus.answered, step.c.answered_at >= _moment("start"),
+                       step.c.answered_at < _moment("end"))
+                .cte("answered"))
+    group = (answered.c.kind, answered.c.form)
+    ranked = sa.select(*answered.c, sa.func.row_number().over(partition_by=group, order_by=answered.c.hours)
+                       .label("rank"), sa.func.count().over(partition_by=group).label("n")).cte("ranked")
+    rank, n, hours = ranked.c.rank, ranked.c.n, ranked.c.hours
+    # The median is the middle answer, or the mean of the middle two; the 90th percentile's nearest rank,
+    # ceil(0.9 n), is (9 n + 9) div 10 in integers (test_rules holds the two equal).
+    middle = sa.or_(rank == (n + 1) // 2, rank == n // 2 + 1)
+    return (sa.select(ranked.c.kind, ranked.c.form, sa.func.count(), sa.func.avg(sa.case((middle, hours))),
+                      sa.func.max(sa.case((rank == (9 * n + 9) // 10, hours))), sa.func.sum(ranked.c.late))
+            .group_by(ranked.c.kind, ranked.c.form))
 
 
 @task
 def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
-    """Hours from asking to answer for every approval and request answered in the period."""
+    """Hours from asking to answer for every approval and request answered in the period, per kind and form,
+    computed by the database."""
     start, end = period.bounds(tz)
-    answered = col(HumanStep.answered_at)
-    with unit() as db:
-        steps = db.execute(sa.select(col(HumanStep.kind), col(HumanStep.form), col(HumanStep.created_at), answered,
-                                     col(HumanStep.due_at))
-                           .where(col(HumanStep.status) == StepStatus.answered, answered >= start, answered < end))
-        answers = [(k, f, asked, done, due) for k, f, asked, done, due in steps if done]
-    return rules.latency_rows(answers, titles={form: form_title(form) for form in {f for _, f, *_ in answers}})
+    with session() as db:
+        connection = db.connection()
+        found = connection.execute(_latency_statement(connection.dialect.name), {"start": start, "end": end}).all()
+    return [rules.LatencyRow(kind=kind, form=form, answered=count, median_hours=median, p90_hours=p90, late=late,
+                             title=form_title(form))
+            for kind, form, count, median, p90, late in sorted(found)]
+
+
+@cache
+def _vendor_statement() -> sa.Select[Any]:
+    vendor, person, card = _table(Vendor), _table(Person), _table(VendorScorecard)
+    newest = (sa.select(card.c.vendor_id, sa.func.max(card.c.period).label("period"))
+              .group_by(card.c.vendor_id).subquery("newest"))
+    scored = (sa.select(card.c.vendor_id, card.c.period, card.c.score, sa.func.row_number().over(
+              partition_by=card.c.vendor_id, order_by=card.c.period.desc()).label("n"))
+              .where(card.c.score.is_not(None)).subquery("scored"))
+    return (sa.select(vendor.c.code, vendor.c.name, sa.func.coalesce(person.c.name, ""), vendor.c.standing,
+                      vendor.c.contract_end, newest.c.period, scored.c.period, scored.c.score)
+            .outerjoin(person, person.c.id == vendor.c.owner_id)
+            .outerjoin(newest, newest.c.vendor_id == vendor.c.id)
+            .outerjoin(scored, sa.and_(scored.c.vendor_id == vendor.c.id, scored.c.n == 1))
+            .where(vendor.c.active.is_(True)).order_by(vendor.c.code))
 
 
 @task
 def vendor_section() -> list[rules.VendorLine]:
-    """Active vendors, their standing and their latest score (or why there is none)."""
-    with unit() as db:
-        vendors = list(db.exec(select(Vendor).where(col(Vendor.active).is_(True)).order_by(col(Vendor.code))))
-        owners = names_by_id(db, {v.owner_id for v in vendors})
-        cards: dict[int, list[rules.Scorecard]] = {}
-        for vendor_id, period, score in db.exec(select(VendorScorecard.vendor_id, VendorScorecard.period,
-                                                       VendorScorecard.score)
-                                                .order_by(col(VendorScorecard.created_at), col(VendorScorecard.id))):
-            cards.setdefault(vendor_id, []).append(rules.Scorecard(period, score))
-    lines = []
-    for v in vendors:
-        latest = rules.latest_score(cards.get(v.id or 0, ()))
-        lines.append(rules.VendorLine(code=v.code, name=v.name, owner=owners.get(v.owner_id, ""),
-                                      standing=v.standing.value, score=latest.score,
-                                      scored_period=latest.scored_period, contract_end=v.contract_end,
-                                      reviewed_period=latest.reviewed_period, note=latest.note))
-    return lines
+    """Active vendors, their standing and their latest score (or why there is none), in one query: a vendor has
+    one scorecard per review period."""
+    with session() as db:
+        found = db.connection().execute(_vendor_statement()).all()
+    shown = []
+    for code, name, owner, standing, contract_end, reviewed, scored_period, score in found:
+        latest = rules.score_shown(reviewed, rules.Scorecard(scored_period, score) if scored_period else None)
+        shown.append(rules.VendorLine(code=code, name=name, owner=owner, standing=standing.value,
+                                      score=latest.score, scored_period=latest.scored_period,
+                                      contract_end=contract_end, reviewed_period=latest.reviewed_period,
+                                      note=latest.note))
+    return shown
 
 
-@task
-def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shortage]]:
-    """Stock totals in one aggregate; the items at or below their reorder point through its partial index."""
-    item = InventoryItem.__table__  # type: ignore[attr-defined]
-    line = PurchaseRequestLine.__table__  # type: ignore[attr-defined]
-    request = PurchaseRequest.__table__  # type: ignore[attr-defined]
-    vendor = Vendor.__table__  # type: ignore[attr-defined]
-    low = item.c.on_hand <= item.c.reorder_point
+@cache
+def _inventory_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    item, line, request, vendor = (_table(InventoryItem), _table(PurchaseRequestLine), _table(PurchaseRequest),
+                                   _table(Vendor))
     totals = sa.select(sa.func.count(), sa.func.sum(sa.case((item.c.on_hand == 0, 1), else_=0)),
                        sa.func.sum(item.c.on_hand * item.c.unit_cost))
     on_order = (sa.select(line.c.item_id, sa.func.sum(line.c.quantity).label("quantity"))
                 .join(request, request.c.id == line.c.request_id)
                 .where(request.c.status.in_(OPEN_REQUEST_STATUSES)).group_by(line.c.item_id).subquery("on_order"))
     open_qty = sa.func.coalesce(on_order.c.quantity, 0)
+    covered = sa.case((item.c.on_hand + open_qty > item.c.reorder_point, 1), else_=0)
+    # Counted over every low item (a window is computed before the limit), only the first few read.
     short = (sa.select(item.c.sku, item.c.location, item.c.description, vendor.c.code, item.c.on_hand,
-                       item.c.reorder_point, open_qty)
+                       item.c.reorder_point, open_qty, sa.func.count().over(), sa.func.sum(covered).over())
              .join(vendor, vendor.c.id == item.c.vendor_id).outerjoin(on_order, on_order.c.item_id == item.c.id)
-             .where(low).order_by(item.c.on_hand, item.c.reorder_point.desc(), item.c.sku, item.c.location))
-    with unit() as db:
+             .where(item.c.on_hand <= item.c.reorder_point)
+             .order_by(item.c.on_hand, item.c.reorder_point.desc(), item.c.sku, item.c.location)
+             .limit(SHORTAGES_SHOWN))
+    return totals, short
+
+
+@task
+def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shortage]]:
+    """Stock totals in one aggregate; the items at or below their reorder point, counted and the first shown,
+    through its partial index."""
+    totals, short = _inventory_statements()
+    with session() as db:
         connection = db.connection()
         count, empty, value = connection.execute(totals).one()
         if not count:
             return None, []
-        shortages = [rules.Shortage(*row) for row in connection.execute(short)]
+        shown = connection.execute(short).all()
     health = rules.InventoryHealth(
-        items=int(count), at_or_below=len(shortages), out_of_stock=int(empty or 0),
-        covered=sum(s.on_hand + s.on_order > s.reorder_point for s in shortages), stock_value=float(value or 0))
-    return health, shortages[:SHORTAGES_SHOWN]
+        items=int(count), at_or_below=shown[0][7] if shown else 0, out_of_stock=int(empty or 0),
+        covered=int(shown[0][8]) if shown else 0, stock_value=float(value or 0))
+    return health, [rules.Shortage(*row[:7]) for row in shown]
+
+
+@cache
+def _owed_statement() -> sa.Select[Any]:
+    action, person = _table(CorrectiveAction), _table(Person)
+    return (sa.select(action.c.description, sa.func.coalesce(person.c.name, ""), action.c.due_at)
+            .outerjoin(person, person.c.id == action.c.owner_id)
+            .where(action.c.status.in_(OWED), action.c.due_at < _moment("horizon")))
 
 
 @task
@@ -180,14 +295,13 @@ def obligations_section(now: datetime) -> list[rules.Obligation]:
     """What every process puts on the calendar within the horizon (or overdue), and the corrective actions their
     owners still owe: the actions are the engine's, shared by every process, not any one process's."""
     horizon = now + timedelta(days=rules.OBLIGATION_HORIZON_DAYS)
-    with unit() as db:
+    with session() as db:
         declared = [due for _, due in processes.obligations(db, horizon)]
-        actions = list(db.exec(select(CorrectiveAction).where(col(CorrectiveAction.status).in_(OWED),
-                                                              col(CorrectiveAction.due_at) < horizon)))
-        owners = names_by_id(db, {d.owner_id for d in declared} | {a.owner_id for a in actions})
+        actions = db.connection().execute(_owed_statement(), {"horizon": horizon}).all()
+        owners = names_by_id(db, {d.owner_id for d in declared})
     found = [rules.obligation(d.kind, d.what, owners.get(d.owner_id or 0, ""), d.due_at, now) for d in declared]
-    found += [rules.obligation("Corrective action", a.description, owners.get(a.owner_id, ""), a.due_at, now)
-              for a in actions]
+    found += [rules.obligation("Corrective action", description, owner, due, now)
+              for description, owner, due in actions]
     return rules.due_soon(found)
 
 
