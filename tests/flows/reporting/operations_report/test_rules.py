@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -24,10 +25,13 @@ from flows.reporting.operations_report.rules import (
     Tone,
     Trend,
     age_bucket,
+    age_bucket_starts,
+    age_days,
     age_table,
     cadence_due,
     change_mark,
     chart_window,
+    counted_ages,
     due_soon,
     figures,
     headline,
@@ -37,6 +41,7 @@ from flows.reporting.operations_report.rules import (
     latest_score,
     obligation,
     percentile,
+    score_shown,
     summarize_kpi,
     trend,
 )
@@ -112,6 +117,30 @@ def test_the_age_table_counts_findings_by_severity_and_overdue_actions() -> None
                     AgeRow(AGE_BUCKETS[1], findings=1, medium=1, actions=1, overdue=1),
                     AgeRow(AGE_BUCKETS[2]),
                     AgeRow(AGE_BUCKETS[3], findings=1, high=1, actions=2, overdue=1)]
+
+
+def test_the_bucket_starts_split_moments_as_age_days_buckets_them() -> None:
+    now = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+    starts = age_bucket_starts(now)
+    for age in (timedelta(0), timedelta(days=30, hours=23, minutes=59, seconds=59, microseconds=999_999),
+                timedelta(days=31), timedelta(days=61), timedelta(days=91, microseconds=-1), timedelta(days=91),
+                timedelta(days=500), -timedelta(days=2)):
+        created = now - age
+        in_sql = next((index for index, start in enumerate(starts) if created > start), len(starts))
+        assert AGE_BUCKETS[in_sql] == age_bucket(age_days(created, now)), age
+
+
+def test_the_age_table_from_counts_is_the_age_table_from_items() -> None:
+    assert counted_ages([(0, "high", 1), (0, "low", 1), (1, "medium", 1), (3, "high", 1)],
+                        [(0, 1, 0), (1, 1, 1), (3, 2, 1)]) == age_table(
+        [(5, "high"), (10, "low"), (45, "medium"), (120, "high")], [(5, False), (45, True), (95, True), (100, False)])
+
+
+def test_the_sql_nearest_rank_of_the_90th_percentile_is_the_rule_s() -> None:
+    """The report's latency query ranks the 90th percentile in integers, (9 n + 9) div 10, as `percentile` does
+    with ceil(0.9 n) in floating point."""
+    for n in range(1, 200_001):
+        assert (9 * n + 9) // 10 == max(math.ceil(0.9 * n), 1), n
 
 
 @pytest.mark.parametrize(("values", "share", "expected"),
@@ -243,6 +272,17 @@ def test_a_kpi_row_carries_its_change_mark(direction: Direction, before: float, 
 def test_a_vendor_s_latest_score_is_the_newest_it_earned_or_says_why_there_is_none(
         cards: list[Scorecard], latest: LatestScore) -> None:
     assert latest_score(cards) == latest
+
+
+@pytest.mark.parametrize(("newest", "scored", "latest"), [
+    (None, None, LatestScore()),
+    ("2026-Q4", None, LatestScore(None, "", "2026-Q4", ScoreNote.unscored)),
+    ("2026-Q4", Scorecard("2026-Q3", 89.4), LatestScore(89.4, "2026-Q3", "2026-Q4", ScoreNote.earlier)),
+    ("2026-Q4", Scorecard("2026-Q4", 70.0), LatestScore(70.0, "2026-Q4", "2026-Q4", ScoreNote.scored)),
+])
+def test_the_score_shown_from_the_newest_review_and_the_newest_score(
+        newest: str | None, scored: Scorecard | None, latest: LatestScore) -> None:
+    assert score_shown(newest, scored) == latest
 
 
 def test_the_headline_counts_approvals_apart_from_other_answers() -> None:
