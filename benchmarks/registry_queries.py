@@ -287,7 +287,7 @@ class _Raw:
         else:
             sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
         self.cursor.execute(sql, params)
-        return self.cursor.fetchall()
+        return list(self.cursor.fetchall())
 
     def moment(self, value: Any) -> Any:
         return datetime.fromisoformat(value).replace(tzinfo=UTC) if self.sqlite and value is not None else value

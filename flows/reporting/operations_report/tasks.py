@@ -59,6 +59,9 @@ SHORTAGES_SHOWN = 15
 TEMPLATES = "reporting/operations_report"
 
 
+_Statement = sa.Select[*tuple[Any, ...]]
+
+
 def _table(model: type) -> sa.Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -72,7 +75,7 @@ def _moment(name: str) -> sa.BindParameter[datetime]:
 
 
 @cache
-def _kpi_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
+def _kpi_statements() -> tuple[_Statement, _Statement]:
     kpi, person, measured = _table(KpiDefinition), _table(Person), _table(KpiMeasurement)
     specs = (sa.select(kpi.c.id, kpi.c.code, kpi.c.name, kpi.c.unit, kpi.c.target, kpi.c.direction,
                        sa.func.coalesce(person.c.name, ""), kpi.c.description)
@@ -105,7 +108,7 @@ def kpi_section(period: Period) -> list[rules.KpiRow]:
 
 
 @cache
-def _findings_statements() -> tuple[sa.Select[Any], ...]:
+def _findings_statements() -> tuple[_Statement, ...]:
     finding, action, person = _table(Finding), _table(CorrectiveAction), _table(Person)
     is_open = finding.c.status == FindingStatus.open
     unverified = action.c.status.in_(UNVERIFIED)
@@ -178,7 +181,7 @@ _HOURS = {
 
 
 @cache
-def _latency_statement(dialect: str) -> sa.Select[Any]:
+def _latency_statement(dialect: str) -> _Statement:
     """rules.latency_rows in SQL, one row per kind and form answered from `start` to before `end` (bound): how
     many, the median and the 90th-percentile hours (nearest rank), how many after their due time."""
     step = _table(HumanStep)
@@ -213,7 +216,7 @@ def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
 
 
 @cache
-def _vendor_statement() -> sa.Select[Any]:
+def _vendor_statement() -> _Statement:
     vendor, person, card = _table(Vendor), _table(Person), _table(VendorScorecard)
     newest = (sa.select(card.c.vendor_id, sa.func.max(card.c.period).label("period"))
               .group_by(card.c.vendor_id).subquery("newest"))
@@ -245,7 +248,7 @@ def vendor_section() -> list[rules.VendorLine]:
 
 
 @cache
-def _inventory_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
+def _inventory_statements() -> tuple[_Statement, _Statement]:
     item, line, request, vendor = (_table(InventoryItem), _table(PurchaseRequestLine), _table(PurchaseRequest),
                                    _table(Vendor))
     totals = sa.select(sa.func.count(), sa.func.sum(sa.case((item.c.on_hand == 0, 1), else_=0)),
@@ -283,7 +286,7 @@ def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shorta
 
 
 @cache
-def _owed_statement() -> sa.Select[Any]:
+def _owed_statement() -> _Statement:
     action, person = _table(CorrectiveAction), _table(Person)
     return (sa.select(action.c.description, sa.func.coalesce(person.c.name, ""), action.c.due_at)
             .outerjoin(person, person.c.id == action.c.owner_id)
