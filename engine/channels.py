@@ -35,8 +35,9 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import apprise
+from apprise.manager_plugins import NotificationManager
 from apprise.plugins.email.base import PGP_MODE_DEFAULT, NotifyEmail
-from apprise.plugins.email.smtp import AppriseSMTPController
+from apprise.plugins.email.smtp import AppriseSMTPController, SMTPSecureMode
 from apprise.utils.parse import is_email as is_address
 from apprise.utils.parse import parse_emails
 
@@ -45,6 +46,7 @@ from engine.templates import Message
 from registry import Person
 
 _EMAIL_SCHEMES = ("mailto", "mailtos")
+_REGISTRY = NotificationManager()  # Apprise's plugin registry (one per process): true once its plugins are loaded
 _SMTP_ERRORS = (OSError, smtplib.SMTPException, RuntimeError)
 
 
@@ -161,12 +163,12 @@ class _Plugins:
         base, to = _split_to(url) if is_email(url) else (url, None)
         key = (base, to is not None)
         if key not in self.parsed:
-            plugin = apprise.Apprise.instantiate(base, asset=self.asset, suppress_exceptions=True)
+            plugin = _instantiate(base, self.asset)
             path_targets = isinstance(plugin, NotifyEmail) and bool(NotifyEmail.parse_url(base)["targets"])
             self.parsed[key] = None if to is not None and path_targets else plugin
         plugin = self.parsed[key]
         if plugin is None and to is not None:  # a URL naming recipients in its path as well: parsed whole
-            plugin = apprise.Apprise.instantiate(url, asset=self.asset, suppress_exceptions=True)
+            plugin = _instantiate(url, self.asset)
             to = None
         if not isinstance(plugin, NotifyEmail) or not _plain_email(plugin):
             return plugin, None
@@ -174,6 +176,28 @@ class _Plugins:
             return plugin, list(plugin.targets)
         found = [is_address(address) for address in parse_emails(to)]
         return plugin, [(f["name"] or False, f["full_email"]) for f in found if f]
+
+
+def _instantiate(url: str, asset: apprise.AppriseAsset) -> Any:
+    """`apprise.Apprise.instantiate(url)`, without importing every Apprise plugin for an e-mail URL.
+
+    Apprise finds a URL's plugin by importing all of its hundred-odd plugin modules on first use: 0.2 s of CPU,
+    0.5-1.5 s of a drill's first alert while the roster is asked in another thread. Until they are loaded no other
+    plugin can have taken the mail schemes (registering one loads them first), so those are Apprise's own e-mail
+    plugin's, built here as `instantiate` builds it; every other URL, and every URL once they are loaded, goes
+    through `instantiate`.
+    """
+    schema = url.split("://", 1)[0].strip().lower()
+    if schema not in _EMAIL_SCHEMES or _REGISTRY or not NotifyEmail.enabled:
+        return apprise.Apprise.instantiate(url, asset=asset, suppress_exceptions=True)
+    results = NotifyEmail.parse_url(url.replace("/#", "/%23"))  # as apprise.plugins.url_to_dict reads it
+    if not results:
+        return None
+    try:
+        plugin = NotifyEmail(**{**results, "tag": set(), "asset": asset})
+    except Exception:  # as instantiate(suppress_exceptions=True): an unusable URL is None
+        return None
+    return plugin if plugin.enabled else None
 
 
 def _split_to(url: str) -> tuple[str, str | None]:
@@ -399,13 +423,28 @@ class _Server:
 
 
 def _open(plugin: NotifyEmail) -> AppriseSMTPController:
-    """Apprise's SMTP controller: the connection, STARTTLS or SSL, and login, as Apprise does them."""
+    """Apprise's SMTP controller: the connection, STARTTLS or SSL, and login, as Apprise does them.
+
+    Without TLS, the connection and login as its `__enter__` makes them, but for the TLS context it builds first
+    whatever the mode (20-50 ms of CPU a session, each batch a drill hands over opening one).
+    """
     smtp = AppriseSMTPController(
         host=plugin.smtp_host, port=plugin.port, secure_mode=plugin.secure_mode, user=plugin.user,
         password=plugin.password, verify_certificate=plugin.verify_certificate,
         socket_connect_timeout=plugin.socket_connect_timeout,
     )
-    return smtp.__enter__()
+    if plugin.secure_mode != SMTPSecureMode.INSECURE:
+        return smtp.__enter__()
+    conn = smtplib.SMTP(plugin.smtp_host, plugin.port, None, timeout=plugin.socket_connect_timeout)
+    if plugin.user and plugin.password:
+        try:
+            conn.login(plugin.user, plugin.password)
+        except _SMTP_ERRORS:
+            with contextlib.suppress(*_SMTP_ERRORS):
+                conn.quit()
+            raise
+    smtp._socket = conn  # type: ignore[assignment]  # Apprise types it as its initial None
+    return smtp
 
 
 def _send_one(smtp: AppriseSMTPController, plugin: NotifyEmail, ready: _Ready,

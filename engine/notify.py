@@ -26,7 +26,7 @@ from typing import Any
 
 from markupsafe import escape
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Select, and_, bindparam, delete, insert, or_, update
+from sqlalchemy import Connection, Executable, Select, and_, bindparam, delete, insert, or_, update
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
@@ -321,9 +321,7 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
                         _record_failure(db, item, channels.Outcome(item.error), now, report, can_give_up=to_tell)
                         db.commit()
                         continue
-                    if item.minted:  # its links exist before the message can leave
-                        db.commit()
-                    ready.append(item)
+                    ready.append(item)  # its links, if any, were committed as they were written
                     yield item.outgoing
 
         # One short transaction per outcome, committed before the next message goes: what the server accepted
@@ -335,7 +333,7 @@ def _deliver(batches: list[list[int]], report: DeliveryReport, now: datetime) ->
                 report.sent.append(item.notification_id)
             else:
                 _record_failure(db, item, outcome, now, report, can_give_up=to_tell)
-            db.commit()
+                db.commit()
 
 
 @contextmanager
@@ -384,7 +382,24 @@ _ADD_LINKS = insert(StepLink.__table__)  # type: ignore[attr-defined]
 
 
 def _record_sent(db: Session, notification_id: int) -> None:
-    db.connection().execute(_MARK_SENT, {"note_id": notification_id, "sent_at": utcnow()})
+    """The message marked sent and committed before this returns."""
+    _committed(db, _MARK_SENT, {"note_id": notification_id, "sent_at": utcnow()})
+
+
+def _committed(db: Session, statement: Executable, params: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """`statement` executed and committed at once in a transaction of its own on the session's connection.
+
+    Once or twice a message (its links, its outcome), so not through the session: beginning and committing the
+    session's transaction around one Core statement cost about 0.3 ms, the statement and its commit 0.05.
+    Whatever the session holds is committed first, as it would have been with this statement.
+    """
+    if db.in_transaction():
+        db.commit()
+    connection = db.get_bind()
+    assert isinstance(connection, Connection)  # _outcome_session's
+    # begin() refuses a connection already in a transaction: one the session had joined would not be committed
+    with connection.begin():
+        connection.execute(statement, params)
 
 
 def _record_failure(db: Session, item: _Prepared, outcome: channels.Outcome, now: datetime,
@@ -542,8 +557,8 @@ def _prepare(db: Session, batch: _Batch, notification_id: int) -> _Prepared:
         prepared.expires.clear()
         prepared.error = str(problem)
         return prepared
-    if added:
-        db.connection().execute(_ADD_LINKS, added)
+    if added:  # committed before the message can leave
+        _committed(db, _ADD_LINKS, added)
     prepared.outgoing = channels.Outgoing(url, message, tuple(files))
     return prepared
 
