@@ -148,9 +148,15 @@ def _days(ordered: Sequence[tuple[date, float]], first: date, last: date) -> Seq
 
 
 def summarize_kpi(spec: KpiSpec, points: Iterable[tuple[date, float]], period: Period) -> KpiRow:
-    """A KPI's figures for `period` from its measurements (any span; those outside the chart window are ignored)."""
+    """A KPI's figures for `period` from its measurements (any span, any order; those outside the chart window
+    are ignored)."""
+    return summarize_ordered(spec, sorted(points), period)
+
+
+def summarize_ordered(spec: KpiSpec, ordered: Sequence[tuple[date, float]], period: Period) -> KpiRow:
+    """`summarize_kpi` of measurements already in date order (as the registry returns them): a year of daily
+    points is sliced by date, not filtered nor sorted point by point."""
     first, last = chart_window(period)
-    ordered = sorted(points)  # a year of daily points: sliced by date below, not filtered point by point
     shown = tuple(_days(ordered, first, last))
     before = period.previous()
     inside = _days(shown, period.start, period.end)
@@ -353,9 +359,18 @@ def score_shown(newest_period: str | None, last_scored: Scorecard | None) -> Lat
         return LatestScore()
     if last_scored is None:
         return LatestScore(reviewed_period=newest_period, note=ScoreNote.unscored)
-    note = ScoreNote.scored if last_scored.period == newest_period else ScoreNote.earlier
     return LatestScore(score=last_scored.score, scored_period=last_scored.period, reviewed_period=newest_period,
-                       note=note)
+                       note=score_note(newest_period, last_scored.period))
+
+
+def score_note(newest_period: str | None, scored_period: str | None) -> ScoreNote:
+    """The note beside a vendor's score, from the newest review's period and that of the newest score (None:
+    never reviewed, never scored)."""
+    if newest_period is None:
+        return ScoreNote.never
+    if scored_period is None:
+        return ScoreNote.unscored
+    return ScoreNote.scored if scored_period == newest_period else ScoreNote.earlier
 
 
 @dataclass(frozen=True)

@@ -103,12 +103,13 @@ def kpi_section(period: Period) -> list[rules.KpiRow]:
         begins, ends = bisect_left(ids, kpi_id), bisect_right(ids, kpi_id)
         spec = rules.KpiSpec(id=kpi_id, code=code, name=name, unit=measured_in, target=target,
                              direction=direction.value, owner=owner, description=description)
-        shown.append(rules.summarize_kpi(spec, zip(days[begins:ends], values[begins:ends], strict=True), period))
+        shown.append(rules.summarize_ordered(spec, list(zip(days[begins:ends], values[begins:ends], strict=True)),
+                                             period))
     return shown
 
 
 @cache
-def _findings_statements() -> tuple[_Statement, ...]:
+def _findings_statements() -> tuple[sa.CompoundSelect[*tuple[Any, ...]], _Statement, _Statement, _Statement]:
     finding, action, person = _table(Finding), _table(CorrectiveAction), _table(Person)
     is_open = finding.c.status == FindingStatus.open
     unverified = action.c.status.in_(UNVERIFIED)
@@ -120,11 +121,13 @@ def _findings_statements() -> tuple[_Statement, ...]:
 
     found_in, acted_in = bucket(finding.c.created_at), bucket(action.c.created_at)
     owed_late = sa.and_(action.c.status.in_(OWED), action.c.due_at < _moment("now"))
-    found = sa.select(found_in, finding.c.severity, sa.func.count()).where(is_open).group_by(found_in,
-                                                                                             finding.c.severity)
-    acted = (sa.select(acted_in, sa.func.count(), sa.func.sum(sa.case((owed_late, 1), else_=0)),
-                       sa.func.sum(sa.case((action.c.status == ActionStatus.done, 1), else_=0)))
-             .where(unverified).group_by(acted_in))
+    # One statement for both counts: an action's row has no severity (every finding has one).
+    counted = sa.union_all(
+        sa.select(found_in, finding.c.severity, sa.func.count(), sa.literal(0), sa.literal(0)).where(is_open)
+        .group_by(found_in, finding.c.severity),
+        sa.select(acted_in, sa.null(), sa.func.count(), sa.func.sum(sa.case((owed_late, 1), else_=0)),
+                  sa.func.sum(sa.case((action.c.status == ActionStatus.done, 1), else_=0)))
+        .where(unverified).group_by(acted_in))
     oldest_found = (sa.select(finding.c.description, finding.c.severity, person.c.name, finding.c.created_at)
                     .outerjoin(action, action.c.finding_id == finding.c.id)
                     .outerjoin(person, person.c.id == action.c.owner_id)
@@ -141,7 +144,7 @@ def _findings_statements() -> tuple[_Statement, ...]:
         sa.select(sa.func.count()).select_from(action).where(
             action.c.status == ActionStatus.verified, action.c.verified_at >= _moment("start"),
             action.c.verified_at < _moment("end")).scalar_subquery())
-    return found, acted, oldest_found, oldest_acted, settled
+    return counted, oldest_found, oldest_acted, settled
 
 
 @task
@@ -150,12 +153,13 @@ def findings_section(now: datetime, period: Period, tz: str) -> rules.FindingsSe
     the period."""
     start, end = period.bounds(tz)
     young, middle, old = rules.age_bucket_starts(now)
-    found, acted, oldest_found, oldest_acted, settled = _findings_statements()
+    counted, oldest_found, oldest_acted, settled = _findings_statements()
     with session() as db:
         connection = db.connection()
         ages = {"young": young, "middle": middle, "old": old, "now": now}
-        by_severity = [(index, severity.value, count) for index, severity, count in connection.execute(found, ages)]
-        by_age = connection.execute(acted, ages).all()
+        rows = connection.execute(counted, ages).all()
+        by_severity = [(index, severity.value, count) for index, severity, count, _, _ in rows if severity]
+        by_age = [(index, count, overdue, done) for index, severity, count, overdue, done in rows if not severity]
         items = [rules.OpenItem("finding", description, severity.value, owner or "", rules.age_days(created, now))
                  for description, severity, owner, created in connection.execute(oldest_found)]
         items += [rules.OpenItem("corrective action", description, severity.value, owner or "",
@@ -237,14 +241,10 @@ def vendor_section() -> list[rules.VendorLine]:
     one scorecard per review period."""
     with session() as db:
         found = db.connection().execute(_vendor_statement()).all()
-    shown = []
-    for code, name, owner, standing, contract_end, reviewed, scored_period, score in found:
-        latest = rules.score_shown(reviewed, rules.Scorecard(scored_period, score) if scored_period else None)
-        shown.append(rules.VendorLine(code=code, name=name, owner=owner, standing=standing.value,
-                                      score=latest.score, scored_period=latest.scored_period,
-                                      contract_end=contract_end, reviewed_period=latest.reviewed_period,
-                                      note=latest.note))
-    return shown
+    return [rules.VendorLine(code=code, name=name, owner=owner, standing=standing.value, score=score,
+                             scored_period=scored_period or "", contract_end=contract_end,
+                             reviewed_period=reviewed or "", note=rules.score_note(reviewed, scored_period))
+            for code, name, owner, standing, contract_end, reviewed, scored_period, score in found]
 
 
 @cache

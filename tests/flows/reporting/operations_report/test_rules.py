@@ -41,6 +41,7 @@ from flows.reporting.operations_report.rules import (
     latest_score,
     obligation,
     percentile,
+    score_note,
     score_shown,
     summarize_kpi,
     trend,
@@ -283,6 +284,13 @@ def test_a_vendor_s_latest_score_is_the_newest_it_earned_or_says_why_there_is_no
 def test_the_score_shown_from_the_newest_review_and_the_newest_score(
         newest: str | None, scored: Scorecard | None, latest: LatestScore) -> None:
     assert score_shown(newest, scored) == latest
+
+
+@pytest.mark.parametrize(("newest", "scored", "note"), [
+    (None, None, ScoreNote.never), ("2026-Q4", None, ScoreNote.unscored), ("2026-Q4", "2026-Q3", ScoreNote.earlier),
+    ("2026-Q4", "2026-Q4", ScoreNote.scored)])
+def test_the_note_beside_a_score(newest: str | None, scored: str | None, note: ScoreNote) -> None:
+    assert score_note(newest, scored) == note
 
 
 def test_the_headline_counts_approvals_apart_from_other_answers() -> None:
