@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -98,3 +102,25 @@ def test_an_answer_that_no_longer_fits_its_form_is_refused_by_name(registry_db: 
         assert record_answer(db, step=step, person=person, answer={"verdict": "approve"})  # a renamed field
         with pytest.raises(AnswerMismatch, match=f"step {step.id} \\(approval\\).*Approval"):
             answer_of(step, Approval)
+
+
+# A fresh process, as a flow run is: how many objects the collector's full collections no longer rescan.
+_FROZEN = """
+import gc
+from engine import work
+counts = []
+for _ in range(2):
+    with work.delivering_meanwhile():
+        pass
+    counts.append(gc.get_freeze_count())
+print(counts[0], counts[1])
+"""
+
+
+def test_a_process_leaves_its_imports_out_of_full_collections_once_before_its_first_roster() -> None:
+    done = subprocess.run([sys.executable, "-c", _FROZEN], cwd=Path(__file__).resolve().parents[2],
+                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = map(int, done.stdout.split())
+    assert first > 50_000, "the imports a full collection rescanned (0.2-0.5 s of a drill's delivery)"
+    assert second == first, "frozen once a process: what came after is collected as usual"
