@@ -93,7 +93,7 @@ def kpi_section(period: Period) -> list[rules.KpiRow]:
     """Every active KPI with its owner, and their measurements over the chart window in order, in two queries."""
     first, last = rules.chart_window(period)
     specs, series = _kpi_statements()
-    with session() as db:
+    with unit() as db:
         connection = db.connection()
         kpis = connection.execute(specs).all()
         rows = connection.execute(series, {"first": first, "last": last}).all() if kpis else []
@@ -154,7 +154,7 @@ def findings_section(now: datetime, period: Period, tz: str) -> rules.FindingsSe
     start, end = period.bounds(tz)
     young, middle, old = rules.age_bucket_starts(now)
     counted, oldest_found, oldest_acted, settled = _findings_statements()
-    with session() as db:
+    with unit() as db:
         connection = db.connection()
         ages = {"young": young, "middle": middle, "old": old, "now": now}
         rows = connection.execute(counted, ages).all()
@@ -211,7 +211,7 @@ def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
     """Hours from asking to answer for every approval and request answered in the period, per kind and form,
     computed by the database."""
     start, end = period.bounds(tz)
-    with session() as db:
+    with unit() as db:
         connection = db.connection()
         found = connection.execute(_latency_statement(connection.dialect.name), {"start": start, "end": end}).all()
     return [rules.LatencyRow(kind=kind, form=form, answered=count, median_hours=median, p90_hours=p90, late=late,
@@ -239,7 +239,7 @@ def _vendor_statement() -> _Statement:
 def vendor_section() -> list[rules.VendorLine]:
     """Active vendors, their standing and their latest score (or why there is none), in one query: a vendor has
     one scorecard per review period."""
-    with session() as db:
+    with unit() as db:
         found = db.connection().execute(_vendor_statement()).all()
     return [rules.VendorLine(code=code, name=name, owner=owner, standing=standing.value, score=score,
                              scored_period=scored_period or "", contract_end=contract_end,
@@ -273,7 +273,7 @@ def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shorta
     """Stock totals in one aggregate; the items at or below their reorder point, counted and the first shown,
     through its partial index."""
     totals, short = _inventory_statements()
-    with session() as db:
+    with unit() as db:
         connection = db.connection()
         count, empty, value = connection.execute(totals).one()
         if not count:
@@ -298,7 +298,7 @@ def obligations_section(now: datetime) -> list[rules.Obligation]:
     """What every process puts on the calendar within the horizon (or overdue), and the corrective actions their
     owners still owe: the actions are the engine's, shared by every process, not any one process's."""
     horizon = now + timedelta(days=rules.OBLIGATION_HORIZON_DAYS)
-    with session() as db:
+    with unit() as db:
         declared = [due for _, due in processes.obligations(db, horizon)]
         actions = db.connection().execute(_owed_statement(), {"horizon": horizon}).all()
         owners = names_by_id(db, {d.owner_id for d in declared})
