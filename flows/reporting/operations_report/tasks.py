@@ -97,13 +97,13 @@ def kpi_section(period: Period) -> list[rules.KpiRow]:
         connection = db.connection()
         kpis = connection.execute(specs).all()
         rows = connection.execute(series, {"first": first, "last": last}).all() if kpis else []
-    ids, days, values = zip(*rows, strict=True) if rows else ((), (), ())
+    ids = [kpi_id for kpi_id, _, _ in rows]  # in order: each KPI's points are one slice
+    points = [(day, value) for _, day, value in rows]
     shown = []
     for kpi_id, code, name, measured_in, target, direction, owner, description in kpis:
-        begins, ends = bisect_left(ids, kpi_id), bisect_right(ids, kpi_id)
         spec = rules.KpiSpec(id=kpi_id, code=code, name=name, unit=measured_in, target=target,
                              direction=direction.value, owner=owner, description=description)
-        shown.append(rules.summarize_ordered(spec, list(zip(days[begins:ends], values[begins:ends], strict=True)),
+        shown.append(rules.summarize_ordered(spec, points[bisect_left(ids, kpi_id):bisect_right(ids, kpi_id)],
                                              period))
     return shown
 
