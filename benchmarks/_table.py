@@ -129,6 +129,7 @@ class Outcome:
     returncode: int
     seconds: float
     rows: list[tuple[str, str, str, str]]
+    tail: str = ""  # the last lines it printed: what a failing run said
 
 
 def run(script: Path, args: Sequence[str], table: Path, *, echo: bool = True, timeout: float | None = None) -> Outcome:
@@ -158,7 +159,7 @@ def run(script: Path, args: Sequence[str], table: Path, *, echo: bool = True, ti
     written = [Row(str(r["figure"]), float(r["ours"]), float(r["baseline"]),  # type: ignore[arg-type]
                    str(r["unit"]), str(r["note"])).cells() for r in _json_rows(table)[len(before):]]
     rows = written or parse_rows("".join(lines))
-    return Outcome(script.stem, returncode, time.perf_counter() - began, rows)
+    return Outcome(script.stem, returncode, time.perf_counter() - began, rows, "".join(lines[-40:]))
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

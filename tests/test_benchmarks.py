@@ -50,7 +50,8 @@ def test_the_benchmarks_are_found() -> None:
 def test_a_benchmark_runs_at_its_smoke_size_and_prints_its_table(
         script: Path, smoke_runs: dict[str, tuple[_table.Outcome, Path]]) -> None:
     outcome, table = smoke_runs[script.stem]
-    assert outcome.returncode == 0, f"{script.name} --smoke exited {outcome.returncode} after {outcome.seconds:.0f} s"
+    assert outcome.returncode == 0, (f"{script.name} --smoke exited {outcome.returncode} after "
+                                     f"{outcome.seconds:.0f} s; it printed last:\n{outcome.tail}")
     assert outcome.rows, f"{script.name} --smoke printed no `figure | ours | baseline | ratio` row"
     for figure, ours, baseline, _ratio in outcome.rows:
         assert figure and ours and baseline

@@ -86,8 +86,11 @@ def _deployments(api: str) -> dict[str, dict[str, Any]]:
 
 
 def _runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
-    return httpx.post(f"{api}/flow_runs/filter", timeout=10,
+    """The deployment's runs a person asked for: the scheduler's own (a quarterly deployment just registered gets
+    its next three) may be created while a form is open, and are not the run its Submit made."""
+    runs = httpx.post(f"{api}/flow_runs/filter", timeout=10,
                       json={"deployments": {"id": {"any_": [deployment_id]}}}).json()
+    return [run for run in runs if not run["auto_scheduled"]]
 
 
 def _property(page: Any, title: str) -> Any:
