@@ -102,11 +102,16 @@ SERVE_READY_VARIABLE = "OPS_SERVE_READY_FILE"
 REGISTRY_READY_VARIABLE = "OPS_REGISTRY_READY_FILE"
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """`text` in `path`, whole or not at all (another process polls for it)."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def mark_ready(path: Path) -> None:
     """Write this process's pid to `path`, whole or not at all (a reader polls for it)."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}")
-    partial.write_text(str(os.getpid()))
-    partial.replace(path)
+    _write_whole(path, str(os.getpid()))
 
 
 def is_marked(path: Path, pid: int | str) -> bool:
@@ -119,9 +124,7 @@ def is_marked(path: Path, pid: int | str) -> bool:
 
 def note_choices(ready_file: Path, known: dict[str, list[str]]) -> None:
     """Beside `ops up`'s registry-ready mark, the forms' dropdown values it read once the registry was seeded."""
-    partial = _choices_file(ready_file).with_name(f"{_choices_file(ready_file).name}.{os.getpid()}")
-    partial.write_text(json.dumps(known))
-    partial.replace(_choices_file(ready_file))
+    _write_whole(_choices_file(ready_file), json.dumps(known))
 
 
 def noted_choices(ready_file: Path) -> dict[str, list[str]] | None:

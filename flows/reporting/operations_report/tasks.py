@@ -20,6 +20,7 @@ from sqlmodel import col, func, select
 from engine import notify, occasions, processes
 from engine.exports import csv_bytes
 from engine.forms import form_title
+from engine.importer import table_of
 from engine.periods import Period
 from engine.reports import SavedReport, report_path, save_pdf, save_report
 from engine.templates import render_page
@@ -62,12 +63,8 @@ TEMPLATES = "reporting/operations_report"
 _Statement = sa.Select[*tuple[Any, ...]]
 
 
-def _table(model: type) -> sa.Table:
-    return model.__table__  # type: ignore[attr-defined, no-any-return]
-
-
 def _moment(name: str) -> sa.BindParameter[datetime]:
-    return sa.bindparam(name, type_=_table(HumanStep).c.created_at.type)
+    return sa.bindparam(name, type_=table_of(HumanStep).c.created_at.type)
 
 
 # The sections' statements are built once (a report reads the registry in a few milliseconds: building them
@@ -76,7 +73,7 @@ def _moment(name: str) -> sa.BindParameter[datetime]:
 
 @cache
 def _kpi_statements() -> tuple[_Statement, _Statement]:
-    kpi, person, measured = _table(KpiDefinition), _table(Person), _table(KpiMeasurement)
+    kpi, person, measured = table_of(KpiDefinition), table_of(Person), table_of(KpiMeasurement)
     specs = (sa.select(kpi.c.id, kpi.c.code, kpi.c.name, kpi.c.unit, kpi.c.target, kpi.c.direction,
                        sa.func.coalesce(person.c.name, ""), kpi.c.description)
              .outerjoin(person, person.c.id == kpi.c.owner_id).where(kpi.c.active.is_(True)).order_by(kpi.c.code))
@@ -110,7 +107,7 @@ def kpi_section(period: Period) -> list[rules.KpiRow]:
 
 @cache
 def _findings_statements() -> tuple[sa.CompoundSelect[*tuple[Any, ...]], _Statement, _Statement, _Statement]:
-    finding, action, person = _table(Finding), _table(CorrectiveAction), _table(Person)
+    finding, action, person = table_of(Finding), table_of(CorrectiveAction), table_of(Person)
     is_open = finding.c.status == FindingStatus.open
     unverified = action.c.status.in_(UNVERIFIED)
 
@@ -188,7 +185,7 @@ _HOURS = {
 def _latency_statement(dialect: str) -> _Statement:
     """rules.latency_rows in SQL, one row per kind and form answered from `start` to before `end` (bound): how
     many, the median and the 90th-percentile hours (nearest rank), how many after their due time."""
-    step = _table(HumanStep)
+    step = table_of(HumanStep)
     answered = (sa.select(step.c.kind, step.c.form, sa.literal_column(_HOURS[dialect], sa.Float).label("hours"),
                           sa.case((step.c.answered_at > step.c.due_at, 1), else_=0).label("late"))
                 .where(step.c.status == StepStatus.answered, step.c.answered_at >= _moment("start"),
@@ -221,7 +218,7 @@ def latency_section(period: Period, tz: str) -> list[rules.LatencyRow]:
 
 @cache
 def _vendor_statement() -> _Statement:
-    vendor, person, card = _table(Vendor), _table(Person), _table(VendorScorecard)
+    vendor, person, card = table_of(Vendor), table_of(Person), table_of(VendorScorecard)
     newest = (sa.select(card.c.vendor_id, sa.func.max(card.c.period).label("period"))
               .group_by(card.c.vendor_id).subquery("newest"))
     scored = (sa.select(card.c.vendor_id, card.c.period, card.c.score, sa.func.row_number().over(
@@ -249,8 +246,8 @@ def vendor_section() -> list[rules.VendorLine]:
 
 @cache
 def _inventory_statements() -> tuple[_Statement, _Statement]:
-    item, line, request, vendor = (_table(InventoryItem), _table(PurchaseRequestLine), _table(PurchaseRequest),
-                                   _table(Vendor))
+    item, line, request, vendor = (table_of(InventoryItem), table_of(PurchaseRequestLine), table_of(PurchaseRequest),
+                                   table_of(Vendor))
     totals = sa.select(sa.func.count(), sa.func.sum(sa.case((item.c.on_hand == 0, 1), else_=0)),
                        sa.func.sum(item.c.on_hand * item.c.unit_cost))
     on_order = (sa.select(line.c.item_id, sa.func.sum(line.c.quantity).label("quantity"))
@@ -287,7 +284,7 @@ def inventory_section() -> tuple[rules.InventoryHealth | None, list[rules.Shorta
 
 @cache
 def _owed_statement() -> _Statement:
-    action, person = _table(CorrectiveAction), _table(Person)
+    action, person = table_of(CorrectiveAction), table_of(Person)
     return (sa.select(action.c.description, sa.func.coalesce(person.c.name, ""), action.c.due_at)
             .outerjoin(person, person.c.id == action.c.owner_id)
             .where(action.c.status.in_(OWED), action.c.due_at < _moment("horizon")))
