@@ -72,15 +72,12 @@ def _import_demo_data() -> None:
         (RiskCategory, (("risk-categories", "risk_categories.csv"), ("risks", "risks.csv"))),
     )
     today = periods.today()
-    kinds_known = False
     with tempfile.TemporaryDirectory(prefix="ops-demo-") as moved:
         for marker, files in groups:
             with session() as db:
                 if db.exec(select(marker.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
                     continue
-            if not kinds_known:  # importing every process (0.3 s) only when there is something to import
-                _import_kinds()
-                kinds_known = True
+            _import_kinds()  # every process imported (0.3 s, once) only when there is something to import
             for kind, name in files:
                 path = PROJECT_ROOT / "demo" / name
                 if marker is CostCentre:  # the demo budget moves to the organisation's year
